@@ -1,0 +1,162 @@
+"""The one exception hierarchy of imgcore.
+
+Every error imgcore raises on purpose is an :class:`ImgcoreError`; the Rust core's errors are mapped to these
+classes in one place (``rust/py/src/errors.rs``). OS errors stay ordinary :class:`OSError` subclasses that carry
+the path. Messages are lowercase, context first, then the cause: ``extract sha256:ab12…: entry "../x" escapes root``.
+Extra attributes are keyword-only, so every exception pickles (``BaseException`` keeps ``__dict__``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "BlobNotFound",
+    "ContainerNotFound",
+    "DigestMismatch",
+    "ImageInUse",
+    "ImageNotFound",
+    "ImgcoreError",
+    "InternalError",
+    "InvalidArchive",
+    "InvalidDigest",
+    "InvalidManifest",
+    "InvalidReference",
+    "LimitExceeded",
+    "NotFound",
+    "RateLimited",
+    "RegistryError",
+    "SizeMismatch",
+    "StoreError",
+    "UnsafeArchiveEntry",
+    "UnsupportedMediaType",
+]
+
+
+class ImgcoreError(Exception):
+    """Base class of every error imgcore raises on purpose."""
+
+    def __init__(self, message: str, **attrs: Any) -> None:
+        super().__init__(message)
+        self.__dict__.update(attrs)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InternalError(ImgcoreError):
+    """A bug in imgcore (for example a Rust panic caught at the boundary)."""
+
+
+class InvalidReference(ImgcoreError, ValueError):
+    """An image reference (``name[:tag][@digest]``) that does not parse."""
+
+
+class InvalidDigest(ImgcoreError, ValueError):
+    """A digest string that is not ``algorithm:hex`` with a supported algorithm and length."""
+
+
+class DigestMismatch(ImgcoreError):
+    """Content hashed to another digest than expected. ``expected`` and ``actual`` are digest strings."""
+
+    expected: str | None
+    actual: str | None
+
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None, **attrs: Any) -> None:
+        super().__init__(message, expected=expected, actual=actual, **attrs)
+
+
+class SizeMismatch(ImgcoreError):
+    """Content had another length than its descriptor says."""
+
+    expected: int | None
+    actual: int | None
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None, **attrs: Any) -> None:
+        super().__init__(message, expected=expected, actual=actual, **attrs)
+
+
+class BlobNotFound(ImgcoreError, LookupError):
+    """The store has no blob with that digest."""
+
+    digest: str | None
+
+    def __init__(self, message: str, *, digest: str | None = None, **attrs: Any) -> None:
+        super().__init__(message, digest=digest, **attrs)
+
+
+class StoreError(ImgcoreError):
+    """The store is unusable (not an OCI layout, a broken index.json, ...)."""
+
+
+class InvalidManifest(ImgcoreError, ValueError):
+    """A manifest, index or config that does not follow the OCI or Docker schema."""
+
+
+class UnsupportedMediaType(InvalidManifest):
+    """A media type imgcore does not handle."""
+
+
+class ImageNotFound(ImgcoreError, LookupError):
+    """No image with that name, tag or ID in the store."""
+
+
+class ImageInUse(ImgcoreError):
+    """The image is used by a container (``rmi -f`` overrides)."""
+
+
+class ContainerNotFound(ImgcoreError, LookupError):
+    """No container with that name or ID."""
+
+
+class InvalidArchive(ImgcoreError):
+    """A layer or image archive is malformed: truncated, corrupt header, bad compression stream."""
+
+
+class LimitExceeded(InvalidArchive):
+    """An archive exceeded a safety limit (total bytes, entry count): a likely archive bomb."""
+
+
+class UnsafeArchiveEntry(ImgcoreError):
+    """An archive entry would land, or reach through a link, outside the target directory."""
+
+    entry: str | None
+
+    def __init__(self, message: str, *, entry: str | None = None, **attrs: Any) -> None:
+        super().__init__(message, entry=entry, **attrs)
+
+
+class RegistryError(ImgcoreError):
+    """A registry answered with an error or could not be reached.
+
+    ``status`` is the HTTP status (None for transport errors), ``code`` the distribution-spec error code
+    (``MANIFEST_UNKNOWN``, ...), ``retryable`` whether trying again may help (5xx, 429, dropped connections).
+    """
+
+    status: int | None
+    code: str | None
+    retryable: bool
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        **attrs: Any,
+    ) -> None:
+        super().__init__(message, status=status, code=code, retryable=retryable, **attrs)
+
+
+class AuthError(RegistryError):
+    """The registry refused the credentials (401/403)."""
+
+
+class NotFound(RegistryError, LookupError):
+    """The registry has no such repository, manifest or blob."""
+
+
+class RateLimited(RegistryError):
+    """The registry asked us to slow down (429)."""

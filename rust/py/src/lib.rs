@@ -1,0 +1,19 @@
+//! The `imgcore._core` extension module. It only registers items; the logic lives in `imgcore-core` and in
+//! one file per area here (`digest.rs`, ...), errors are mapped in `errors.rs`.
+
+mod digest;
+mod errors;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::digest::{hash_files, sha256, sha256_file, sha256_files, PyDigest, PyHasher};
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
