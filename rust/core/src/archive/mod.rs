@@ -1,0 +1,2 @@
+//! Layer archives: decoding, confined extraction with OCI whiteouts, and the merged union index.
+pub mod decode;
