@@ -311,7 +311,25 @@ fn open_blob(path: &Path) -> Result<(File, Compression)> {
 }
 
 /// The shared slot where the decoder thread leaves its error, so the writer reports the real cause.
-type ErrorSlot = Arc<Mutex<Option<CoreError>>>;
+#[derive(Clone, Default)]
+pub struct ErrorSlot(Arc<Mutex<Option<CoreError>>>);
+
+impl ErrorSlot {
+    fn set(&self, e: CoreError) {
+        if let Ok(mut s) = self.0.lock() {
+            s.get_or_insert(e);
+        }
+    }
+
+    /// Takes the decoder's error, if it failed.
+    pub fn take(&self) -> Option<CoreError> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.lock().map(|s| s.is_some()).unwrap_or(true)
+    }
+}
 
 /// The consuming end of the pipeline: a `Read` over the decoded chunks.
 pub struct Pipeline {
@@ -332,17 +350,15 @@ impl Pipeline {
         let (file, compression) = open_blob(path)?;
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let (recycle, free) = sync_channel::<Vec<u8>>(DEPTH + 2);
-        let error: ErrorSlot = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&error);
+        let error = ErrorSlot::default();
+        let slot = error.clone();
         let owned = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
             .spawn(move || match produce(file, compression, &tx, &free, max_bytes, &owned) {
                 Ok(summary) => Some(summary),
                 Err(e) => {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(e);
-                    }
+                    slot.set(e);
                     None
                 }
             })
@@ -367,7 +383,17 @@ impl Pipeline {
 
     /// The decoder thread's error, if it failed.
     pub fn take_error(&self) -> Option<CoreError> {
-        self.error.lock().ok().and_then(|mut s| s.take())
+        self.error.take()
+    }
+
+    /// A handle on the decoder's error slot (for code that cannot borrow the pipeline).
+    pub fn errors(&self) -> ErrorSlot {
+        self.error.clone()
+    }
+
+    /// True once the decoded stream ended (the decoder sent its last chunk).
+    pub fn eof_seen(&self) -> bool {
+        self.done && self.pos == self.cur.len()
     }
 
     /// Reads the rest of the stream, which must be zero blocks only, and returns the summary.
@@ -418,7 +444,7 @@ impl Pipeline {
     pub fn peek(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.cur.len() {
             if !self.next_chunk() {
-                if self.error.lock().map(|s| s.is_some()).unwrap_or(true) {
+                if self.error.is_set() {
                     return Err(io::Error::other("the layer's decoder failed"));
                 }
                 return Ok(&[]);
