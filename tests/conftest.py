@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,7 +55,7 @@ def load_vectors(relpath: str) -> list[list[str]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[object]:
+def store(tmp_path: Path) -> object:
     from imgcore.store import Store
 
-    yield Store(tmp_path / "store")
+    return Store(tmp_path / "store")

@@ -151,9 +151,10 @@ def test_resumed_partial_with_bad_bytes_is_dropped_on_commit(store):
     digest = imgcore.sha256(data)
     with store.ingest(digest, len(data)) as ing:
         ing.write(b"XXXX")
-    with store.ingest(digest, len(data)) as ing, pytest.raises(DigestMismatch):
+    with store.ingest(digest, len(data)) as ing:
         ing.write(data[ing.offset :])
-        ing.commit()
+        with pytest.raises(DigestMismatch):
+            ing.commit()
     assert not store.has_blob(digest)
     with store.ingest(digest, len(data)) as ing:
         assert ing.offset == 0  # the bad partial is gone: a fresh start
@@ -254,5 +255,5 @@ def test_tag_needs_the_manifest_in_the_store(store):
 
 def test_broken_index_is_a_store_error(store):
     (store.root / "index.json").write_text("{not json")
-    with pytest.raises(StoreError, match="index.json"):
+    with pytest.raises(StoreError, match=r"index\.json"):
         store.tags()
