@@ -19,11 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Row, best_of, have, print_table, run_cmd  # noqa: E402
-
-import imgcore  # noqa: E402
-import imgcore.pure  # noqa: E402
-from imgcore.store import Store  # noqa: E402
+import imgcore
+import imgcore.pure
+from _common import Row, best_of, have, print_table, run_cmd
+from imgcore.store import Store
 
 FSCK_WORKER = """
 import sys
@@ -59,8 +58,9 @@ def main() -> None:
     rows.append(Row(case, "imgcore.sha256_file", best_of(lambda: imgcore.sha256_file(big)), mb, pure_t))
     rows.append(Row(case, "sha256sum", best_of(run_cmd(["sha256sum", str(big)])), mb, pure_t))
     if have("openssl"):
-        rows.append(Row(case, "openssl dgst -sha256", best_of(run_cmd(["openssl", "dgst", "-sha256", str(big)])), mb,
-                        pure_t))
+        rows.append(
+            Row(case, "openssl dgst -sha256", best_of(run_cmd(["openssl", "dgst", "-sha256", str(big)])), mb, pure_t)
+        )
     big.unlink()
 
     # 2. many small files
@@ -77,8 +77,15 @@ def main() -> None:
     pure_t = best_of(lambda: imgcore.pure.sha256_files(paths))
     rows.append(Row(case, "pure Python loop", pure_t, mb, pure_t))
     rows.append(Row(case, "imgcore.sha256_files", best_of(lambda: imgcore.sha256_files(paths)), mb, pure_t))
-    rows.append(Row(case, "find | xargs sha256sum", best_of(run_cmd(f"cd {small} && find . -type f | xargs sha256sum")),
-                    mb, pure_t))
+    rows.append(
+        Row(
+            case,
+            "find | xargs sha256sum",
+            best_of(run_cmd(f"cd {small} && find . -type f | xargs sha256sum")),
+            mb,
+            pure_t,
+        )
+    )
 
     # 3. verifying a store of 2,000 blobs
     store = Store(work / "store")
@@ -103,8 +110,9 @@ def main() -> None:
         rows.append(Row(case, f"imgcore fsck, {threads} thread(s) (incl. start-up)", t, mb, pure_t))
     rows.append(Row(case, "imgcore Store.fsck() in-process", best_of(store.fsck), mb, pure_t))
     blob_dir = store.root / "blobs" / "sha256"
-    rows.append(Row(case, "sha256sum", best_of(run_cmd(f"cd {blob_dir} && find . -type f | xargs sha256sum")), mb,
-                    pure_t))
+    rows.append(
+        Row(case, "sha256sum", best_of(run_cmd(f"cd {blob_dir} && find . -type f | xargs sha256sum")), mb, pure_t)
+    )
 
     print_table(
         "hashing (speed-up = pure-Python time / this time)",
