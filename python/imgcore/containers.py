@@ -279,7 +279,7 @@ class Containers:
 
     def ensure_layers(self, image: ImageRef) -> builtins.list[Path]:
         """Unpacks (once, shared) every layer of ``image`` in overlay form; returns the ``diff`` dirs, bottom first."""
-        from imgcore import extract_layer
+        from imgcore import extract_layer  # type: ignore[attr-defined,unused-ignore]
 
         diff_ids = image.config.diff_ids
         if len(diff_ids) != len(image.manifest.layers):
@@ -321,7 +321,7 @@ class Containers:
 
     def ensure_rootfs(self, image: ImageRef) -> Path:
         """The image flattened once into a read-only baseline directory (copy driver)."""
-        from imgcore import unpack_layers
+        from imgcore import unpack_layers  # type: ignore[attr-defined,unused-ignore]
 
         chains = chain_ids(image.config.diff_ids)
         key = chains[-1].split(":", 1)[1] if chains else "empty"
