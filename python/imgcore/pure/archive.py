@@ -91,13 +91,36 @@ def _detect(head: bytes, ctx: str) -> str:
     return "none"
 
 
+class _Checked:
+    """Turns a decompressor's own exceptions into ``InvalidArchive`` naming the stream."""
+
+    def __init__(self, inner: Any, stream: _Stream) -> None:
+        self.inner = inner
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self.inner.read(size)
+        except (EOFError, OSError) as e:
+            raise self.stream.stream_error(e) from None
+        except Exception as e:
+            if type(e).__name__ == "ZstdError":
+                raise self.stream.stream_error(e) from None
+            raise
+        return data
+
+
 class _Stream:
     """Opens a blob: raw tap (digest) -> decompressor -> decoded tap (diff_id)."""
 
     def __init__(self, src: StrPath, max_bytes: int, ctx: str) -> None:
         self.ctx = ctx
         self.file = open(src, "rb")  # noqa: SIM115 - closed in close()
-        self.compression = _detect(self.file.read(6), ctx)
+        try:
+            self.compression = _detect(self.file.read(6), ctx)
+        except BaseException:
+            self.file.close()
+            raise
         self.file.seek(0)
         self.raw = _Tap(self.file)
         dec: Any
@@ -109,7 +132,7 @@ class _Stream:
             dec = zstandard.ZstdDecompressor().stream_reader(self.raw, read_across_frames=True)  # type: ignore[arg-type]
         else:
             dec = self.raw
-        self.decoded = _Tap(dec, max_bytes, ctx)
+        self.decoded = _Tap(_Checked(dec, self), max_bytes, ctx)
 
     def drain(self) -> None:
         while self.decoded.read(1 << 20):

@@ -23,7 +23,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use super::decode::Pipeline;
+use super::decode::{ErrorSlot, Pipeline};
 use super::reader::{entry_name, for_each_entry, Kind, Meta};
 use super::root::{clean, join, Root};
 use crate::digest::Digest;
@@ -234,6 +234,8 @@ struct Extractor<'o> {
     stats: LayerStats,
     buf: Vec<u8>,
     dir_cache: HashMap<Vec<u8>, Rc<OwnedFd>>,
+    /// The current layer's decoder error slot: a failed read of entry data reports the decoder's real cause.
+    decoder_errors: Option<ErrorSlot>,
 }
 
 impl<'o> Extractor<'o> {
@@ -252,6 +254,7 @@ impl<'o> Extractor<'o> {
             stats: LayerStats::default(),
             buf: vec![0u8; COPY_BUF],
             dir_cache: HashMap::new(),
+            decoder_errors: None,
         })
     }
 
@@ -498,7 +501,12 @@ impl<'o> Extractor<'o> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.invalid(&meta.path, format!("reading entry data: {e}"))),
+                Err(e) => {
+                    if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                        return Err(err);
+                    }
+                    return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
+                }
             };
             file.write_all(&self.buf[..n]).map_err(|e| self.fs_err(&meta.path, "write", e))?;
             written += n as u64;
@@ -669,6 +677,7 @@ impl<'o> Extractor<'o> {
 
     fn layer(&mut self, src: &Path) -> Result<LayerStats> {
         let mut pipe = Pipeline::start(src, self.opts.max_bytes)?;
+        self.decoder_errors = Some(pipe.errors());
         let ctx = self.ctx.clone();
         let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, |meta, data| self.entry(meta, data))?;
         self.finish_dirs()?;

@@ -107,24 +107,9 @@ impl Root {
                 Err(e) if create && e == rustix::io::Errno::NOENT => {}
                 other => return other.map_err(io::Error::from),
             }
-            // Make the missing directories one level at a time; each level is again resolved in the root.
-            let mut parent = self.fd.try_clone()?;
-            for i in 0..comps.len() {
-                let sub = join(&comps[..=i]);
-                match self.openat2_dir(&sub) {
-                    Ok(fd) => parent = fd,
-                    Err(e) if e == rustix::io::Errno::NOENT => {
-                        match mkdirat(&parent, comps[i].as_slice(), Mode::from_raw_mode(0o755)) {
-                            Ok(()) => {}
-                            Err(e) if e == rustix::io::Errno::EXIST => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                        parent = self.openat2_dir(&sub)?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            return Ok(parent);
+            // Missing directories (possibly behind a dangling symlink, whose target is then made inside the root,
+            // as containerd's MkdirAll on a root-resolved path does): the component walk creates them.
+            return self.walk(comps, true);
         }
         self.walk(comps, create)
     }
