@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from imgcore import errors
-from imgcore._core import Digest, Hasher, __version__, sha256, sha256_file, sha256_files
+from imgcore._core import Change, Digest, Hasher, LayerResult, __version__, diff, sha256, sha256_file, sha256_files, write_layer
 
 __all__ = [
+    "Change",
     "Digest",
     "Hasher",
+    "LayerResult",
     "__version__",
+    "diff",
     "errors",
     "sha256",
     "sha256_file",
     "sha256_files",
+    "write_layer",
 ]

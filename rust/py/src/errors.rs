@@ -18,6 +18,7 @@ pyo3::import_exception!(imgcore.errors, UnsafeArchiveEntry);
 pyo3::import_exception!(imgcore.errors, InvalidArchive);
 pyo3::import_exception!(imgcore.errors, LimitExceeded);
 pyo3::import_exception!(imgcore.errors, InternalError);
+pyo3::import_exception!(imgcore.errors, InvalidTree);
 
 /// Builds an exception of type `T` with `message` and keyword attributes.
 fn with_attrs<T: pyo3::PyTypeInfo>(py: Python<'_>, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyErr {
@@ -41,22 +42,47 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             py,
             message,
             &[
-                ("expected", expected.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
-                ("actual", actual.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
+                (
+                    "expected",
+                    expected
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
+                (
+                    "actual",
+                    actual
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
             ],
         ),
         CoreError::SizeMismatch { expected, actual, .. } => with_attrs::<SizeMismatch>(
             py,
             message,
             &[
-                ("expected", expected.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
-                ("actual", actual.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
+                (
+                    "expected",
+                    expected
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
+                (
+                    "actual",
+                    actual
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
             ],
         ),
         CoreError::UnsafePath { entry, .. } => with_attrs::<UnsafeArchiveEntry>(
             py,
             message,
-            &[("entry", entry.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()))],
+            &[(
+                "entry",
+                entry
+                    .into_pyobject(py)
+                    .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+            )],
         ),
         CoreError::InvalidArchive { .. } => InvalidArchive::new_err(message),
         CoreError::LimitExceeded { .. } => LimitExceeded::new_err(message),
@@ -65,6 +91,16 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, source.to_string(), path.display().to_string())),
             None => PyOSError::new_err(format!("{}: {source}", path.display())),
         },
+        CoreError::InvalidTree { path, .. } => with_attrs::<InvalidTree>(
+            py,
+            message,
+            &[(
+                "path",
+                path.into_os_string()
+                    .into_pyobject(py)
+                    .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+            )],
+        ),
         CoreError::Interrupted => PyKeyboardInterrupt::new_err(message),
         // `CoreError` is non_exhaustive; a variant added later without a mapping is still an imgcore error.
         #[allow(unreachable_patterns)]
@@ -90,7 +126,9 @@ where
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(InternalError::new_err(format!("internal error (a bug in imgcore, please report it): {what}")))
+            Err(InternalError::new_err(format!(
+                "internal error (a bug in imgcore, please report it): {what}"
+            )))
         }
     }
 }
