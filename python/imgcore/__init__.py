@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from imgcore import errors
-from imgcore._core import Change, Digest, Hasher, LayerResult, __version__, diff, sha256, sha256_file, sha256_files, write_layer
+from imgcore._core import (
+    Change,
+    Digest,
+    Hasher,
+    LayerResult,
+    __version__,
+    diff,
+    hash_files,
+    sha256,
+    sha256_file,
+    sha256_files,
+    write_layer,
+)
 
 __all__ = [
     "Change",
@@ -13,6 +25,7 @@ __all__ = [
     "__version__",
     "diff",
     "errors",
+    "hash_files",
     "sha256",
     "sha256_file",
     "sha256_files",

@@ -1,8 +1,23 @@
-"""Pure-Python twins of every ``imgcore._core`` entry point: the property tests' oracle and the benchmarks'
-baseline. Same signatures and semantics as the Rust versions, built on the standard library only."""
+"""Pure-Python twins of every ``imgcore._core`` entry point, with the same signatures and results.
+
+They are the oracle of the property tests and the baseline of the benchmarks; nothing in imgcore's own
+workflow calls them. Built on the standard library only (hashlib, tarfile, os.walk).
+"""
 
 from __future__ import annotations
 
 from imgcore.pure.diff import Change, LayerResult, diff, write_layer
+from imgcore.pure.digest import Digest, Hasher, hash_files, sha256, sha256_file, sha256_files
 
-__all__ = ["Change", "LayerResult", "diff", "write_layer"]
+__all__ = [
+    "Change",
+    "Digest",
+    "Hasher",
+    "LayerResult",
+    "diff",
+    "hash_files",
+    "sha256",
+    "sha256_file",
+    "sha256_files",
+    "write_layer",
+]
