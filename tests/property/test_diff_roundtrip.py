@@ -1,3 +1,5 @@
+# ruff: noqa: PTH101, PTH113, PTH114, PTH118, PTH211
+# (PTH off: tree mutations are plain syscalls (os.chmod/os.link/os.symlink) on purpose)
 """Round trip of the layer diff (issue 4 item 6): for random base trees and random mutations, applying the
 written layer onto a copy of the base gives exactly the mutated tree, in copy mode and in overlay mode, and
 the Rust engine and the pure-Python twin agree on the change set and on the layer's diff_id."""

@@ -1,3 +1,5 @@
+# ruff: noqa: PTH115, PTH116, PTH118, PTH123, PTH208
+# (PTH off: the twin mirrors the Rust walk on str paths with os.lstat/os.listdir, close to the syscalls)
 """Pure-Python twin of the Rust layer diff (``imgcore.diff`` / ``imgcore.write_layer``).
 
 Same signatures, same change sets and the same uncompressed tar bytes (so the same ``diff_id``) as the Rust
@@ -554,9 +556,7 @@ def _change_list(changes: Iterable[Any]) -> list[Change]:
             raise ValueError(f"change path must be absolute, got {path!r}")
         rel = path.lstrip("/")
         if not rel or any(p in ("", ".", "..") for p in rel.split("/")):
-            raise InvalidTree(
-                f"{path}: change path must name an entry below the root, without '.' or '..'", path=path
-            )
+            raise InvalidTree(f"{path}: change path must name an entry below the root, without '.' or '..'", path=path)
         out.append(Change(kind, "/" + rel, md))
     out.sort(key=lambda c: _key(c.path[1:]))
     dedup: list[Change] = []
@@ -592,7 +592,7 @@ def _write_tar(
     entries = whiteouts = hardlinks = 0
     first_link: dict[tuple[int, int], str] = {}
     opaque_dirs: set[str] = set()
-    tf = tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
+    tf = tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
     for c in changes:
         rel = c.path[1:]
         tpath = os.path.join(target, rel)
@@ -623,9 +623,7 @@ def _write_tar(
         ti = tarfile.TarInfo(rel)
         ti.mode, ti.uid, ti.gid, ti.mtime = m.mode, m.uid, m.gid, clamp(m.mtime)
         ti.uname = ti.gname = ""
-        ti.pax_headers = {
-            "SCHILY.xattr." + os.fsdecode(k): v.decode("utf-8", "surrogateescape") for k, v in m.xattrs
-        }
+        ti.pax_headers = {"SCHILY.xattr." + os.fsdecode(k): v.decode("utf-8", "surrogateescape") for k, v in m.xattrs}
         fileobj: BinaryIO | None = None
         if m.kind == _DIR:
             ti.type = tarfile.DIRTYPE
@@ -691,14 +689,18 @@ def write_layer(
             raise ValueError(f"level {level} is out of range for {compression}")
     sde = _source_date_epoch(source_date_epoch)
     _check_roots(layers, tgt, overlay)
-    change_list = _change_list(changes) if changes is not None else diff(layers, tgt, overlay=overlay, paranoid=paranoid)
+    change_list = (
+        _change_list(changes) if changes is not None else diff(layers, tgt, overlay=overlay, paranoid=paranoid)
+    )
     out_path = Path(out)
     try:
         with open(out_path, "wb") as f:
             blob = _HashWriter(f)
             codec: Any
             if compression == "gzip":
-                codec = gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6 if level is None else level)
+                codec = gzip.GzipFile(
+                    filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6 if level is None else level
+                )
             elif compression == "zstd":
                 try:
                     import zstandard  # type: ignore[import-not-found]
@@ -707,7 +709,8 @@ def write_layer(
                 codec = zstandard.ZstdCompressor(level=3 if level is None else level).stream_writer(blob, closefd=False)
             else:
                 codec = None
-            tar = _HashWriter(codec if codec is not None else blob)
+            sink: IO[bytes] = codec if codec is not None else blob  # type: ignore[assignment]
+            tar = _HashWriter(sink)
             entries, whiteouts, hardlinks = _write_tar(tar, layers, tgt, change_list, overlay, sde)
             if codec is not None:
                 codec.close()

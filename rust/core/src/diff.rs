@@ -157,3 +157,142 @@ fn normalise(mut changes: Vec<Change>) -> Result<Vec<Change>> {
     changes.dedup_by(|a, b| a.path == b.path);
     Ok(changes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::io::Read;
+
+    use super::*;
+
+    fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let target = tmp.path().join("target");
+        for root in [&base, &target] {
+            fs::create_dir_all(root.join("etc/sub")).unwrap();
+            fs::write(root.join("etc/passwd"), b"root").unwrap();
+            fs::write(root.join("etc/sub/x"), b"x").unwrap();
+        }
+        // Same mtimes on both sides, as a copy would have.
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        for rel in ["etc/passwd", "etc/sub/x", "etc/sub", "etc"] {
+            for root in [&base, &target] {
+                fs::File::options()
+                    .read(true)
+                    .open(root.join(rel))
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+        }
+        (tmp, base, target)
+    }
+
+    fn kinds(changes: &[Change]) -> Vec<(char, String, bool)> {
+        changes
+            .iter()
+            .map(|c| (c.kind.letter(), c.path.display().to_string(), c.metadata_only))
+            .collect()
+    }
+
+    #[test]
+    fn copy_mode_reports_changes_with_parents() {
+        let (_tmp, base, target) = tree();
+        assert!(diff(std::slice::from_ref(&base), &target, DiffOptions::default())
+            .unwrap()
+            .is_empty());
+        fs::write(target.join("etc/sub/new"), b"n").unwrap();
+        fs::remove_file(target.join("etc/passwd")).unwrap();
+        let changes = diff(&[base], &target, DiffOptions::default()).unwrap();
+        assert_eq!(
+            kinds(&changes),
+            vec![
+                ('C', "etc".into(), true),
+                ('D', "etc/passwd".into(), false),
+                ('C', "etc/sub".into(), true),
+                ('A', "etc/sub/new".into(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn layer_bytes_do_not_depend_on_threads_and_gzip_decodes_to_the_tar() {
+        let (tmp, base, target) = tree();
+        for i in 0..40 {
+            let data: Vec<u8> = (0..100_000u32)
+                .map(|j| (j.wrapping_mul(2_654_435_761) >> (i % 24)) as u8)
+                .collect();
+            fs::write(target.join(format!("etc/f{i}")), data).unwrap();
+        }
+        let base = vec![base];
+        let opts = DiffOptions::default();
+        let plain = tmp.path().join("l.tar");
+        let layer = |compression, threads| LayerOptions {
+            compression,
+            level: None,
+            source_date_epoch: None,
+            threads,
+        };
+        let none = write_layer(&base, &target, &plain, None, opts, &layer(Compression::None, None)).unwrap();
+        assert_eq!(none.digest, none.diff_id);
+        let mut digests = Vec::new();
+        for (codec, threads) in [
+            (Compression::Gzip, 1),
+            (Compression::Gzip, 5),
+            (Compression::Zstd, 1),
+            (Compression::Zstd, 3),
+        ] {
+            let out = tmp.path().join(format!("l-{threads}"));
+            let r = write_layer(&base, &target, &out, None, opts, &layer(codec, Some(threads))).unwrap();
+            assert_eq!(r.diff_id, none.diff_id);
+            assert_eq!(r.size, fs::metadata(&out).unwrap().len());
+            digests.push(r.digest);
+            if codec == Compression::Gzip {
+                let mut raw = Vec::new();
+                flate2::read::GzDecoder::new(fs::File::open(&out).unwrap())
+                    .read_to_end(&mut raw)
+                    .unwrap();
+                assert_eq!(raw, fs::read(&plain).unwrap());
+            }
+        }
+        assert_eq!(
+            digests[0], digests[1],
+            "gzip output must not depend on the thread count"
+        );
+        assert_eq!(
+            digests[2], digests[3],
+            "zstd output must not depend on the thread count"
+        );
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let (tmp, base, target) = tree();
+        let missing = tmp.path().join("missing");
+        assert!(matches!(
+            diff(&[missing], &target, DiffOptions::default()),
+            Err(CoreError::Io { .. })
+        ));
+        let two = vec![base.clone(), base];
+        assert!(matches!(
+            diff(&two, &target, DiffOptions::default()),
+            Err(CoreError::InvalidTree { .. })
+        ));
+        let bad = vec![Change {
+            kind: ChangeKind::Added,
+            path: "../x".into(),
+            metadata_only: false,
+        }];
+        let out = tmp.path().join("l");
+        let r = write_layer(
+            &two[..1],
+            &target,
+            &out,
+            Some(bad),
+            DiffOptions::default(),
+            &LayerOptions::default(),
+        );
+        assert!(matches!(r, Err(CoreError::InvalidTree { .. })));
+    }
+}

@@ -46,6 +46,9 @@ pub struct OverlayInfo {
     pub metacopy: bool,
 }
 
+/// Extended attributes as (name, value) pairs, sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// `lstat` + xattrs of one entry.
 #[derive(Debug, Clone)]
 pub struct Meta {
@@ -72,7 +75,7 @@ pub struct Meta {
     /// Link count.
     pub nlink: u64,
     /// Extended attributes (name, value), sorted by name, overlay-private ones removed.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
     /// overlayfs attributes (only meaningful on an upper directory).
     pub overlay: OverlayInfo,
 }
@@ -172,7 +175,7 @@ fn unsupported(e: &io::Error) -> bool {
 }
 
 /// Lists and reads all xattrs of `path` (not following a final symlink).
-fn xattrs(path: &Path) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, OverlayInfo)> {
+fn xattrs(path: &Path) -> Result<(Xattrs, OverlayInfo)> {
     let mut stack = [0u8; 1024];
     let names: Vec<u8> = match rustix::fs::llistxattr(path, &mut stack[..]) {
         Ok(0) => return Ok((Vec::new(), OverlayInfo::default())),

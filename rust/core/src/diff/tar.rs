@@ -1,5 +1,5 @@
 //! Tar header encoding, byte for byte what Python's `tarfile` writes in `PAX_FORMAT` (the pure-Python twin
-//! uses `tarfile` itself, so both produce the same diff_id).
+//! uses `tarfile` itself, so both produce the same `diff_id`).
 //!
 //! Invariants: the ustar block never carries a truncated value that a reader would use: a name or link
 //! longer than 100 bytes or not ASCII, an id >= 8^7, a size or mtime outside 0..8^11 goes into a PAX `x`
@@ -132,11 +132,12 @@ pub fn encode(h: &Header<'_>, out: &mut Vec<u8>) {
         pax.push((b"linkpath".to_vec(), h.linkname.to_vec()));
     }
     let mut num = |key: &str, v: i128, max: u64| -> u64 {
-        if v >= 0 && v < i128::from(max) {
-            v as u64
-        } else {
-            pax.push((key.as_bytes().to_vec(), v.to_string().into_bytes()));
-            0
+        match u64::try_from(v) {
+            Ok(n) if n < max => n,
+            _ => {
+                pax.push((key.as_bytes().to_vec(), v.to_string().into_bytes()));
+                0
+            }
         }
     };
     let uid = num("uid", i128::from(h.uid), ID_MAX);
@@ -242,7 +243,7 @@ mod tests {
         encode(&hdr(name.as_bytes(), b"", &[]), &mut out);
         assert_eq!(out.len(), 3 * BLOCK);
         assert_eq!(out[156], flag::PAX);
-        let rec = format!("{} path={name}\n", name.len() + 12);
+        let rec = format!("{} path={name}\n", name.len() + 10); // "130 path=...\n" counts its own 3 digits
         assert_eq!(&out[BLOCK..BLOCK + rec.len()], rec.as_bytes());
     }
 
@@ -253,7 +254,7 @@ mod tests {
         let mut out = Vec::new();
         encode(&hdr(b"f", b"", &xattrs), &mut out);
         let body = &out[BLOCK..];
-        let text = std::str::from_utf8(&body[..body.iter().position(|&b| b == b'\n').unwrap_or(0) + 1]).unwrap();
+        let text = std::str::from_utf8(&body[..=body.iter().position(|&b| b == b'\n').unwrap_or(0)]).unwrap();
         let (len, _) = text.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), text.len());
     }

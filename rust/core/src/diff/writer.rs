@@ -1,4 +1,4 @@
-//! Writes a change set as an OCI layer: tar stream → diff_id hasher → compressor → digest hasher → file, in
+//! Writes a change set as an OCI layer: tar stream → `diff_id` hasher → compressor → digest hasher → file, in
 //! one pass.
 //!
 //! Invariants:
@@ -204,60 +204,63 @@ pub(super) fn write(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
         .clamp(1, 64);
-    let result = match layer.compression {
-        Compression::None => {
-            let mut sink = PlainSink {
-                out: BufWriter::with_capacity(SLICE, file),
-                hasher: Hasher::sha256(),
-            };
-            let stats = produce(&items, layer, &mut |b| sink.write(b), out)?;
-            sink.out.flush().at(out)?;
-            let digest = sink.hasher.digest();
-            finish(
-                stats,
-                digest.clone(),
-                digest,
-                sink.hasher.len(),
-                changes,
-                layer.compression,
-            )
-        }
-        Compression::Zstd => {
-            let level = layer.level.unwrap_or(3);
-            let hw = HashingWriter {
-                inner: BufWriter::with_capacity(SLICE, file),
-                hasher: Hasher::sha256(),
-            };
-            let mut enc = zstd::stream::Encoder::new(hw, level).at(out)?;
-            enc.multithread(threads as u32).at(out)?;
-            enc.include_checksum(true).at(out)?;
-            let mut tar_hasher = Hasher::sha256();
-            let stats = produce(
-                &items,
-                layer,
-                &mut |b| {
-                    tar_hasher.update(b);
-                    enc.write_all(b)
-                },
-                out,
-            )?;
-            let mut hw = enc.finish().at(out)?;
-            hw.inner.flush().at(out)?;
-            finish(
-                stats,
-                hw.hasher.digest(),
-                tar_hasher.digest(),
-                hw.hasher.len(),
-                changes,
-                layer.compression,
-            )
-        }
-        Compression::Gzip => {
-            let level = layer.level.unwrap_or(6).clamp(0, 9) as u32;
-            let (digest, diff_id, size, stats) = par_gzip(&items, layer, file, out, level, threads)?;
-            finish(stats, digest, diff_id, size, changes, layer.compression)
-        }
+    let run = || -> Result<LayerResult> {
+        Ok(match layer.compression {
+            Compression::None => {
+                let mut sink = PlainSink {
+                    out: BufWriter::with_capacity(SLICE, file),
+                    hasher: Hasher::sha256(),
+                };
+                let stats = produce(&items, layer, &mut |b| sink.write(b), out)?;
+                sink.out.flush().at(out)?;
+                let digest = sink.hasher.digest();
+                finish(
+                    stats,
+                    digest.clone(),
+                    digest,
+                    sink.hasher.len(),
+                    changes,
+                    layer.compression,
+                )
+            }
+            Compression::Zstd => {
+                let level = layer.level.unwrap_or(3);
+                let hw = HashingWriter {
+                    inner: BufWriter::with_capacity(SLICE, file),
+                    hasher: Hasher::sha256(),
+                };
+                let mut enc = zstd::stream::Encoder::new(hw, level).at(out)?;
+                enc.multithread(threads as u32).at(out)?;
+                enc.include_checksum(true).at(out)?;
+                let mut tar_hasher = Hasher::sha256();
+                let stats = produce(
+                    &items,
+                    layer,
+                    &mut |b| {
+                        tar_hasher.update(b);
+                        enc.write_all(b)
+                    },
+                    out,
+                )?;
+                let mut hw = enc.finish().at(out)?;
+                hw.inner.flush().at(out)?;
+                finish(
+                    stats,
+                    hw.hasher.digest(),
+                    tar_hasher.digest(),
+                    hw.hasher.len(),
+                    changes,
+                    layer.compression,
+                )
+            }
+            Compression::Gzip => {
+                let level = layer.level.unwrap_or(6).clamp(0, 9).unsigned_abs();
+                let (digest, diff_id, size, stats) = par_gzip(&items, layer, file, out, level, threads)?;
+                finish(stats, digest, diff_id, size, changes, layer.compression)
+            }
+        })
     };
+    let result = run();
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
@@ -271,8 +274,8 @@ fn finish(
     size: u64,
     changes: Vec<Change>,
     compression: Compression,
-) -> Result<LayerResult> {
-    Ok(LayerResult {
+) -> LayerResult {
+    LayerResult {
         digest,
         diff_id,
         size,
@@ -282,10 +285,10 @@ fn finish(
         entries: stats.entries,
         whiteouts: stats.whiteouts,
         hardlinks: stats.hardlinks,
-    })
+    }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Stats {
     bytes: u64,
     entries: u64,
@@ -293,6 +296,24 @@ struct Stats {
     hardlinks: u64,
 }
 
+/// An empty regular file entry (whiteouts, opaque markers).
+fn empty(name: &[u8], mtime: i64) -> Header<'_> {
+    Header {
+        name,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime,
+        typeflag: flag::REG,
+        linkname: b"",
+        devmajor: 0,
+        devminor: 0,
+        xattrs: &[],
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one linear pass over the items; splitting it would scatter the format rules
 /// Generates the tar stream of `items` into `sink`, in pieces of about [`SLICE`] bytes.
 fn produce(
     items: &[Item],
@@ -312,21 +333,6 @@ fn produce(
         }
         Ok(())
     };
-    fn empty(name: &[u8], mtime: i64) -> Header<'_> {
-        Header {
-            name,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime,
-            typeflag: flag::REG,
-            linkname: b"",
-            devmajor: 0,
-            devminor: 0,
-            xattrs: &[],
-        }
-    }
     for item in items {
         stats.entries += 1;
         match item {
