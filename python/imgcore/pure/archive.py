@@ -72,7 +72,9 @@ class _Tap:
                 self.last_nonzero = self.n + stripped - 1
             self.n += len(data)
             if self.limit is not None and self.n > self.limit:
-                raise LimitExceeded(f"{self.ctx}: limit exceeded: more than {self.limit} uncompressed bytes (max_bytes)")
+                raise LimitExceeded(
+                    f"{self.ctx}: limit exceeded: more than {self.limit} uncompressed bytes (max_bytes)"
+                )
         return data
 
     def digest(self) -> str:
@@ -200,7 +202,9 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
             ti = tf.next()
         except (OSError, EOFError) as e:
             if isinstance(e, tarfile.ReadError) and not isinstance(e.__context__, (OSError, EOFError)):
-                raise InvalidArchive(f"{ctx}: corrupt tar stream after {last.decode(errors='replace')!r}: {e}") from None
+                raise InvalidArchive(
+                    f"{ctx}: corrupt tar stream after {last.decode(errors='replace')!r}: {e}"
+                ) from None
             raise stream.stream_error(e) from None
         except tarfile.TarError as e:
             raise InvalidArchive(f"{ctx}: corrupt tar stream after {last.decode(errors='replace')!r}: {e}") from None
@@ -245,7 +249,9 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
         raise stream.stream_error(e) from None
     total = stream.decoded.n
     if total < end + _BLOCK and stream.decoded.last_nonzero < end:
-        raise InvalidArchive(f"{ctx}: truncated tar stream: no end-of-archive marker after entry {last.decode(errors='replace')!r}")
+        raise InvalidArchive(
+            f"{ctx}: truncated tar stream: no end-of-archive marker after entry {last.decode(errors='replace')!r}"
+        )
     if stream.decoded.last_nonzero >= end:
         if stream.decoded.last_nonzero < end + _BLOCK:
             raise InvalidArchive(f"{ctx}: corrupt tar stream after {last.decode(errors='replace')!r}: invalid header")
@@ -832,7 +838,9 @@ class _Union:
                     real.clear()
                 todo.extend(reversed(e[7].split(b"/")))
             elif e[1] != "dir":
-                raise InvalidArchive(f"{self.ctx}: entry {_name(entry)!r}: open parent: a parent of the entry is not a directory")
+                raise InvalidArchive(
+                    f"{self.ctx}: entry {_name(entry)!r}: open parent: a parent of the entry is not a directory"
+                )
         return real
 
     def entry(self, m: _Meta) -> None:
@@ -882,7 +890,9 @@ class _Union:
                 raise unsafe("hardlink to the root directory")
             if tcomps == comps:
                 return
-            missing = InvalidArchive(f"{self.ctx}: entry {_name(m.path)!r}: hardlink target {_name(m.link)!r} does not exist")
+            missing = InvalidArchive(
+                f"{self.ctx}: entry {_name(m.path)!r}: hardlink target {_name(m.link)!r} does not exist"
+            )
             treal = self.resolve_dir(tcomps[:-1], False, m.path)
             if treal is None:
                 raise missing
@@ -891,7 +901,9 @@ class _Union:
             if t is None:
                 raise missing
             if t[1] == "dir":
-                raise InvalidArchive(f"{self.ctx}: entry {_name(m.path)!r}: hardlink target {_name(m.link)!r} is a directory")
+                raise InvalidArchive(
+                    f"{self.ctx}: entry {_name(m.path)!r}: hardlink target {_name(m.link)!r} is a directory"
+                )
             e[2:7] = t[2:7]
             e[7] = tkey
         elif m.kind.startswith("other"):
