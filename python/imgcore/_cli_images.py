@@ -393,7 +393,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(r)
         print()
     if report.deleted_blobs:
-        print(f"Deleted {len(report.deleted_blobs)} unreferenced blob(s).")
+        n = len(report.deleted_blobs)
+        print(f"Deleted {n} unreferenced {'blob' if n == 1 else 'blobs'}.")
+    if report.deleted_unpacked:
+        n = len(report.deleted_unpacked)
+        print(f"Deleted {n} unused unpacked layer {'directory' if n == 1 else 'directories'}.")
     print(f"Total reclaimed space: {human_size(report.reclaimed, 4)}")
     return 0
 

@@ -208,7 +208,8 @@ class DeleteRecord:
 class PruneReport:
     records: tuple[DeleteRecord, ...]
     deleted_blobs: tuple[str, ...]
-    reclaimed: int
+    reclaimed: int  # bytes: blobs plus unpacked layer directories
+    deleted_unpacked: tuple[str, ...] = ()  # imgcore/layers/<chain> and imgcore/rootfs/<chain> directories removed
 
 
 # ------------------------------------------------------------------------------------------------- containers
@@ -908,6 +909,9 @@ def prune(store: Store, *, all: bool = False) -> PruneReport:
         keep = mark(store, containers)
         deleted: list[str] = []
         reclaimed = 0
+        gone = {v.digest for v in victims}
+        remaining = [img for img in catalog if img.digest not in gone]
+        unpacked, reclaimed = _sweep_unpacked(store, remaining, containers)
         for d in store.list_blobs():
             if d in keep:
                 continue
@@ -920,7 +924,43 @@ def prune(store: Store, *, all: bool = False) -> PruneReport:
                 reclaimed += size
                 with contextlib.suppress(FileNotFoundError, ValueError):
                     _size_cache(store, d).unlink()
-        return PruneReport(tuple(records), tuple(deleted), reclaimed)
+        return PruneReport(tuple(records), tuple(deleted), reclaimed, tuple(unpacked))
+
+
+def _sweep_unpacked(store: Store, images: Sequence[Image], containers: Sequence[Any]) -> tuple[list[str], int]:
+    """Removes unpacked layer directories (``imgcore/layers/<chain>``, the containers' shared lower layers) and
+    copy-driver baselines (``imgcore/rootfs/<top chain>``) that no remaining image and no container needs. Each
+    goes under the lock the containers code unpacks it under, renamed away first so it vanishes atomically."""
+    import secrets
+    import shutil
+
+    keep: set[str] = set()
+    tops: set[str] = set()
+    for img in images:
+        chains = [Digest(c).hex for c in chain_ids(img.config.diff_ids)]
+        keep.update(chains)
+        tops.add(chains[-1] if chains else "empty")
+    for c in containers:
+        keep.update(str(x).partition(":")[2] or str(x) for x in getattr(c, "chain_ids", ()) or ())
+    removed: list[str] = []
+    reclaimed = 0
+    for sub, marker, wanted in (("layers", "info.json", keep), ("rootfs", ".complete", tops)):
+        base = store.root / "imgcore" / sub
+        if not base.is_dir():
+            continue
+        for p in sorted(base.iterdir()):
+            if p.name.startswith(".") or p.name in wanted or not (p / marker).is_file():
+                continue
+            with _fs.locked(base / f".{p.name}.lock"):
+                if not p.is_dir():
+                    continue
+                size = _tree_bytes(p)
+                trash = base / f".tmp-rm-{p.name}-{secrets.token_hex(4)}"
+                p.rename(trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            removed.append(f"{sub}/{p.name}")
+            reclaimed += size
+    return removed, reclaimed
 
 
 # ------------------------------------------------------------------------------------------------- df
@@ -1026,7 +1066,8 @@ def _tree_bytes(path: Path) -> int:
 def _unpacked_bytes(store: Store, chain_id: str) -> int:
     info = store.root / "imgcore" / "layers" / Digest(chain_id).hex / "info.json"
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-        return int(_fs.read_json(info).get("unpacked_bytes") or 0)
+        data = _fs.read_json(info)
+        return int(data.get("unpacked_bytes") or data.get("size") or 0)
     return 0
 
 
