@@ -132,7 +132,7 @@ def test_short_id_and_ellipsis():
     assert short_id("sha256:5a4ee0c8ccbe1234567890") == "5a4ee0c8ccbe"
     assert short_id("5a4ee0c8ccbe1234567890") == "5a4ee0c8ccbe"
     assert short_id("<missing>") == "<missing>"
-    cmd = "/bin/sh -c #(nop)  CMD [\"catalina.sh\" \"run\"]"
+    cmd = '/bin/sh -c #(nop)  CMD ["catalina.sh" "run"]'
     assert ellipsis(cmd, 45) == cmd  # 44 characters fit
     long = "/bin/sh -c set -eux; apt-get update; apt-get install -y --no-install-recommends curl"
     out = ellipsis(long, 45)

@@ -117,8 +117,14 @@ def test_list_images_rows_sizes_and_order(store, tomcat):
         ("tomcat", "latest", base.id),
         ("<none>", "<none>", dangling.id),
     ]
-    tar_size = len(layer_tar({"usr/local/tomcat/webapps.dist/ROOT/index.jsp": b"<h1>tomcat</h1>\n" * 500,
-                              "usr/local/tomcat/webapps/": None}))
+    tar_size = len(
+        layer_tar(
+            {
+                "usr/local/tomcat/webapps.dist/ROOT/index.jsp": b"<h1>tomcat</h1>\n" * 500,
+                "usr/local/tomcat/webapps/": None,
+            }
+        )
+    )
     assert rows[1].size == tar_size  # uncompressed, as docker's SIZE
     assert rows[0].size == tar_size + images.layer_size(store, child.layers[1])
     assert rows[3].dangling
@@ -192,8 +198,9 @@ def test_history_shows_layers_that_the_history_does_not_describe(store):
     cfg.pop("history")
     raw = imgcore.models.canonical_json(cfg)
     cdesc = store.put_blob(raw)
-    m = imgcore.models.Manifest.build(Descriptor(img.manifest.config.media_type, cdesc.digest, cdesc.size),
-                                      list(img.layers))
+    m = imgcore.models.Manifest.build(
+        Descriptor(img.manifest.config.media_type, cdesc.digest, cdesc.size), list(img.layers)
+    )
     store.tag("nohist:2", store.put_manifest(m.raw, m.media_type))
     assert_valid_image(store, "nohist:2")
     rows = images.history(store, "nohist:2")
@@ -273,7 +280,9 @@ def test_rmi_by_tag_untags_then_deletes_with_the_last_tag(store, tomcat):
 def test_rmi_by_id_with_several_tags_needs_force(store, tomcat):
     base, _ = tomcat
     images.tag(store, "tomcat", "tomcat:9")
-    with pytest.raises(ImageConflict, match=r"unable to delete .* \(must be forced\) - image is referenced in multiple"):
+    with pytest.raises(
+        ImageConflict, match=r"unable to delete .* \(must be forced\) - image is referenced in multiple"
+    ):
         images.remove_image(store, base.short_id)
     assert images.resolve(store, "tomcat:9").id == base.id
     records = images.remove_image(store, base.short_id, force=True)
@@ -299,7 +308,7 @@ def test_rmi_by_id_with_one_tag_and_of_a_dangling_image(store):
 
 
 def test_prune_removes_dangling_and_orphans_never_a_referenced_blob(store, tomcat):
-    base, child = tomcat
+    base, _ = tomcat
     old = make_image(store, "tomcat:latest", {"extra": b"e"}, parent=base)  # retag: the old base dangles
     orphan = store.put_blob(b"an orphan from an interrupted write")
     before = set(store.list_blobs())
