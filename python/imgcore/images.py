@@ -940,8 +940,10 @@ def _sweep_unpacked(store: Store, images: Sequence[Image], containers: Sequence[
         chains = [Digest(c).hex for c in chain_ids(img.config.diff_ids)]
         keep.update(chains)
         tops.add(chains[-1] if chains else "empty")
-    for c in containers:
-        keep.update(str(x).partition(":")[2] or str(x) for x in getattr(c, "chain_ids", ()) or ())
+    for c in containers:  # overlay containers mount their chain's layers; copy ones diff against the baseline
+        chains = [str(x).partition(":")[2] or str(x) for x in getattr(c, "chain_ids", ()) or ()]
+        keep.update(chains)
+        tops.add(chains[-1] if chains else "empty")
     removed: list[str] = []
     reclaimed = 0
     for sub, marker, wanted in (("layers", "info.json", keep), ("rootfs", ".complete", tops)):
@@ -1356,5 +1358,10 @@ def export(store: Store, container: str, out: BinaryIO) -> int:
         raise ContainerNotFound(f"no such container: {container}") from None
     cs = Containers(store)
     c = cs.get(container)
+    was_mounted = os.path.ismount(c.rootfs)
     rootfs = cs.mount(c)
-    return write_tree_tar(rootfs, out)
+    try:
+        return write_tree_tar(rootfs, out)
+    finally:
+        if not was_mounted:
+            cs.unmount(c)  # leave the container as we found it, as docker export does
