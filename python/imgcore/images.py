@@ -278,6 +278,16 @@ def load_image(store: Store, desc: Descriptor, tags: Sequence[str] = ()) -> Imag
     return Image(mdesc, manifest, config, tuple(tags), target)
 
 
+def _normalised(name: str | None) -> str | None:
+    """A tag annotation as a full reference: other tools (skopeo, umoci) write short ones like ``copied``."""
+    if not name:
+        return None
+    try:
+        return str(parse(name))
+    except InvalidReference:
+        return None
+
+
 def _catalog(store: Store, *, strict: bool = False) -> list[Image]:
     """One :class:`Image` per distinct digest in ``index.json``, its tags gathered; unreadable entries skipped
     unless ``strict``."""
@@ -289,7 +299,7 @@ def _catalog(store: Store, *, strict: bool = False) -> list[Image]:
             order.append(d.digest)
             descs[d.digest] = d
             tags[d.digest] = []
-        name = (d.annotations or {}).get(REF_NAME)
+        name = _normalised((d.annotations or {}).get(REF_NAME))
         if name:
             tags[d.digest].append(name)
             if not descs[d.digest].media_type and d.media_type:
@@ -750,9 +760,22 @@ def tag(store: Store, source: str, target: str) -> Image:
     dst = parse(target)
     if dst.digest is not None:
         raise InvalidReference(f"invalid tag {target!r}: refusing to create a tag with a digest reference")
+    name = str(dst)
+
+    def drop_short_spellings(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # a tag another tool wrote as "copied" is the same tag as docker.io/library/copied:latest
+        out = []
+        for m in manifests:
+            raw = (m.get("annotations") or {}).get(REF_NAME)
+            if raw and raw != name and _normalised(raw) == name:
+                m = {k: v for k, v in m.items() if k != "annotations"}
+            out.append(m)
+        return out
+
+    store.update_index(drop_short_spellings)
     store.tag(dst, img.target_desc)
     _record_tag_time(store, img.id)
-    return resolve(store, str(dst))
+    return resolve(store, name)
 
 
 # ------------------------------------------------------------------------------------------------- gc
@@ -821,8 +844,9 @@ def _delete_images(store: Store, images: Sequence[Image], containers: Sequence[A
 
 
 def _untag(store: Store, ref: Reference, records: list[DeleteRecord]) -> None:
-    with contextlib.suppress(ImageNotFound):
-        store.untag(ref)
+    """Drops every index entry whose tag names ``ref`` (short names written by other tools included)."""
+    name = str(ref.tagged() if ref.digest is None else ref)
+    store.update_index(lambda ms: [m for m in ms if _normalised((m.get("annotations") or {}).get(REF_NAME)) != name])
     records.append(DeleteRecord("Untagged", ref.familiar))
 
 
