@@ -260,6 +260,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------- df, prune
 
 
+def _familiar(name: str) -> str:
+    """``docker.io/library/tomcat:latest`` -> ``tomcat:latest``, as docker prints image names."""
+    from imgcore.errors import InvalidReference
+    from imgcore.reference import parse
+
+    try:
+        return parse(name).familiar
+    except InvalidReference:
+        return name
+
+
 def _pct(part: int, total: int) -> str:
     from imgcore._humanize import human_size
 
@@ -269,7 +280,7 @@ def _pct(part: int, total: int) -> str:
 
 
 def cmd_df(args: argparse.Namespace) -> int:
-    from imgcore._humanize import human_size, short_id, since, tabwrite
+    from imgcore._humanize import ago, human_size, short_id, since, tabwrite
     from imgcore.images import disk_usage
 
     du = disk_usage(_store(args))
@@ -344,7 +355,7 @@ def cmd_df(args: argparse.Namespace) -> int:
         print("\nContainers space usage:\n")
         table = [["CONTAINER ID", "IMAGE", "DRIVER", "SIZE", "CREATED", "NAMES"]]
         for cu in du.containers:
-            table.append([cu.id[:12], cu.image, cu.driver, hs(cu.size, 4), cu.created, cu.name])
+            table.append([cu.id[:12], _familiar(cu.image), cu.driver, hs(cu.size, 4), ago(cu.created), cu.name])
         sys.stdout.write(tabwrite(table))
         print("\nLayers space usage:\n")
         table = [["LAYER", "SIZE", "STORED", "UNPACKED", "IMAGES", "SHARED"]]

@@ -132,7 +132,7 @@ def test_export_writes_the_flattened_rootfs(store, containers, used, tmp_path):
     assert target.read_bytes() == out.getvalue()
 
 
-def test_df_counts_containers_and_active_images(store, containers, used):
+def test_df_counts_containers_and_active_images(store, containers, used, capsys):
     img, c = used
     make_image(store, "unused:1", {"x": b"1" * 5000})
     root = containers.mount(c)
@@ -148,6 +148,16 @@ def test_df_counts_containers_and_active_images(store, containers, used):
     assert du.images_reclaimable == du.images_size - images.image_size(store, img)
     tomcat_layer = next(layer for layer in du.layers if layer.digest == img.layers[0].digest)
     assert (tomcat_layer.unpacked > 0) == (c.driver == "overlay")  # overlay shares unpacked layers
+    assert main(["--root", str(store.root), "df", "-v"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(c.id[:12]))
+    assert row.split()[1:3] == ["tomcat:latest", c.driver]
+    assert row.split()[-1] == "web"
+    assert "seconds ago" in row or "Less than a second ago" in row
+    assert main(["--root", str(store.root), "df"]) == 0
+    summary = capsys.readouterr().out.splitlines()
+    assert summary[1].split()[:3] == ["Images", "2", "1"]
+    assert summary[2].split()[:3] == ["Containers", "1", "0"]
 
 
 def test_cli_rmi_in_use_is_refused(store, containers, used, capsys):
