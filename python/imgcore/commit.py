@@ -198,10 +198,12 @@ def commit(
     cfg: dict[str, Any] = copy.deepcopy(base_cfg)
     cfg["created"] = created
     cfg["config"] = new_config_section
-    if author:
-        cfg["author"] = author
-    else:
-        cfg.pop("author", None)
+    # docker's image JSON keeps the last commit's author and message at the top level too (inspect shows them).
+    for key, value in (("author", author), ("comment", message)):
+        if value:
+            cfg[key] = value
+        else:
+            cfg.pop(key, None)
     cmd = image.config.config.get("Cmd") or []
     entry: dict[str, Any] = {"created": created, "created_by": " ".join(cmd) if cmd else "imgcore commit"}
     if author:
