@@ -772,8 +772,9 @@ def tag(store: Store, source: str, target: str) -> Image:
             out.append(m)
         return out
 
-    store.update_index(drop_short_spellings)
-    store.tag(dst, img.target_desc)
+    with writing(store):  # not while a prune decides what is unreferenced
+        store.update_index(drop_short_spellings)
+        store.tag(dst, img.target_desc)
     _record_tag_time(store, img.id)
     return resolve(store, name)
 
