@@ -25,6 +25,7 @@ __all__ = [
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidTree",
     "LimitExceeded",
     "NotFound",
     "RateLimited",
@@ -135,6 +136,17 @@ class UnsafeArchiveEntry(ImgcoreError):
 
     def __init__(self, message: str, *, entry: str | None = None, **attrs: Any) -> None:
         super().__init__(message, entry=entry, **attrs)
+
+
+class InvalidTree(ImgcoreError):
+    """A filesystem tree that a diff or layer cannot represent: an unsupported overlayfs feature (redirect_dir),
+    a file that changed while the layer was written, a change list naming a path that is not there.
+    ``path`` is the offending path."""
+
+    path: str | None
+
+    def __init__(self, message: str, *, path: str | None = None, **attrs: Any) -> None:
+        super().__init__(message, path=path, **attrs)
 
 
 class RegistryError(ImgcoreError):
