@@ -460,3 +460,26 @@ def test_rmi_by_name_at_digest(store, tomcat):
     assert [str(r) for r in records[:2]] == ["Untagged: new_tomcat:1.0", f"Deleted: {child.id}"]
     assert_valid_image(store, "tomcat")
     assert base.id == images.resolve(store, "tomcat").id
+
+
+def test_prune_waits_for_a_writer_between_its_blobs_and_its_tag(store):
+    """A writer holds ``writing()`` from its first blob to its tag; prune must not sweep in between."""
+    import threading
+    import time
+
+    in_flight = store.put_blob(b"a layer whose manifest is not tagged yet")
+    done = threading.Event()
+
+    def run_prune():
+        images.prune(store)
+        done.set()
+
+    with images.writing(store):
+        t = threading.Thread(target=run_prune)
+        t.start()
+        time.sleep(0.3)
+        assert not done.is_set()
+        assert store.has_blob(in_flight.digest)
+    t.join(30)
+    assert done.is_set()
+    assert not store.has_blob(in_flight.digest)  # untagged once the writer gave up: an orphan, swept
