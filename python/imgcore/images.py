@@ -400,21 +400,18 @@ def _kind_of(media_type: str) -> str | None:
     return None
 
 
-def _zstd_chunks(chunks: Iterable[bytes], where: str) -> Iterator[bytes]:
+def _zstandard() -> Any:
+    """The zstandard module, or None when it is not installed."""
     try:
         import zstandard  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        zstandard = None
-    if zstandard is not None:
-        d = zstandard.ZstdDecompressor().decompressobj()
-        try:
-            for c in chunks:
-                if out := d.decompress(c):
-                    yield out
-        except zstandard.ZstdError as e:
-            raise InvalidArchive(f"{where}: corrupt zstd stream: {e}") from None
-        return
-    # TODO(#2): use the Rust decoder (archive pipeline) once it is exported by imgcore._core.
+        return None
+    return zstandard
+
+
+def _zstd_command_chunks(chunks: Iterable[bytes], where: str) -> Iterator[bytes]:
+    """zstd decoding by the ``zstd`` command, for hosts without the zstandard module."""
+    # TODO(#3): use the archive pipeline's Rust decoder once _core exports a decode/diff_id entry point.
     try:
         proc = subprocess.Popen(["zstd", "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError:
@@ -461,12 +458,15 @@ def _decompressed(chunks: Iterable[bytes], kind: str, where: str) -> Iterator[by
     if kind == "tar":
         yield from chunks
         return
-    if kind == "zstd":
-        yield from _zstd_chunks(chunks, where)
-        return
     new: Callable[[], Any]
     errors: tuple[type[BaseException], ...]
-    if kind == "gzip":
+    if kind == "zstd":
+        zstandard = _zstandard()
+        if zstandard is None:
+            yield from _zstd_command_chunks(chunks, where)
+            return
+        new, errors = (lambda: zstandard.ZstdDecompressor().decompressobj()), (zstandard.ZstdError,)
+    elif kind == "gzip":
         new, errors = (lambda: zlib.decompressobj(31)), (zlib.error,)
     elif kind == "bzip2":
         new, errors = bz2.BZ2Decompressor, (OSError, ValueError)
