@@ -384,6 +384,7 @@ def cmd_df(args: argparse.Namespace) -> int:
                         for layer in du.layers
                     ],
                     "UnreferencedBlobs": du.other_blobs,
+                    "Baselines": du.baselines,
                 }
             )
         )
@@ -451,6 +452,10 @@ def cmd_df(args: argparse.Namespace) -> int:
         f"uncompressed); {len(shared)} shared by more than one image, saving {hs(du.saved_by_sharing, 4)} "
         f"(without sharing: {hs(du.images_size_without_sharing, 4)})"
     )
+    if du.baselines:
+        print(
+            f"Copy-driver baselines: {hs(du.baselines, 4)} (flattened image copies that copy containers diff against)"
+        )
     if du.other_blobs:
         print(f"Unreferenced blobs: {hs(du.other_blobs, 4)} (imgcore prune removes them)")
     return 0

@@ -90,6 +90,7 @@ __all__ = [
     "record_layer_size",
     "remove_image",
     "resolve",
+    "rmi",
     "tag",
     "write_tree_tar",
     "writing",
@@ -612,6 +613,8 @@ def list_images(store: Store, filters: Iterable[str] = (), *, reference: str | N
     patterns = list(spec.get("reference", []))
     if reference is not None:
         patterns.append(reference)
+    for p in patterns:
+        _go_path_match(p, "")  # a malformed pattern is an error even when no image is there to match
     catalog = _catalog(store)
     created_limits: list[tuple[str, float]] = []
     for key in ("before", "since"):
@@ -908,6 +911,9 @@ def remove_image(store: Store, text: str, *, force: bool = False) -> list[Delete
         return records
 
 
+rmi = remove_image
+
+
 # ------------------------------------------------------------------------------------------------- prune
 
 
@@ -1036,6 +1042,7 @@ class DiskUsage:
     layers: tuple[LayerUsage, ...]
     containers: tuple[ContainerUsage, ...]
     other_blobs: int = 0  # bytes of blobs no image reaches (what prune would sweep)
+    baselines: int = 0  # bytes of the copy driver's flattened image copies (imgcore/rootfs/<top chain>)
 
     @property
     def images_size(self) -> int:
@@ -1149,7 +1156,13 @@ def disk_usage(store: Store) -> DiskUsage:
         if d not in keep:
             with contextlib.suppress(BlobNotFound):
                 other += store.blob_size(d)
-    return DiskUsage(tuple(images), layers, tuple(cusage), other)
+    baselines = 0
+    rootfs_dir = store.root / "imgcore" / "rootfs"
+    if rootfs_dir.is_dir():
+        for p in rootfs_dir.iterdir():
+            if not p.name.startswith(".") and (p / ".complete").is_file():
+                baselines += _tree_bytes(p)
+    return DiskUsage(tuple(images), layers, tuple(cusage), other, baselines)
 
 
 # ------------------------------------------------------------------------------------------------- import

@@ -400,6 +400,30 @@ def test_disk_usage_shows_shared_and_unique_bytes(store, tomcat):
     assert images.disk_usage(store).other_blobs == len(b"orphan")
 
 
+@pytest.mark.parametrize(
+    ("pattern", "name", "match"),
+    [
+        ("tomcat", "tomcat", True),
+        ("tom*", "tomcat", True),
+        ("*", "team/app", False),  # * never crosses /
+        ("*/*", "team/app", True),
+        ("t?mcat", "tomcat", True),
+        ("[st]omcat", "tomcat", True),
+        ("[^t]omcat", "tomcat", False),
+        ("[a-c]*", "busybox", True),
+        ("\\*", "*", True),
+        ("a.b", "axb", False),  # . is literal
+    ],
+)
+def test_reference_patterns_follow_go_path_match(pattern, name, match):
+    assert images._go_path_match(pattern, name) is match
+
+
+def test_unterminated_class_is_an_invalid_filter(store):
+    with pytest.raises(InvalidArgument, match="unterminated"):
+        images.list_images(store, ["reference=[abc"])
+
+
 def test_chain_ids():
     a, b = imgcore.sha256(b"a"), imgcore.sha256(b"b")
     assert images.chain_ids([]) == []
