@@ -32,73 +32,31 @@ from pathlib import Path
 from typing import Any
 
 from imgcore import _fs
-from imgcore._core import sha256
 from imgcore.errors import ContainerNotFound, ImgcoreError
-from imgcore.models import REF_NAME, Descriptor, ImageConfig, Manifest
-from imgcore.reference import parse
+from imgcore.images import Image, chain_ids, load_image, resolve
+from imgcore.models import Descriptor, Manifest
 from imgcore.store import Store
 
-__all__ = ["Container", "Containers", "ImageRef", "chain_ids", "overlay_supported", "resolve_image"]
+__all__ = ["Container", "Containers", "image_of", "overlay_supported", "resolve_image"]
 
 DRIVERS = ("overlay", "copy")
-
-
-def chain_ids(diff_ids: list[str]) -> list[str]:
-    """OCI chain IDs: ``ChainID(L0) = DiffID(L0)``, ``ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))``."""
-    out: list[str] = []
-    for d in diff_ids:
-        out.append(d if not out else sha256(f"{out[-1]} {d}".encode()))
-    return out
 
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    """An image found in the store: its manifest descriptor, manifest and config."""
-
-    name: str | None
-    descriptor: Descriptor
-    manifest: Manifest
-    config: ImageConfig
-
-    @property
-    def id(self) -> str:
-        return self.config.digest
+def resolve_image(store: Store, ref: str) -> Image:
+    """An image by reference, (short) image ID or digest, as docker resolves them (``images.resolve``)."""
+    return resolve(store, ref)
 
 
-def resolve_image(store: Store, ref: str) -> ImageRef:
-    """Finds an image by reference (``tomcat``, ``name@sha256:…``) or by (short) image ID, as docker does."""
-    from imgcore.errors import ImageNotFound
-
-    text = ref.removeprefix("sha256:")
-    candidates: list[tuple[str | None, Descriptor]] = []
-    if 4 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
-        for entry in store.index_entries():
-            cfg = _load_manifest(store, entry).config
-            if cfg.digest.removeprefix("sha256:").startswith(text):
-                candidates.append(((entry.annotations or {}).get(REF_NAME), entry))
-        ids = {c[1].digest for c in candidates}
-        if len(ids) > 1:
-            raise ImageNotFound(f"image ID {ref!r} is ambiguous: {len(ids)} images match")
-    if not candidates:
-        try:
-            r = parse(ref)
-        except ImgcoreError:
-            if candidates:
-                raise
-            raise
-        desc = store.resolve(r)
-        candidates.append((str(r) if r.digest is None else None, desc))
-    name, desc = candidates[0]
-    man = _load_manifest(store, desc)
-    return ImageRef(name, desc.with_annotations(None), man, ImageConfig.from_bytes(store.get_blob(man.config.digest)))
-
-
-def _load_manifest(store: Store, desc: Descriptor) -> Manifest:
-    return Manifest.from_bytes(store.get_blob(desc.digest), desc.media_type or None)
+def image_of(store: Store, c: Container) -> Image:
+    """The image a container was created from, by its manifest digest: still there after ``rmi -f`` (which keeps
+    a container's blobs), and unaffected by tags that moved since."""
+    desc = Descriptor("", c.manifest_digest, store.blob_size(c.manifest_digest))
+    image = load_image(store, desc)
+    return image
 
 
 _overlay_probe: dict[str, str | None] = {}
@@ -277,9 +235,9 @@ class Containers:
     def layer_dir(self, chain_id: str) -> Path:
         return self.layers_dir / chain_id.split(":", 1)[1]
 
-    def ensure_layers(self, image: ImageRef) -> builtins.list[Path]:
+    def ensure_layers(self, image: Image) -> builtins.list[Path]:
         """Unpacks (once, shared) every layer of ``image`` in overlay form; returns the ``diff`` dirs, bottom first."""
-        from imgcore import extract_layer  # type: ignore[attr-defined,unused-ignore]
+        from imgcore import extract_layer
 
         diff_ids = image.config.diff_ids
         if len(diff_ids) != len(image.manifest.layers):
@@ -319,9 +277,9 @@ class Containers:
             out.append(final / "diff")
         return out
 
-    def ensure_rootfs(self, image: ImageRef) -> Path:
+    def ensure_rootfs(self, image: Image) -> Path:
         """The image flattened once into a read-only baseline directory (copy driver)."""
-        from imgcore import unpack_layers  # type: ignore[attr-defined,unused-ignore]
+        from imgcore import unpack_layers
 
         chains = chain_ids(image.config.diff_ids)
         key = chains[-1].split(":", 1)[1] if chains else "empty"
@@ -395,8 +353,8 @@ class Containers:
             c = Container(
                 id=cid,
                 name=name or self._new_name(),
-                image=image.name or image_ref,
-                manifest_digest=image.descriptor.digest,
+                image=image.tags[0] if image.tags else image_ref,
+                manifest_digest=image.manifest_desc.digest,
                 image_id=image.id,
                 created=now_rfc3339(),
                 driver=driver,
