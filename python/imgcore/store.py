@@ -1,0 +1,478 @@
+"""The content store: an OCI image layout directory with verified, atomic, idempotent blob writes.
+
+Layout (OCI image-layout spec): ``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``. imgcore's own state lives in
+``imgcore/`` beside them (partial ingests, locks; later containers and unpacked layers), so skopeo and umoci read
+the store as a plain OCI layout.
+
+Invariants:
+- a file under ``blobs/`` always hashes to its name: content is streamed into ``imgcore/ingest/`` on the same
+  filesystem while being hashed, checked, fsynced and only then renamed into place;
+- an interrupted ingest never shows up as a blob; a resumable one keeps its bytes as ``<hex>.partial``;
+- ``index.json`` is replaced atomically under an exclusive lock, so concurrent tag writes lose none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from imgcore import _fs
+from imgcore._core import Digest, Hasher, hash_files
+from imgcore.errors import BlobNotFound, DigestMismatch, SizeMismatch, StoreError
+from imgcore.models import REF_NAME, Descriptor
+from imgcore.reference import Reference, parse
+
+__all__ = ["FsckProblem", "Ingest", "Store", "default_root"]
+
+CHUNK = 1 << 20
+OCI_LAYOUT_VERSION = "1.0.0"
+CONTAINERD_NAME = "io.containerd.image.name"
+Source = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | str
+
+
+def default_root() -> Path:
+    """``$IMGCORE_ROOT``, else ``$XDG_DATA_HOME/imgcore``, else ``~/.local/share/imgcore``."""
+    env = os.environ.get("IMGCORE_ROOT")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "imgcore"
+
+
+def _digest(value: str | Digest) -> Digest:
+    return value if isinstance(value, Digest) else Digest(str(value))
+
+
+@dataclass(frozen=True)
+class FsckProblem:
+    """One thing ``fsck`` found wrong."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+class Ingest:
+    """A blob being written: stream chunks in, then :meth:`commit` (verify, fsync, rename) or :meth:`abort`.
+
+    With an expected digest and ``resume=True`` the bytes are kept in ``<hex>.partial`` across runs: a new
+    ``Ingest`` for the same digest starts at :attr:`offset` (the bytes already there, re-hashed on open), which
+    a downloader turns into a ``Range`` request. Leaving a ``with`` block without committing keeps the partial.
+    """
+
+    def __init__(self, store: Store, digest: str | None, size: int | None, *, resume: bool) -> None:
+        self._store = store
+        self.expected = _digest(digest) if digest is not None else None
+        self.expected_size = size
+        self._hasher = Hasher(self.expected.algorithm if self.expected else "sha256")
+        self._done = False
+        ingest_dir = store.root / "imgcore" / "ingest"
+        ingest_dir.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO | None = None
+        if self.expected is not None and resume:
+            path = ingest_dir / f"{self.expected.algorithm}-{self.expected.hex}.partial"
+            f = path.open("a+b")
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # Another process is ingesting the same blob: write a private copy; both end with one blob.
+                f.close()
+            else:
+                self._file, self.path = f, path
+                f.seek(0)
+                while chunk := f.read(CHUNK):
+                    self._hasher.update(chunk)
+                if size is not None and self._hasher.size > size:
+                    f.truncate(0)
+                    self._hasher = Hasher(self.expected.algorithm)
+                f.seek(0, io.SEEK_END)
+        if self._file is None:
+            self.path = ingest_dir / f"tmp-{os.getpid()}-{secrets.token_hex(8)}"
+            self._file = self.path.open("w+b")
+        self.resumable = resume and self.expected is not None
+
+    @property
+    def offset(self) -> int:
+        """Bytes written so far (including those found from an earlier, interrupted ingest)."""
+        return int(self._hasher.size)
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        assert self._file is not None, "ingest already finished"
+        if self.expected_size is not None and self._hasher.size + len(chunk) > self.expected_size:
+            got = self._hasher.size + len(chunk)
+            self.abort()
+            raise SizeMismatch(
+                f"ingest {self.expected}: more data than the expected {self.expected_size} bytes (got {got})",
+                expected=self.expected_size,
+                actual=got,
+            )
+        self._file.write(chunk)
+        self._hasher.update(chunk)
+
+    def restart(self) -> None:
+        """Drops what was written (a server that ignored our Range request sends the whole blob again)."""
+        assert self._file is not None
+        self._file.seek(0)
+        self._file.truncate(0)
+        self._hasher = Hasher(self.expected.algorithm if self.expected else "sha256")
+
+    def commit(self) -> Descriptor:
+        """Verifies digest and size, makes the blob durable and visible; idempotent if it already exists."""
+        assert self._file is not None, "ingest already finished"
+        actual = self._hasher.digest()
+        size = int(self._hasher.size)
+        where = f"ingest {self.expected or actual}"
+        if self.expected_size is not None and size != self.expected_size:
+            self.abort()
+            raise SizeMismatch(
+                f"{where}: size mismatch: expected {self.expected_size} bytes, got {size}",
+                expected=self.expected_size,
+                actual=size,
+            )
+        if self.expected is not None and actual != str(self.expected):
+            self.abort()
+            raise DigestMismatch(
+                f"{where}: digest mismatch: expected {self.expected}, got {actual}",
+                expected=str(self.expected),
+                actual=actual,
+            )
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        final = self._store.blob_path(actual)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.path.chmod(0o444)
+        self.path.replace(final)
+        self._file.close()
+        self._file = None
+        self._done = True
+        _fs.fsync_dir(final.parent)
+        return Descriptor("application/octet-stream", actual, size)
+
+    def abort(self) -> None:
+        """Discards the bytes, partial included."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._done = True
+
+    def close(self) -> None:
+        """Stops without committing: a resumable partial stays for the next run, a private temp file goes."""
+        if self._done:
+            return
+        if self._file is not None:
+            self._file.flush()
+            if self.resumable:
+                os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        if not self.resumable:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self._done = True
+
+    def __enter__(self) -> Ingest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store:
+    """An OCI image layout used as imgcore's content store and tag database."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        layout = self.root / "oci-layout"
+        if layout.exists():
+            try:
+                version = _fs.read_json(layout).get("imageLayoutVersion")
+            except (OSError, ValueError, AttributeError) as e:
+                raise StoreError(f"store {self.root}: unreadable oci-layout: {e}") from None
+            if version != OCI_LAYOUT_VERSION:
+                raise StoreError(f"store {self.root}: unsupported imageLayoutVersion {version!r}")
+        else:
+            _fs.atomic_write_json(layout, {"imageLayoutVersion": OCI_LAYOUT_VERSION})
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (self.root / "imgcore").mkdir(exist_ok=True)
+        if not (self.root / "index.json").exists():
+            with self._index_lock():
+                if not (self.root / "index.json").exists():
+                    self._write_index(
+                        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+                    )
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # -- blobs -------------------------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str | Digest) -> Path:
+        d = _digest(digest)
+        return self.root / "blobs" / str(d.algorithm) / str(d.hex)
+
+    def has_blob(self, digest: str | Digest) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def blob_size(self, digest: str | Digest) -> int:
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest}: not in store {self.root}", digest=str(digest)) from None
+
+    def ingest(self, digest: str | None = None, size: int | None = None, *, resume: bool = True) -> Ingest:
+        """Starts writing a blob; see :class:`Ingest`."""
+        return Ingest(self, digest, size, resume=resume)
+
+    def put_blob(self, source: Source, *, digest: str | None = None, size: int | None = None) -> Descriptor:
+        """Stores ``source`` (bytes, a binary file object or a path), verified against ``digest``/``size``.
+
+        Idempotent: storing a blob that is already there verifies the input and keeps one copy.
+        """
+        if isinstance(source, bytes | bytearray | memoryview):
+            return self._put_chunks([source], digest, size)
+        if isinstance(source, str | os.PathLike):
+            with Path(source).open("rb") as f:
+                return self._put_chunks(iter(lambda: f.read(CHUNK), b""), digest, size)
+        return self._put_chunks(iter(lambda: source.read(CHUNK), b""), digest, size)
+
+    def put_chunks(self, chunks: Iterable[bytes], *, digest: str | None = None, size: int | None = None) -> Descriptor:
+        """Stores a blob given as an iterable of byte chunks."""
+        return self._put_chunks(chunks, digest, size)
+
+    def _put_chunks(self, chunks: Iterable[Any], digest: str | None, size: int | None) -> Descriptor:
+        ing = Ingest(self, digest, size, resume=False)
+        try:
+            for chunk in chunks:
+                ing.write(chunk)
+            return ing.commit()
+        finally:
+            ing.close()
+
+    def get_blob(self, digest: str | Digest, *, verify: bool = False) -> bytes:
+        """The blob's bytes; with ``verify`` they are re-hashed and a corrupt blob raises ``DigestMismatch``."""
+        path = self.blob_path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest}: not in store {self.root}", digest=str(digest)) from None
+        if verify:
+            h = Hasher(_digest(digest).algorithm)
+            h.update(data)
+            if h.digest() != str(digest):
+                raise DigestMismatch(
+                    f"blob {path}: corrupt: expected {digest}, got {h.digest()}",
+                    expected=str(digest),
+                    actual=h.digest(),
+                )
+        return data
+
+    def open_blob(self, digest: str | Digest) -> BinaryIO:
+        try:
+            return self.blob_path(digest).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest}: not in store {self.root}", digest=str(digest)) from None
+
+    def delete_blob(self, digest: str | Digest) -> bool:
+        """Removes a blob; True if it was there. Idempotent."""
+        try:
+            self.blob_path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list_blobs(self) -> list[str]:
+        out: list[str] = []
+        blobs = self.root / "blobs"
+        for alg_dir in sorted(p for p in blobs.iterdir() if p.is_dir()):
+            out.extend(f"{alg_dir.name}:{p.name}" for p in sorted(alg_dir.iterdir()))
+        return out
+
+    def get_json(self, digest: str | Digest) -> Any:
+        return json.loads(self.get_blob(digest))
+
+    def fsck(self) -> list[FsckProblem]:
+        """Re-hashes every blob on all cores; returns what is corrupt or misnamed (empty when all is well)."""
+        problems: list[FsckProblem] = []
+        entries: list[tuple[str, Path]] = []
+        for alg_dir in sorted(p for p in (self.root / "blobs").iterdir() if p.is_dir()):
+            for p in sorted(alg_dir.iterdir()):
+                name = f"{alg_dir.name}:{p.name}"
+                try:
+                    Digest(name)
+                except ValueError:
+                    problems.append(FsckProblem(str(p), "not a valid digest name"))
+                    continue
+                entries.append((name, p))
+        by_alg: dict[str, list[tuple[str, Path]]] = {}
+        for name, p in entries:
+            by_alg.setdefault(name.split(":", 1)[0], []).append((name, p))
+        for alg, group in by_alg.items():
+            results = hash_files([p for _, p in group], alg)
+            for (name, p), (actual, _size, err) in zip(group, results, strict=True):
+                if err is not None:
+                    problems.append(FsckProblem(str(p), f"unreadable: {err}"))
+                elif actual != name:
+                    problems.append(FsckProblem(str(p), f"corrupt: content hashes to {actual}"))
+        with contextlib.suppress(StoreError):
+            for desc in self._index()["manifests"]:
+                if not self.has_blob(desc["digest"]):
+                    problems.append(FsckProblem("index.json", f"manifest {desc['digest']} is missing"))
+        return problems
+
+    # -- index.json and tags -----------------------------------------------------------------------------------
+
+    def _index_lock(self) -> contextlib.AbstractContextManager[None]:
+        return _fs.locked(self.root / "imgcore" / "index.lock")
+
+    def _index(self) -> dict[str, Any]:
+        try:
+            data = _fs.read_json(self.root / "index.json")
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "manifests": []}
+        except ValueError as e:
+            raise StoreError(f"store {self.root}: index.json is not valid JSON: {e}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
+            raise StoreError(f"store {self.root}: index.json has no manifests list")
+        return data
+
+    def _write_index(self, data: dict[str, Any]) -> None:
+        _fs.atomic_write_json(self.root / "index.json", data)
+
+    def update_index(self, fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+        """Applies ``fn`` to the index's manifest list under the lock and writes the result atomically."""
+        with self._index_lock():
+            data = self._index()
+            data["manifests"] = fn(list(data["manifests"]))
+            self._write_index(data)
+
+    def index_entries(self) -> list[Descriptor]:
+        """Every descriptor in index.json (tagged images and kept untagged ones)."""
+        return [Descriptor.from_json(m, "index.json") for m in self._index()["manifests"]]
+
+    def put_manifest(self, raw: bytes, media_type: str) -> Descriptor:
+        desc = self.put_blob(raw)
+        return Descriptor(media_type, desc.digest, desc.size)
+
+    def tag(self, ref: str | Reference, desc: Descriptor) -> None:
+        """Points the tag ``ref`` at ``desc``. The image it pointed at stays in the index, untagged (dangling),
+        until it is removed or pruned, as docker keeps ``<none>`` images."""
+        name = str(_ref(ref))
+        if not self.has_blob(desc.digest):
+            raise BlobNotFound(f"tag {name}: manifest {desc.digest} is not in the store", digest=desc.digest)
+
+        def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for m in manifests:
+                if (m.get("annotations") or {}).get(REF_NAME) == name:
+                    if m["digest"] == desc.digest:
+                        continue
+                    m = {k: v for k, v in m.items() if k != "annotations"}
+                out.append(m)
+            out = [m for m in out if not (_is_untagged(m) and m["digest"] == desc.digest)]
+            entry = desc.with_annotations({REF_NAME: name, CONTAINERD_NAME: name}).to_json()
+            out.append(entry)
+            return _dedupe_untagged(out)
+
+        self.update_index(update)
+
+    def add_untagged(self, desc: Descriptor) -> None:
+        """Keeps ``desc`` in the index without a tag (a root for GC)."""
+
+        def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if any(m["digest"] == desc.digest for m in manifests):
+                return manifests
+            return [*manifests, desc.with_annotations(None).to_json()]
+
+        self.update_index(update)
+
+    def untag(self, ref: str | Reference) -> Descriptor:
+        """Removes a tag; returns what it pointed at. The image stays as untagged if nothing else tags it."""
+        name = str(_ref(ref))
+        found: list[Descriptor] = []
+
+        def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for m in manifests:
+                if (m.get("annotations") or {}).get(REF_NAME) == name:
+                    found.append(Descriptor.from_json(m))
+                    continue
+                out.append(m)
+            return out
+
+        self.update_index(update)
+        if not found:
+            from imgcore.errors import ImageNotFound
+
+            raise ImageNotFound(f"no such image: {name}")
+        return found[0].with_annotations(None)
+
+    def remove_from_index(self, digest: str) -> None:
+        """Drops every index entry (tagged or not) for ``digest``."""
+        self.update_index(lambda ms: [m for m in ms if m["digest"] != digest])
+
+    def tags(self) -> dict[str, Descriptor]:
+        """Tag (full normalised reference) -> manifest descriptor."""
+        out = {}
+        for m in self._index()["manifests"]:
+            name = (m.get("annotations") or {}).get(REF_NAME)
+            if name:
+                out[name] = Descriptor.from_json(m, "index.json").with_annotations(None)
+        return out
+
+    def resolve(self, ref: str | Reference) -> Descriptor:
+        """The manifest descriptor a tag points at; ``name@digest`` resolves to that digest if stored."""
+        from imgcore.errors import ImageNotFound
+
+        r = _ref(ref)
+        if r.digest is not None:
+            for m in self._index()["manifests"]:
+                if m["digest"] == r.digest:
+                    return Descriptor.from_json(m).with_annotations(None)
+            if self.has_blob(r.digest):
+                return Descriptor("", r.digest, self.blob_size(r.digest))
+            raise ImageNotFound(f"no such image: {r}")
+        found = self.tags().get(str(r))
+        if found is None:
+            raise ImageNotFound(f"no such image: {r.familiar}")
+        return found
+
+    def iter_blob(self, digest: str | Digest, chunk: int = CHUNK) -> Iterator[bytes]:
+        with self.open_blob(digest) as f:
+            while data := f.read(chunk):
+                yield data
+
+
+def _ref(ref: str | Reference) -> Reference:
+    return ref if isinstance(ref, Reference) else parse(ref)
+
+
+def _is_untagged(m: dict[str, Any]) -> bool:
+    return not (m.get("annotations") or {}).get(REF_NAME)
+
+
+def _dedupe_untagged(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An untagged entry is dropped when the same digest is tagged elsewhere, or listed twice."""
+    tagged = {m["digest"] for m in manifests if not _is_untagged(m)}
+    seen: set[str] = set()
+    out = []
+    for m in manifests:
+        if _is_untagged(m):
+            if m["digest"] in tagged or m["digest"] in seen:
+                continue
+            seen.add(m["digest"])
+        out.append(m)
+    return out
