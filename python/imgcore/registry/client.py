@@ -356,15 +356,20 @@ class RegistryClient:
             return token
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _on_unauthorized(self, r: urllib3.BaseHTTPResponse, scopes: tuple[str, ...], what: str) -> bool:
-        """Handle a 401: learn the challenge and get credentials for it. False when there is nothing left to try."""
+    def _on_unauthorized(
+        self, r: urllib3.BaseHTTPResponse, scopes: tuple[str, ...], what: str, sent: str | None
+    ) -> bool:
+        """Handle a 401: learn the challenge and get credentials for it. False when there is nothing left to try.
+
+        ``sent`` is the Authorization value the refused request carried: another thread may have learnt the
+        challenge meanwhile, so a request sent without (or with older) credentials is simply tried again.
+        """
         header = r.headers.get("WWW-Authenticate", "")
         challenges = parse_www_authenticate(header)
         by_scheme = {c.scheme: c for c in challenges}
         ch = by_scheme.get("bearer") or by_scheme.get("basic")
         if ch is None:
             return False
-        had = self._challenge
         self._challenge = ch
         if ch.scheme == "basic":
             if self.credentials is None:
@@ -373,12 +378,15 @@ class RegistryClient:
                     status=401,
                     code="UNAUTHORIZED",
                 )
-            return had is None or had.scheme != "basic"
+            return sent != self.credentials.basic_header()
         wanted = set(scopes)
         if ch.params.get("scope"):
             wanted |= set(ch.params["scope"].split(" "))
-        self._fetch_token(ch, wanted)
-        return True
+        cached = self._tokens.get(ch.params.get("realm", ""), frozenset(wanted))
+        if cached is not None and f"Bearer {cached}" != sent:
+            return True
+        token = self._fetch_token(ch, wanted)
+        return f"Bearer {token}" != sent or sent is None
 
     # ------------------------------------------------------------------------------------------ requests
 
@@ -423,7 +431,7 @@ class RegistryClient:
             data = _drain(r)
             if r.status == 401 and auth_rounds < 2:
                 auth_rounds += 1
-                if self._on_unauthorized(r, scopes, what):
+                if self._on_unauthorized(r, scopes, what, auth):
                     continue
             if r.status in _RETRY_STATUS and attempt < self.retries:
                 delay = _backoff(attempt, self.backoff)
