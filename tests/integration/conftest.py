@@ -120,9 +120,7 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .sign(key, hashes.SHA256())
@@ -131,9 +129,7 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
     crt, keyf = directory / "ca.crt", directory.parent / "registry.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     keyf.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return crt, keyf
 
@@ -146,9 +142,7 @@ def write_htpasswd(path: Path, user: str, password: str) -> None:
     path.write_text(f"{user}:{hashed}\n")
 
 
-def start_registry(
-    tmp: Path, *, tls: bool = False, user: str | None = None, password: str | None = None
-) -> Registry:
+def start_registry(tmp: Path, *, tls: bool = False, user: str | None = None, password: str | None = None) -> Registry:
     binary = require_tool(REGISTRY_BIN)
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -328,15 +322,16 @@ def build_oci_image(directory: Path, tag: str = "v1", *, seed: int = 0, big: int
     (rootfs / "bin").mkdir(exist_ok=True)
     (rootfs / "bin" / "blob").write_bytes(os.urandom(big))
     (rootfs / "bin" / "sh").symlink_to("blob")
-    run(umoci, "repack", "--image", f"{layout}:{tag}", bundle)
+    run(umoci, "repack", "--refresh-bundle", "--image", f"{layout}:{tag}", bundle)
     (rootfs / "app").mkdir()
     (rootfs / "app" / "main.txt").write_text(f"hello from layer two, seed {seed}\n" * 100)
     (rootfs / "etc" / "os-release").unlink()
-    run(umoci, "repack", "--image", f"{layout}:{tag}", bundle)
+    run(umoci, "repack", "--refresh-bundle", "--image", f"{layout}:{tag}", bundle)
     run(umoci, "config", "--image", f"{layout}:{tag}", "--config.cmd", "/bin/sh")
     shutil.rmtree(bundle)
     digest, manifest = _layout_manifest(layout, tag)
     layers = [str(layer["digest"]) for layer in manifest["layers"]]  # type: ignore[index, union-attr, attr-defined]
+    assert len(layers) == 2, f"umoci built {len(layers)} layers, expected 2"
     return OciImage(layout, tag, digest, layers, str(manifest["config"]["digest"]))  # type: ignore[index, call-overload]
 
 

@@ -22,7 +22,9 @@ def _same_tree_as_original(image: OciImage, registry: Registry, ref_path: str, t
     skopeo = require_tool("skopeo")
     umoci = require_tool("umoci")
     back = tmp_path / "back"
-    run(skopeo, "copy", "--quiet", *registry.skopeo_src_flags(), f"docker://{registry.host}/{ref_path}", f"oci:{back}:x")
+    run(
+        skopeo, "copy", "--quiet", *registry.skopeo_src_flags(), f"docker://{registry.host}/{ref_path}", f"oci:{back}:x"
+    )
     run(umoci, "unpack", "--rootless", "--image", f"{back}:x", tmp_path / "b1")
     run(umoci, "unpack", "--rootless", "--image", f"{image.layout}:{image.tag}", tmp_path / "b2")
     diff = subprocess.run(["diff", "-r", "--no-dereference", tmp_path / "b1/rootfs", tmp_path / "b2/rootfs"],
