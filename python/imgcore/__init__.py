@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from imgcore import errors
-from imgcore._core import Digest, Hasher, __version__, sha256, sha256_file, sha256_files
+from imgcore._core import Digest, Hasher, __version__, hash_files, sha256, sha256_file, sha256_files
 
 __all__ = [
     "Digest",
     "Hasher",
     "__version__",
     "errors",
+    "hash_files",
     "sha256",
     "sha256_file",
     "sha256_files",

@@ -73,11 +73,11 @@ impl Digest {
             return Err(bad("empty algorithm"));
         }
         let algorithm = Algorithm::parse(alg).map_err(|_| bad(&format!("unsupported algorithm {alg:?}")))?;
-        if hex.len() != algorithm.hex_len() {
-            return Err(bad(&format!("{alg} needs {} hex characters, got {}", algorithm.hex_len(), hex.len())));
-        }
         if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(bad("hex must be lowercase [0-9a-f]"));
+        }
+        if hex.len() != algorithm.hex_len() {
+            return Err(bad(&format!("{alg} needs {} hex characters, got {}", algorithm.hex_len(), hex.len())));
         }
         Ok(Digest { algorithm, hex: hex.to_owned() })
     }

@@ -1,0 +1,5 @@
+import sys
+
+from imgcore.cli import main
+
+sys.exit(main())
