@@ -95,6 +95,16 @@ def is_insecure_host(host: str, insecure: Iterable[str] = ()) -> bool:
         return False
 
 
+def _is_loopback(host: str) -> bool:
+    hostname = _split_host_port(host).lower()
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
 def _error_entries(body: bytes) -> list[dict[str, Any]]:
     try:
         data = json.loads(body)
@@ -266,6 +276,10 @@ class RegistryClient:
         candidates: list[tuple[str, bool]] = [("https", True)]
         if self.insecure:
             candidates += [("https", False), ("http", True)]
+            if _is_loopback(self.host):
+                # NOTE: a loopback registry is local: asking it in plain HTTP first saves two TLS set-ups
+                # (an HTTPS server answers 400 "client sent an HTTP request to an HTTPS server", handled below).
+                candidates = [("http", True), ("https", True), ("https", False)]
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             for scheme, verify in candidates:
@@ -277,7 +291,7 @@ class RegistryClient:
                     continue
                 except (Urllib3HTTPError, OSError) as exc:
                     last = exc
-                    if scheme == "https" and self.insecure:
+                    if self.insecure:
                         continue
                     break
                 if r.status in _RETRY_STATUS:
