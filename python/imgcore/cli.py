@@ -104,7 +104,7 @@ def _plugins() -> list[Callable[[Any], None]]:
     out: list[Callable[[Any], None]] = []
     import importlib
 
-    for name in ("imgcore._cli_distribution", "imgcore._cli_layers", "imgcore._cli_images"):
+    for name in ("imgcore._cli_containers", "imgcore._cli_distribution", "imgcore._cli_layers", "imgcore._cli_images"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:

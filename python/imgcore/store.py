@@ -237,6 +237,38 @@ class Store:
         """Starts writing a blob; see :class:`Ingest`."""
         return Ingest(self, digest, size, resume=resume)
 
+    def temp_path(self, suffix: str = "") -> Path:
+        """A fresh path on the store's filesystem for a file that :meth:`adopt_file` will move in."""
+        ingest_dir = self.root / "imgcore" / "ingest"
+        ingest_dir.mkdir(parents=True, exist_ok=True)
+        return ingest_dir / f"tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+
+    def adopt_file(self, path: Path, digest: str, *, verify: bool = False) -> Descriptor:
+        """Moves ``path`` (on the store's filesystem, written by imgcore, whose digest was computed while it was
+        written) into ``blobs/``; with ``verify`` it is re-hashed first. The file is gone afterwards either way."""
+        d = _digest(digest)
+        try:
+            if verify:
+                from imgcore._core import sha256_file
+
+                actual = sha256_file(path)
+                if actual != str(d):
+                    raise DigestMismatch(
+                        f"adopt {path}: digest mismatch: expected {d}, got {actual}", expected=str(d), actual=actual
+                    )
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+            final = self.blob_path(d)
+            path.chmod(0o444)
+            path.replace(final)
+            _fs.fsync_dir(final.parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            raise
+        return Descriptor("application/octet-stream", str(d), size)
+
     def put_blob(self, source: Source, *, digest: str | None = None, size: int | None = None) -> Descriptor:
         """Stores ``source`` (bytes, a binary file object or a path), verified against ``digest``/``size``.
 

@@ -67,8 +67,13 @@ pub struct Digest {
 impl Digest {
     /// Parses and validates a digest string (OCI image spec, "Digests").
     pub fn parse(value: &str) -> Result<Self> {
-        let bad = |reason: &str| CoreError::InvalidDigest { value: value.to_owned(), reason: reason.to_owned() };
-        let (alg, hex) = value.split_once(':').ok_or_else(|| bad("missing ':' between algorithm and hex"))?;
+        let bad = |reason: &str| CoreError::InvalidDigest {
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (alg, hex) = value
+            .split_once(':')
+            .ok_or_else(|| bad("missing ':' between algorithm and hex"))?;
         if alg.is_empty() {
             return Err(bad("empty algorithm"));
         }
@@ -77,14 +82,24 @@ impl Digest {
             return Err(bad("hex must be lowercase [0-9a-f]"));
         }
         if hex.len() != algorithm.hex_len() {
-            return Err(bad(&format!("{alg} needs {} hex characters, got {}", algorithm.hex_len(), hex.len())));
+            return Err(bad(&format!(
+                "{alg} needs {} hex characters, got {}",
+                algorithm.hex_len(),
+                hex.len()
+            )));
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 
     /// Builds a digest from raw hash bytes.
     fn from_bytes(algorithm: Algorithm, bytes: &[u8]) -> Self {
-        Digest { algorithm, hex: hex::encode(bytes) }
+        Digest {
+            algorithm,
+            hex: hex::encode(bytes),
+        }
     }
 
     /// The algorithm.
@@ -196,11 +211,59 @@ pub fn hash_reader(algorithm: Algorithm, mut reader: impl Read, buf: &mut [u8]) 
     Ok((h.digest(), h.len()))
 }
 
+/// Files at least this large are read on one thread and hashed on another.
+const PIPELINE_MIN: u64 = 8 << 20;
+/// Chunk size of the read/hash pipeline.
+const PIPE_CHUNK: usize = 1 << 20;
+
 /// Hashes one file, returning its digest and size.
+///
+/// Large files are read by a second thread while this one hashes, so the copy out of the page cache overlaps
+/// the hashing instead of adding to it (hashing runs near one core's SHA limit).
 pub fn hash_file(algorithm: Algorithm, path: &Path) -> Result<(Digest, u64)> {
     let file = File::open(path).at(path)?;
-    let mut buf = vec![0u8; FILE_BUF];
-    hash_reader(algorithm, file, &mut buf).at(path)
+    let len = file.metadata().at(path)?.len();
+    if len < PIPELINE_MIN {
+        let mut buf = vec![0u8; FILE_BUF];
+        return hash_reader(algorithm, file, &mut buf).at(path);
+    }
+    hash_pipelined(algorithm, file).at(path)
+}
+
+fn hash_pipelined(algorithm: Algorithm, mut file: File) -> io::Result<(Digest, u64)> {
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(4);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(6);
+    for _ in 0..6 {
+        empty_tx.send(vec![0u8; PIPE_CHUNK]).map_err(io::Error::other)?;
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                let res = loop {
+                    match file.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        other => break other,
+                    }
+                };
+                let stop = !matches!(res, Ok(n) if n > 0);
+                if full_tx.send(res.map(|n| (buf, n))).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let mut h = Hasher::new(algorithm);
+        loop {
+            let (buf, n) = full_rx.recv().map_err(io::Error::other)??;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            // The reader may already have stopped; a failed send only means there is nothing left to read.
+            let _ = empty_tx.send(buf);
+        }
+        drop(empty_tx);
+        Ok((h.digest(), h.len()))
+    })
 }
 
 /// Hashes many files on all cores; results keep the input order, each one its own `Result`.
@@ -233,7 +296,13 @@ impl<R: Read> VerifyingReader<R> {
     /// Wraps `inner`; `expected`/`expected_size` are checked at EOF when given.
     pub fn new(inner: R, algorithm: Algorithm, expected: Option<Digest>, expected_size: Option<u64>) -> Self {
         let algorithm = expected.as_ref().map_or(algorithm, Digest::algorithm);
-        VerifyingReader { inner, hasher: Hasher::new(algorithm), expected, expected_size, context: String::new() }
+        VerifyingReader {
+            inner,
+            hasher: Hasher::new(algorithm),
+            expected,
+            expected_size,
+            context: String::new(),
+        }
     }
 
     /// Sets the context named in mismatch messages (a path or a digest).
@@ -316,7 +385,9 @@ mod tests {
             hash_bytes(Algorithm::Sha256, b"abc").to_string(),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(hash_bytes(Algorithm::Sha512, b"abc").hex().starts_with("ddaf35a193617aba"));
+        assert!(hash_bytes(Algorithm::Sha512, b"abc")
+            .hex()
+            .starts_with("ddaf35a193617aba"));
     }
 
     #[test]
@@ -331,10 +402,36 @@ mod tests {
     }
 
     #[test]
+    fn pipelined_file_hash_matches() {
+        let dir = std::env::temp_dir().join(format!("imgcore-digest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big");
+        let data: Vec<u8> = (0..(PIPELINE_MIN as usize * 2 + 12345))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let (d, n) = hash_file(Algorithm::Sha256, &path).unwrap();
+        assert_eq!((d, n), (hash_bytes(Algorithm::Sha256, &data), data.len() as u64));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn parse_rejects_malformed() {
         assert!(Digest::parse(EMPTY).is_ok());
-        for bad in ["", "sha256", "sha256:", ":abc", "md5:abc", &EMPTY.to_uppercase(), &EMPTY[..70], "sha256:zz"] {
-            assert!(matches!(Digest::parse(bad), Err(CoreError::InvalidDigest { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "sha256",
+            "sha256:",
+            ":abc",
+            "md5:abc",
+            &EMPTY.to_uppercase(),
+            &EMPTY[..70],
+            "sha256:zz",
+        ] {
+            assert!(
+                matches!(Digest::parse(bad), Err(CoreError::InvalidDigest { .. })),
+                "{bad:?}"
+            );
         }
     }
 
@@ -342,7 +439,9 @@ mod tests {
     fn verifying_reader_checks_at_eof() {
         let good = Digest::parse(EMPTY).unwrap();
         let mut out = Vec::new();
-        VerifyingReader::new(&b""[..], Algorithm::Sha256, Some(good.clone()), Some(0)).read_to_end(&mut out).unwrap();
+        VerifyingReader::new(&b""[..], Algorithm::Sha256, Some(good.clone()), Some(0))
+            .read_to_end(&mut out)
+            .unwrap();
         let err = VerifyingReader::new(&b"x"[..], Algorithm::Sha256, Some(good), None).read_to_end(&mut out);
         assert!(err.unwrap_err().to_string().contains("digest mismatch"));
         let err = VerifyingReader::new(&b"xy"[..], Algorithm::Sha256, None, Some(1)).read_to_end(&mut out);

@@ -14,13 +14,25 @@ pub enum CoreError {
     InvalidDigest { value: String, reason: String },
     /// Content hashed to something other than what was expected.
     #[error("{context}: digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch { context: String, expected: String, actual: String },
+    DigestMismatch {
+        context: String,
+        expected: String,
+        actual: String,
+    },
     /// Content had another length than expected.
     #[error("{context}: size mismatch: expected {expected} bytes, got {actual}")]
-    SizeMismatch { context: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        context: String,
+        expected: u64,
+        actual: u64,
+    },
     /// An archive entry would land (or reach through a link) outside the root.
     #[error("{context}: entry {entry:?} {reason}")]
-    UnsafePath { context: String, entry: String, reason: String },
+    UnsafePath {
+        context: String,
+        entry: String,
+        reason: String,
+    },
     /// An archive is malformed (truncated, corrupt header, bad compression stream).
     #[error("{context}: {reason}")]
     InvalidArchive { context: String, reason: String },
@@ -45,7 +57,10 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 impl CoreError {
     /// Wraps an `io::Error` with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CoreError::Io { path: path.into(), source }
+        CoreError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

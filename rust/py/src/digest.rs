@@ -29,7 +29,7 @@ impl Data<'_> {
     }
 }
 
-fn data<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
+fn bytes_of<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Data::Borrowed(b.clone()));
     }
@@ -47,34 +47,38 @@ fn hash_slice(py: Python<'_>, alg: Algorithm, bytes: &[u8]) -> PyResult<String> 
 
 /// `sha256(data) -> "sha256:<hex>"` for any bytes-like object.
 #[pyfunction]
-pub fn sha256(py: Python<'_>, data_: &Bound<'_, PyAny>) -> PyResult<String> {
-    let d = data(data_)?;
+pub fn sha256(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
+    let d = bytes_of(data)?;
     hash_slice(py, Algorithm::Sha256, d.as_slice())
 }
 
 /// `sha256_file(path) -> "sha256:<hex>"`, streamed, without the GIL.
 #[pyfunction]
 pub fn sha256_file(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    detached(py, move || digest::hash_file(Algorithm::Sha256, &path).map(|(d, _)| d.to_string()))
+    detached(py, move || {
+        digest::hash_file(Algorithm::Sha256, &path).map(|(d, _)| d.to_string())
+    })
 }
 
 /// `sha256_files(paths) -> list[str]`, hashed on all cores; the first failure raises.
 #[pyfunction]
 pub fn sha256_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<String>> {
     detached(py, move || {
-        digest::hash_files(Algorithm::Sha256, &paths).into_iter().map(|r| r.map(|(d, _)| d.to_string())).collect()
+        digest::hash_files(Algorithm::Sha256, &paths)
+            .into_iter()
+            .map(|r| r.map(|(d, _)| d.to_string()))
+            .collect()
     })
 }
+
+/// One file's outcome: `(digest, size, error)`.
+type FileHash = (Option<String>, u64, Option<String>);
 
 /// `hash_files(paths, algorithm="sha256") -> list[(digest | None, size, error | None)]`: never raises per
 /// file, so a verifier can report every bad one.
 #[pyfunction]
 #[pyo3(signature = (paths, algorithm = "sha256"))]
-pub fn hash_files(
-    py: Python<'_>,
-    paths: Vec<PathBuf>,
-    algorithm: &str,
-) -> PyResult<Vec<(Option<String>, u64, Option<String>)>> {
+pub fn hash_files(py: Python<'_>, paths: Vec<PathBuf>, algorithm: &str) -> PyResult<Vec<FileHash>> {
     let alg = Algorithm::parse(algorithm).map_err(|e| to_pyerr(py, e))?;
     detached(py, move || {
         Ok(digest::hash_files(alg, &paths)
@@ -139,8 +143,8 @@ impl PyDigest {
         other.extract::<String>().is_ok_and(|s| s == self.0.to_string())
     }
 
-    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(Py<PyAny>, (String,))> {
-        Ok((slf.get_type().into_any().unbind(), (slf.get().0.to_string(),)))
+    fn __reduce__(slf: &Bound<'_, Self>) -> (Py<PyAny>, (String,)) {
+        (slf.get_type().into_any().unbind(), (slf.get().0.to_string(),))
     }
 }
 
@@ -150,7 +154,10 @@ pub struct PyHasher(Mutex<Hasher>);
 
 impl PyHasher {
     fn with<T>(&self, f: impl FnOnce(&mut Hasher) -> T) -> PyResult<T> {
-        let mut guard = self.0.lock().map_err(|_| InternalError::new_err("hasher lock poisoned"))?;
+        let mut guard = self
+            .0
+            .lock()
+            .map_err(|_| InternalError::new_err("hasher lock poisoned"))?;
         Ok(f(&mut guard))
     }
 }
@@ -166,13 +173,13 @@ impl PyHasher {
 
     /// Feeds a bytes-like chunk.
     fn update(&self, py: Python<'_>, chunk: &Bound<'_, PyAny>) -> PyResult<()> {
-        let d = data(chunk)?;
+        let d = bytes_of(chunk)?;
         let bytes = d.as_slice();
         if bytes.len() < DETACH_MIN {
             return self.with(|h| h.update(bytes));
         }
         detached(py, || {
-            self.with(|h| h.update(bytes)).map_err(|_| CoreError::Interrupted).map(|()| ())
+            self.with(|h| h.update(bytes)).map_err(|_| CoreError::Interrupted)
         })
     }
 

@@ -41,22 +41,47 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             py,
             message,
             &[
-                ("expected", expected.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
-                ("actual", actual.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
+                (
+                    "expected",
+                    expected
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
+                (
+                    "actual",
+                    actual
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
             ],
         ),
         CoreError::SizeMismatch { expected, actual, .. } => with_attrs::<SizeMismatch>(
             py,
             message,
             &[
-                ("expected", expected.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
-                ("actual", actual.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
+                (
+                    "expected",
+                    expected
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
+                (
+                    "actual",
+                    actual
+                        .into_pyobject(py)
+                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+                ),
             ],
         ),
         CoreError::UnsafePath { entry, .. } => with_attrs::<UnsafeArchiveEntry>(
             py,
             message,
-            &[("entry", entry.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()))],
+            &[(
+                "entry",
+                entry
+                    .into_pyobject(py)
+                    .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+            )],
         ),
         CoreError::InvalidArchive { .. } => InvalidArchive::new_err(message),
         CoreError::LimitExceeded { .. } => LimitExceeded::new_err(message),
@@ -90,7 +115,9 @@ where
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(InternalError::new_err(format!("internal error (a bug in imgcore, please report it): {what}")))
+            Err(InternalError::new_err(format!(
+                "internal error (a bug in imgcore, please report it): {what}"
+            )))
         }
     }
 }

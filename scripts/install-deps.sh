@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what imgcore needs on a fresh machine of this kind (Debian bookworm, root, Rust + Python 3.11 present).
+#   scripts/install-deps.sh            system packages for the demo and the build
+#   scripts/install-deps.sh --test     + the independent tools the test suite talks to (skopeo, umoci, registry)
+set -euo pipefail
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+# busybox-static: the shell tools inside the demo's base image; file: to check that it is static.
+pkgs=(pkg-config busybox-static file)
+if [ "$want_test" = 1 ]; then
+  # skopeo/umoci: independent OCI peers for interop tests; docker-registry: a real distribution server on
+  # loopback; bubblewrap: unprivileged exec; libarchive-tools (bsdtar) and zstd: independent archive readers;
+  # openssl + apache2-utils: TLS certificates and htpasswd for the registry auth tests.
+  pkgs+=(skopeo umoci docker-registry bubblewrap libarchive-tools zstd pigz openssl apache2-utils e2fsprogs)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to apt-get install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
