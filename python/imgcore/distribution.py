@@ -18,7 +18,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from imgcore.registry.client import RegistryClient
 from imgcore.store import Store
 
 __all__ = [
+    "LayerUnpacker",
     "LoadResult",
     "PullResult",
     "PushResult",
@@ -50,8 +51,6 @@ __all__ = [
     "record_source",
     "save",
 ]
-
-UnpackHook = Callable[[Store, Descriptor], None]
 
 _DEFAULT_JOBS = 3
 
@@ -125,27 +124,78 @@ def known_sources(store: Store, digest: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------- pull
 
 
-def _default_unpack(store: Store, layer: Descriptor) -> None:
-    """Unpack one layer blob into ``<store>/imgcore/layers/<hex>`` with the Rust extractor (issue 3)."""
-    import imgcore
+class LayerUnpacker:
+    """Unpacks pulled layers where containers will look for them, so the first ``create`` has nothing left to do.
 
-    extract = getattr(imgcore, "extract_layer", None)
-    if extract is None:
-        raise ImgcoreError("pull --unpack: this build of imgcore has no layer extractor (imgcore.extract_layer)")
-    layers = store.root / "imgcore" / "layers"
-    dest = layers / layer.digest.split(":", 1)[1]
-    if dest.exists():
-        return
-    tmp = layers / f".tmp-{dest.name}-{os.getpid()}-{threading.get_ident()}"
-    tmp.mkdir(parents=True)
-    try:
-        extract(str(store.blob_path(layer.digest)), str(tmp))
-        tmp.rename(dest)
-    except BaseException:
+    With the overlay driver each layer goes, in overlay form, to ``Containers.layer_dir(chain_id)`` (``diff/`` plus
+    ``info.json``, as :meth:`Containers.ensure_layers` writes it), and layers are unpacked one by one as soon as
+    their blob is stored, while later ones still download. With the copy driver the image is flattened once, after
+    the last layer, by :meth:`Containers.ensure_rootfs`.
+    """
+
+    def __init__(self, store: Store, diff_ids: list[str], layers: tuple[Descriptor, ...]) -> None:
+        import imgcore
+
+        if not hasattr(imgcore, "extract_layer"):
+            raise ImgcoreError("pull --unpack: this build of imgcore has no layer extractor (imgcore.extract_layer)")
+        if len(diff_ids) != len(layers):
+            raise InvalidManifest(f"pull --unpack: {len(layers)} layers but {len(diff_ids)} diff_ids in the config")
+        from imgcore.containers import Containers, chain_ids
+
+        self.store = store
+        self.containers = Containers(store)
+        self.driver = self.containers.default_driver()
+        self.per_layer = self.driver == "overlay"
+        self._jobs: dict[str, list[tuple[Descriptor, str, str]]] = {}
+        for d, diff, chain in zip(layers, diff_ids, chain_ids(diff_ids), strict=True):
+            self._jobs.setdefault(d.digest, []).append((d, diff, chain))
+
+    def unpack_layer(self, layer: Descriptor) -> None:
+        """Overlay driver: unpack one stored layer into the shared layer cache (idempotent, locked)."""
+        for desc, diff_id, chain in self._jobs[layer.digest]:
+            self._unpack_one(desc, diff_id, chain)
+
+    def _unpack_one(self, desc: Descriptor, diff_id: str, chain: str) -> None:
+        import secrets
         import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        from imgcore import _fs, extract_layer  # type: ignore[attr-defined,unused-ignore]
+
+        final = self.containers.layer_dir(chain)
+        layers_dir = final.parent
+        layers_dir.mkdir(parents=True, exist_ok=True)
+        if (final / "info.json").is_file():
+            return
+        with _fs.locked(layers_dir / f".{final.name}.lock"):
+            if (final / "info.json").is_file():
+                return
+            tmp = layers_dir / f".tmp-{final.name}-{secrets.token_hex(4)}"
+            try:
+                (tmp / "diff").mkdir(parents=True)
+                stats = extract_layer(
+                    self.store.blob_path(desc.digest),
+                    tmp / "diff",
+                    overlay=True,
+                    expected_digest=desc.digest,
+                    expected_diff_id=diff_id,
+                )
+                info = {"chain_id": chain, "diff_id": diff_id, "digest": desc.digest, "size": stats.bytes,
+                        "entries": stats.entries}  # fmt: skip
+                _fs.atomic_write_json(tmp / "info.json", info)
+                shutil.rmtree(final, ignore_errors=True)
+                tmp.rename(final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def finish(self, manifest_desc: Descriptor, manifest: Manifest, config_raw: bytes) -> None:
+        """Copy driver: flatten the whole image once all its layers are stored."""
+        if self.per_layer:
+            return
+        from imgcore.containers import ImageRef
+        from imgcore.models import ImageConfig
+
+        image = ImageRef(None, manifest_desc, manifest, ImageConfig.from_bytes(config_raw))
+        self.containers.ensure_rootfs(image)
 
 
 def _resolve_platform(platform: str | Platform | None) -> Platform:
@@ -216,7 +266,7 @@ def pull(
     store: Store | None = None,
     platform: str | Platform | None = None,
     jobs: int = _DEFAULT_JOBS,
-    unpack: bool | UnpackHook = False,
+    unpack: bool = False,
     progress: Progress | None = None,
     client: RegistryClient | None = None,
     insecure: Iterable[str] = (),
@@ -228,7 +278,7 @@ def pull(
         ref: the image reference (``alpine``, ``host:5000/ns/app:1.0``, ``name@sha256:...``).
         platform: ``os/arch[/variant]`` to pick from a multi-platform image; the host's by default.
         jobs: layers downloaded at the same time.
-        unpack: unpack each layer as soon as it is stored (True for the built-in extractor, or a hook).
+        unpack: unpack the layers for containers while pulling (see :class:`LayerUnpacker`).
         progress: where docker-style status lines go (nothing by default).
     """
     store = store if store is not None else Store()
@@ -254,18 +304,25 @@ def pull(
         manifest = doc
     mdigest = manifest.digest
 
-    hook: UnpackHook | None = _default_unpack if unpack is True else (unpack or None)
     downloaded = 0
     statuses: dict[str, str] = {}
     all_present = all(store.has_blob(d.digest) for d in (manifest.config, *manifest.layers)) and store.has_blob(mdigest)
 
     # Config first: small, and it tells us the layers are for the platform we want.
-    if not store.has_blob(manifest.config.digest):
-        raw = client.get_blob(repo, manifest.config.digest)
-        store.put_blob(raw, digest=manifest.config.digest, size=manifest.config.size)
-        downloaded += len(raw)
+    if store.has_blob(manifest.config.digest):
+        config_raw = store.get_blob(manifest.config.digest)
+    else:
+        config_raw = client.get_blob(repo, manifest.config.digest)
+        store.put_blob(config_raw, digest=manifest.config.digest, size=manifest.config.size)
+        downloaded += len(config_raw)
+    unpacker: LayerUnpacker | None = None
+    if unpack:
+        from imgcore.models import ImageConfig
+
+        unpacker = LayerUnpacker(store, ImageConfig.from_bytes(config_raw).diff_ids, manifest.layers)
 
     todo: list[Descriptor] = []
+    present: list[Descriptor] = []
     seen: set[str] = set()
     for layer in manifest.layers:
         lid = short_id(layer.digest)
@@ -275,46 +332,51 @@ def pull(
         if store.has_blob(layer.digest):
             progress.layer(lid, "Already exists")
             statuses[layer.digest] = "Already exists"
+            present.append(layer)
         else:
             progress.layer(lid, "Pulling fs layer")
             todo.append(layer)
 
     cancel = threading.Event()
     unpack_futures: list[Future[None]] = []
-    if todo:
-        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imgcore-pull") as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcore-unpack") as unpacker:  # fmt: skip
+    per_layer = unpacker is not None and unpacker.per_layer
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imgcore-pull") as pool, \
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="imgcore-unpack") as unpack_pool:  # fmt: skip
+        if per_layer:
+            assert unpacker is not None
+            unpack_futures += [unpack_pool.submit(unpacker.unpack_layer, layer) for layer in present]
 
-            def fetch(layer: Descriptor) -> int:
-                n = _download_layer(client, store, repo, layer, progress, cancel)
-                if hook is not None:
-                    progress.layer(short_id(layer.digest), "Extracting")
-                    fut = unpacker.submit(_unpack_then_report, hook, store, layer, progress)
-                    unpack_futures.append(fut)
-                else:
-                    progress.layer(short_id(layer.digest), "Pull complete")
-                statuses[layer.digest] = "Pull complete"
-                return n
+        def fetch(layer: Descriptor) -> int:
+            n = _download_layer(client, store, repo, layer, progress, cancel)
+            statuses[layer.digest] = "Pull complete"
+            if per_layer:
+                assert unpacker is not None
+                progress.layer(short_id(layer.digest), "Extracting")
+                unpack_futures.append(unpack_pool.submit(_unpack_then_report, unpacker, layer, progress))
+            elif unpacker is None:
+                progress.layer(short_id(layer.digest), "Pull complete")
+            return n
 
-            futures = [pool.submit(fetch, layer) for layer in todo]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                cancel.set()
-                wait(futures)
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                real = [e for e in errors if not isinstance(e, _Cancelled)]
-                raise (real or errors)[0]  # type: ignore[misc]
-            downloaded += sum(f.result() for f in futures)
-            wait(unpack_futures)
-            for f in unpack_futures:
-                f.result()
-    if hook is not None:
-        for layer in manifest.layers:
-            if statuses.get(layer.digest) == "Already exists":
-                hook(store, layer)
+        futures = [pool.submit(fetch, layer) for layer in todo]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            cancel.set()
+            wait(futures)
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
+            real = [e for e in errors if not isinstance(e, _Cancelled)]
+            raise (real or errors)[0]
+        downloaded += sum(f.result() for f in futures)
+        wait(unpack_futures)
+        for uf in unpack_futures:
+            uf.result()
 
     mdesc = store.put_manifest(manifest.raw, manifest.media_type)
+    if unpacker is not None and not unpacker.per_layer:
+        for layer in todo:
+            progress.layer(short_id(layer.digest), "Extracting")
+        unpacker.finish(mdesc, manifest, config_raw)
+        for layer in todo:
+            progress.layer(short_id(layer.digest), "Pull complete")
     if index_raw is not None:
         store.put_manifest(*index_raw)
     record_source(store, [d.digest for d in (manifest.config, *manifest.layers)], f"{client.registry}/{repo}")
@@ -452,8 +514,8 @@ def push(
     return PushResult(str(r), digest, len(raw), uploaded, tuple(statuses.items()))
 
 
-def _unpack_then_report(hook: UnpackHook, store: Store, layer: Descriptor, progress: Progress) -> None:
-    hook(store, layer)
+def _unpack_then_report(unpacker: LayerUnpacker, layer: Descriptor, progress: Progress) -> None:
+    unpacker.unpack_layer(layer)
     progress.layer(short_id(layer.digest), "Pull complete")
 
 

@@ -55,7 +55,7 @@ def test_pull_matches_skopeo_digests(pushed_image: tuple[OciImage, str], tmp_pat
 def test_pull_by_digest_and_store_is_an_oci_layout_skopeo_reads(
     pushed_image: tuple[OciImage, str], registry: Registry, tmp_path: Path
 ) -> None:
-    image, ref = pushed_image
+    image, _ = pushed_image
     store = _store(tmp_path)
     by_digest = f"{registry.host}/test/app@{image.manifest_digest}"
     result = distribution.pull(by_digest, store=store)
@@ -97,8 +97,9 @@ def test_pull_multiplatform_index(registry: Registry, tmp_path: Path) -> None:
 
     idx_digest = str(sha256(raw))
     (layout / "blobs" / "sha256" / idx_digest.split(":")[1]).write_bytes(raw)
+    ann = {"org.opencontainers.image.ref.name": "multi"}
     index["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx_digest,
-                               "size": len(raw), "annotations": {"org.opencontainers.image.ref.name": "multi"}})  # fmt: skip
+                               "size": len(raw), "annotations": ann})  # fmt: skip
     (layout / "index.json").write_text(json.dumps(index))
     skopeo = require_tool("skopeo")
     run(skopeo, "copy", "--quiet", "--all", *registry.skopeo_dest_flags(), f"oci:{layout}:multi",
@@ -155,7 +156,7 @@ def test_killed_pull_resumes_from_partial(
     pushed_image: tuple[OciImage, str], registry: Registry, tmp_path: Path
 ) -> None:
     """A partial left by a killed process is resumed with a Range request by the next run."""
-    image, ref = pushed_image
+    image, _ = pushed_image
     store = _store(tmp_path)
     big = image.layer_digests[0]
     blob = (image.layout / "blobs/sha256" / big.split(":")[1]).read_bytes()

@@ -68,7 +68,8 @@ def test_redact() -> None:
 
 def test_credentials_repr_hides_secrets() -> None:
     c = Credentials("alice", "hunter2")
-    assert "alice" not in repr(c) and "hunter2" not in repr(c)
+    assert "alice" not in repr(c)
+    assert "hunter2" not in repr(c)
     assert c.basic_header() == "Basic " + base64.b64encode(b"alice:hunter2").decode()
 
 
@@ -87,7 +88,8 @@ def test_save_load_remove(config_dirs: tuple[Path, Path]) -> None:
     data = json.loads(path.read_text())
     assert base64.b64decode(data["auths"]["reg.example:5000"]["auth"]) == b"alice:pw:with:colons"
     creds = load_credentials("reg.example:5000")
-    assert creds is not None and (creds.username, creds.password) == ("alice", "pw:with:colons")
+    assert creds is not None
+    assert (creds.username, creds.password) == ("alice", "pw:with:colons")
     save_credentials("docker.io", Credentials("bob", "x"))
     assert "https://index.docker.io/v1/" in json.loads(path.read_text())["auths"]
     assert remove_credentials("reg.example:5000") is True
@@ -104,11 +106,13 @@ def test_docker_config_fallback(config_dirs: tuple[Path, Path]) -> None:
         json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": auth}, "other.io": {"auth": ""}}})
     )
     creds = load_credentials("docker.io")
-    assert creds is not None and creds.username == "carol"
+    assert creds is not None
+    assert creds.username == "carol"
     assert load_credentials("other.io") is None
     save_credentials("docker.io", Credentials("dave", "pw2"))  # imgcore's own config wins
     creds = load_credentials("docker.io")
-    assert creds is not None and creds.username == "dave"
+    assert creds is not None
+    assert creds.username == "dave"
 
 
 def test_broken_config_is_a_typed_error(config_dirs: tuple[Path, Path]) -> None:

@@ -73,18 +73,25 @@ def _client(host: str, **kw: object) -> RegistryClient:
 def test_error_mapping_quotes_the_registry() -> None:
     body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {}}]})
     e = error_from_response("get manifest r/x:1", 404, body.encode())
-    assert isinstance(e, NotFound) and e.code == "MANIFEST_UNKNOWN" and e.status == 404
+    assert isinstance(e, NotFound)
+    assert e.code == "MANIFEST_UNKNOWN"
+    assert e.status == 404
     assert str(e) == "get manifest r/x:1: HTTP 404: registry said: manifest unknown"
     e = error_from_response("w", 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
     assert isinstance(e, AuthError)
     e = error_from_response("w", 429, b"slow down", {"Retry-After": "7"})
-    assert isinstance(e, RateLimited) and e.retryable and e.retry_after == 7.0  # type: ignore[attr-defined]
+    assert isinstance(e, RateLimited)
+    assert e.retryable
+    assert e.retry_after == 7.0  # type: ignore[attr-defined]
     e = error_from_response("w", 502, b"<html>bad gateway</html>")
-    assert type(e) is RegistryError and e.retryable and str(e) == "w: HTTP 502"
+    assert type(e) is RegistryError
+    assert e.retryable
+    assert str(e) == "w: HTTP 502"
     e = error_from_response(
         "w", 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match"}]}'
     )
-    assert "provided digest did not match (DIGEST_INVALID)" in str(e) and not e.retryable
+    assert "provided digest did not match (DIGEST_INVALID)" in str(e)
+    assert not e.retryable
 
 
 def test_insecure_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,10 +141,12 @@ def test_bearer_token_flow_and_scope(serve: Callable[[Route], Server]) -> None:
     reg = serve(registry)
     c = _client(reg.host, credentials=Credentials("u", "p"))
     m = c.get_manifest("ns/app", "v1")
-    assert m.raw == manifest and m.digest == str(sha256(manifest))
+    assert m.raw == manifest
+    assert m.digest == str(sha256(manifest))
     assert m.media_type == "application/vnd.oci.image.manifest.v1+json"
     token_req = tokens.requests[0]
-    assert "scope=repository%3Ans%2Fapp%3Apull" in token_req[1] and "service=reg" in token_req[1]
+    assert "scope=repository%3Ans%2Fapp%3Apull" in token_req[1]
+    assert "service=reg" in token_req[1]
     assert token_req[2]["Authorization"].startswith("Basic ")
     # The token is cached: a second request does not ask the token server again.
     c.get_manifest("ns/app", "v1")
