@@ -47,7 +47,7 @@ def test_pull_unpack_overlay_layers_are_reused_by_containers(
 ) -> None:
     from imgcore.containers import Containers, chain_ids, resolve_image
 
-    image, ref = pushed_image
+    _, ref = pushed_image
     monkeypatch.setenv("IMGCORE_DRIVER", "overlay")
     store = Store(tmp_path / "store")
     distribution.pull(ref, store=store, unpack=True)
