@@ -210,6 +210,7 @@ class FaultProxy:
     ``corrupt``: flip one byte in the body of blob GETs whose digest is in the set.
     ``cut_after``: for blob GETs whose digest is in the dict, send the full Content-Length header but only the given
     number of bytes, then drop the connection; each entry is used ``cuts`` times.
+    ``slow``: send blobs whose digest is in the dict slowly, in 64 KiB pieces.
     ``requests`` records ``(method, path, range header)`` of every request.
     """
 
@@ -219,6 +220,7 @@ class FaultProxy:
         self.cut_after: dict[str, int] = {}
         self.cuts_left: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.slow: dict[str, float] = {}  # digest -> seconds to sleep after each 64 KiB sent
         self._lock = threading.Lock()
         proxy = self
 
@@ -263,6 +265,13 @@ class FaultProxy:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                delay = proxy.slow.get(digest or "") if self.command == "GET" else None
+                if delay:
+                    for i in range(0, len(data), 65536):
+                        self.wfile.write(data[i : i + 65536])
+                        self.wfile.flush()
+                        time.sleep(delay)
                     return
                 self.wfile.write(data)
 

@@ -241,3 +241,44 @@ def test_second_image_shares_base_layer(registry: Registry, oci_image: OciImage,
     base = oci_image.layer_digests[0].split(":")[1][:12]
     assert f"{base}: Already exists" in out.getvalue().splitlines()
     assert res.downloaded < 100_000
+
+
+def test_sigkill_mid_pull_then_rerun_resumes(
+    pushed_image: tuple[OciImage, str], registry: Registry, tmp_path: Path
+) -> None:
+    """`imgcore pull` killed with SIGKILL mid-blob; the next run asks only for the missing bytes."""
+    import os
+    import signal
+    import sys
+    import time
+
+    image, _ = pushed_image
+    big = image.layer_digests[0]
+    proxy = FaultProxy(registry.host)
+    proxy.slow[big] = 0.05
+    env = {**os.environ, "IMGCORE_ROOT": str(tmp_path / "store"), "IMGCORE_CONFIG": str(tmp_path / "cfg")}
+    partial = tmp_path / "store" / "imgcore" / "ingest" / f"sha256-{big.split(':')[1]}.partial"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "imgcore", "pull", "-q", f"{proxy.host}/test/app:v1"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size >= 131072):
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        have = partial.stat().st_size
+        assert 0 < have < (image.layout / "blobs/sha256" / big.split(":")[1]).stat().st_size
+        proxy.slow.clear()
+        proxy.requests.clear()
+        r = subprocess.run([sys.executable, "-m", "imgcore", "pull", "-q", f"{proxy.host}/test/app:v1"],
+                           env=env, capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    finally:
+        proxy.close()
+    ranges = [rng for m, p, rng in proxy.requests if m == "GET" and p.endswith(big)]
+    assert len(ranges) == 1
+    assert ranges[0] is not None
+    assert int(ranges[0].removeprefix("bytes=").rstrip("-")) >= have
+    store = Store(tmp_path / "store")
+    assert store.has_blob(big)
+    assert not store.fsck()

@@ -33,7 +33,7 @@ def test_pull_unpack_copy_driver_matches_umoci(
     lid = image.layer_digests[1].split(":")[1][:12]
     seq = [line.split(": ", 1)[1] for line in out.getvalue().splitlines() if line.startswith(lid + ":")]
     assert seq[-2:] == ["Extracting", "Pull complete"]
-    rootfs = list((store.root / "imgcore").glob("**/rootfs"))
+    rootfs = list((store.root / "imgcore" / "rootfs").glob("*/rootfs"))
     assert len(rootfs) == 1
     umoci = require_tool("umoci")
     run(umoci, "unpack", "--rootless", "--image", f"{image.layout}:{image.tag}", tmp_path / "b")

@@ -168,7 +168,7 @@ class BlobStream:
         """Yield the body in chunks. Dropped connections raise :class:`RegistryError` with ``retryable=True``."""
         try:
             while True:
-                data = self._response.read(size, decode_content=False)
+                data = self._response.read1(size, decode_content=False)
                 if not data:
                     return
                 yield data
