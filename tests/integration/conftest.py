@@ -142,7 +142,14 @@ def write_htpasswd(path: Path, user: str, password: str) -> None:
     path.write_text(f"{user}:{hashed}\n")
 
 
-def start_registry(tmp: Path, *, tls: bool = False, user: str | None = None, password: str | None = None) -> Registry:
+def start_registry(
+    tmp: Path,
+    *,
+    tls: bool = False,
+    user: str | None = None,
+    password: str | None = None,
+    token: TokenServer | None = None,
+) -> Registry:
     binary = require_tool(REGISTRY_BIN)
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -168,6 +175,9 @@ def start_registry(tmp: Path, *, tls: bool = False, user: str | None = None, pas
         assert password is not None
         write_htpasswd(tmp / "htpasswd", user, password)
         lines += ["auth:", "  htpasswd:", "    realm: imgcore-test", f"    path: {tmp / 'htpasswd'}"]
+    if token is not None:
+        lines += ["auth:", "  token:", f"    realm: {token.url}/token", f"    service: {token.service}",
+                  f"    issuer: {token.issuer}", f"    rootcertbundle: {token.cert}"]  # fmt: skip
     cfg = tmp / "config.yml"
     cfg.write_text("\n".join(lines) + "\n")
     log = tmp / "registry.log"
@@ -185,6 +195,97 @@ def start_registry(tmp: Path, *, tls: bool = False, user: str | None = None, pas
             time.sleep(0.05)
     reg.stop()
     raise AssertionError(f"docker-registry did not listen on {port}: {log.read_text()}")
+
+
+class TokenServer:
+    """A bearer-token server as docker-registry's ``auth: token`` expects: ES256 JWTs with an ``x5c`` chain.
+
+    It grants what the ``scope`` parameters ask for when the basic credentials are ``user``/``password``, and
+    nothing (an empty ``access`` list) to anonymous clients. ``requests`` records ``(query, had_basic_auth)``.
+    """
+
+    service = "imgcore-test"
+    issuer = "imgcore-test-issuer"
+
+    def __init__(self, directory: Path, user: str, password: str) -> None:
+        require_module("cryptography")
+        import base64
+        import secrets
+        from urllib.parse import parse_qs, urlsplit
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        self.cert, keyf = make_cert(directory / "token-certs")
+        key = serialization.load_pem_private_key(keyf.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        der = x509.load_pem_x509_certificate(self.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+        self.requests: list[tuple[str, bool]] = []
+        outer = self
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+        def b64url(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def jwt(access: list[dict[str, object]]) -> str:
+            now = int(time.time())
+            header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+            claims = {"iss": outer.issuer, "sub": user, "aud": outer.service, "exp": now + 300, "nbf": now - 10,
+                      "iat": now, "jti": secrets.token_hex(8), "access": access}  # fmt: skip
+            signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+            r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = urlsplit(self.path).query
+                auth = self.headers.get("Authorization")
+                outer.requests.append((query, auth is not None))
+                if auth is not None and auth != expected:
+                    body = b'{"details":"incorrect username or password"}'
+                    self.send_response(401)
+                else:
+                    access = []
+                    if auth is not None:
+                        for scope in parse_qs(query).get("scope", []):
+                            kind, _, rest = scope.partition(":")
+                            name, _, actions = rest.rpartition(":")
+                            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+                    token = jwt(access)
+                    body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, TokenServer]]:
+    """docker-registry with bearer-token auth (plain HTTP on loopback), user ``bob`` / ``tok-pw``."""
+    tmp = tmp_path_factory.mktemp("token-registry")
+    server = TokenServer(tmp, "bob", "tok-pw")
+    reg = start_registry(tmp, token=server)
+    reg.username, reg.password = "bob", "tok-pw"
+    yield reg, server
+    reg.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")

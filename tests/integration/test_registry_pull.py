@@ -282,3 +282,30 @@ def test_sigkill_mid_pull_then_rerun_resumes(
     store = Store(tmp_path / "store")
     assert store.has_blob(big)
     assert not store.fsck()
+
+
+def test_bearer_token_auth_pull_and_push(
+    oci_image: OciImage, token_registry: tuple[Registry, object], tmp_path: Path
+) -> None:
+    """docker-registry with `auth: token`: skopeo pushes, imgcore pulls and pushes with bearer tokens."""
+    reg, server = token_registry
+    skopeo_push(oci_image, reg, "tok/app:v1")
+    store = _store(tmp_path)
+    client = RegistryClient(reg.host, credentials=Credentials("bob", "tok-pw"))
+    res = distribution.pull(f"{reg.host}/tok/app:v1", store=store, client=client)
+    assert res.digest == oci_image.manifest_digest
+    scopes = [q for q, had_auth in server.requests if had_auth]  # type: ignore[attr-defined]
+    assert any("scope=repository%3Atok%2Fapp%3Apull" in q for q in scopes)
+    assert all("service=imgcore-test" in q for q in scopes)
+    pushed = distribution.push(f"{reg.host}/tok/copy:v1", source=f"{reg.host}/tok/app:v1", store=store, client=client)
+    assert pushed.digest == oci_image.manifest_digest
+    # mounting from tok/app asks for pull on the source and push on the target in one token
+    assert any("tok%2Fapp%3Apull" in q and "tok%2Fcopy%3Apull%2Cpush" in q for q, _ in server.requests)  # type: ignore[attr-defined]
+
+    anon = RegistryClient(reg.host, credentials=None)
+    with pytest.raises(AuthError):
+        distribution.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "anon"), client=anon)
+    wrong = RegistryClient(reg.host, credentials=Credentials("bob", "nope-nope"))
+    with pytest.raises(AuthError, match="credentials were refused") as exc:
+        distribution.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "wrong"), client=wrong)
+    assert "nope-nope" not in str(exc.value)
