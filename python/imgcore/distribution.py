@@ -357,8 +357,16 @@ def pull(
                 progress.layer(short_id(layer.digest), "Pull complete")
             return n
 
+        for i, layer in enumerate(todo):
+            if i >= jobs:
+                progress.layer(short_id(layer.digest), "Waiting")
         futures = [pool.submit(fetch, layer) for layer in todo]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            # Ctrl-C: stop the workers at their next chunk; their partials stay for the next run.
+            cancel.set()
+            raise
         if any(f.exception() is not None for f in done):
             cancel.set()
             wait(futures)

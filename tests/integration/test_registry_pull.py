@@ -309,3 +309,13 @@ def test_bearer_token_auth_pull_and_push(
     with pytest.raises(AuthError, match="credentials were refused") as exc:
         distribution.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "wrong"), client=wrong)
     assert "nope-nope" not in str(exc.value)
+
+
+def test_jobs_one_queues_layers_as_waiting(pushed_image: tuple[OciImage, str], tmp_path: Path) -> None:
+    image, ref = pushed_image
+    out = io.StringIO()
+    distribution.pull(ref, store=_store(tmp_path), jobs=1, progress=PlainProgress(out))
+    second = image.layer_digests[1].split(":")[1][:12]
+    seq = [line.split(": ", 1)[1] for line in out.getvalue().splitlines() if line.startswith(second + ":")]
+    assert seq[:3] == ["Pulling fs layer", "Waiting", "Downloading"]
+    assert seq[-1] == "Pull complete"
