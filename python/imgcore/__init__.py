@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 from imgcore import errors
-from imgcore._core import Digest, Hasher, __version__, hash_files, sha256, sha256_file, sha256_files
+from imgcore._core import (
+    Change,
+    Digest,
+    Hasher,
+    LayerResult,
+    LayerStats,
+    __version__,
+    diff,
+    extract_layer,
+    hash_files,
+    layer_index,
+    sha256,
+    sha256_file,
+    sha256_files,
+    unpack_layers,
+    write_layer,
+)
 
 __all__ = [
+    "Change",
     "Digest",
     "Hasher",
+    "LayerResult",
+    "LayerStats",
     "__version__",
+    "diff",
     "errors",
+    "extract_layer",
     "hash_files",
+    "layer_index",
     "sha256",
     "sha256_file",
     "sha256_files",
+    "unpack_layers",
+    "write_layer",
 ]

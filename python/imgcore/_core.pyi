@@ -4,7 +4,7 @@ Users import these names from :mod:`imgcore`, never from ``imgcore._core``.
 """
 
 from collections.abc import Sequence
-from typing import final
+from typing import Literal, final
 
 from _typeshed import StrPath
 from typing_extensions import Buffer
@@ -74,3 +74,231 @@ class Hasher:
     @property
     def algorithm(self) -> str:
         """``sha256`` or ``sha512``."""
+
+# -- layers (rust/py/src/archive.rs) ----------------------------------------------------------------------------
+
+IdMap = Sequence[tuple[int, int, int]]
+
+@final
+class LayerStats:
+    """What one layer extraction did (frozen). ``bytes`` is the uncompressed size, ``skipped`` lists
+    ``(path, reason)`` for entries or attributes not applied (device nodes without ``allow_devices``, xattrs the
+    filesystem refused, ...)."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def diff_id(self) -> str: ...
+    @property
+    def compression(self) -> str: ...
+    @property
+    def entries(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+    @property
+    def dirs(self) -> int: ...
+    @property
+    def symlinks(self) -> int: ...
+    @property
+    def hardlinks(self) -> int: ...
+    @property
+    def whiteouts(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def compressed_bytes(self) -> int: ...
+    @property
+    def skipped(self) -> list[tuple[str, str]]: ...
+
+def extract_layer(
+    src: StrPath,
+    dest: StrPath,
+    *,
+    overlay: bool = False,
+    expected_digest: str | None = None,
+    expected_diff_id: str | None = None,
+    same_owner: bool | None = None,
+    uid_map: IdMap | None = None,
+    gid_map: IdMap | None = None,
+    allow_devices: bool = False,
+    max_bytes: int = 68719476736,
+    max_entries: int = 4000000,
+) -> LayerStats:
+    """Extracts one layer blob (tar, tar+gzip or tar+zstd, detected from its bytes) into ``dest``, streaming.
+
+    Every entry is resolved inside ``dest`` (openat2 ``RESOLVE_IN_ROOT``, or an ``O_NOFOLLOW`` walk); nothing
+    outside it is ever touched. Flatten mode applies OCI whiteouts onto what ``dest`` already holds (lower
+    layers); ``overlay=True`` keeps them as overlayfs markers (char device 0/0, ``trusted.overlay.opaque=y``),
+    which needs root. The blob's digest and the tar's diff_id are computed in the same pass.
+
+    Args:
+        src: the layer blob.
+        dest: an existing directory (the root filesystem being built).
+        overlay: keep whiteouts in overlayfs form.
+        expected_digest: checked against the blob's digest after extraction.
+        expected_diff_id: checked against the uncompressed tar's digest after extraction.
+        same_owner: keep archive uid/gid (default: when running as root).
+        uid_map: ``(archive_id, host_id, count)`` ranges; ids outside them are an error.
+        gid_map: as ``uid_map`` for groups.
+        allow_devices: create device nodes and FIFOs (else skipped and reported).
+        max_bytes: limit on uncompressed bytes (``LimitExceeded``).
+        max_entries: limit on entries (``LimitExceeded``).
+
+    Raises:
+        imgcore.errors.DigestMismatch: a digest differs. The content is already written: discard ``dest``.
+        imgcore.errors.UnsafeArchiveEntry: an entry would escape ``dest`` (``..``, hardlink out of the root).
+        imgcore.errors.InvalidArchive: malformed input (truncated, corrupt header, bad gzip/zstd stream,
+            trailing garbage), naming the entry.
+        imgcore.errors.LimitExceeded: ``max_bytes`` or ``max_entries`` exceeded.
+    """
+
+def unpack_layers(
+    layers: Sequence[StrPath],
+    dest: StrPath,
+    *,
+    same_owner: bool | None = None,
+    uid_map: IdMap | None = None,
+    gid_map: IdMap | None = None,
+    allow_devices: bool = False,
+    max_bytes: int = 68719476736,
+    max_entries: int = 4000000,
+    expected_diff_ids: Sequence[str] | None = None,
+) -> list[LayerStats]:
+    """Unpacks an image's layers, lowest first, into one root filesystem (flatten form); see ``extract_layer``.
+
+    Raises:
+        imgcore.errors.DigestMismatch: a layer's diff_id differs from ``expected_diff_ids``; discard ``dest``.
+    """
+
+def layer_index(
+    layers: Sequence[StrPath], *, max_bytes: int = 68719476736, max_entries: int = 4000000
+) -> list[tuple[str, str, int, int, int, int, int, str, int]]:
+    """The merged union view of a layer stack, read from the blobs without extracting.
+
+    Returns rows ``(path, type, mode, uid, gid, size, mtime, linkname, layer)`` sorted by path; ``path`` is
+    root-relative without a leading slash, ``type`` one of file, dir, symlink, hardlink, char, block, fifo;
+    ``layer`` is the index (0 = lowest) of the layer that provides the entry. Implied parent directories appear
+    as ``dir`` with mode 0o755. A hardlink row carries its target's metadata and path.
+    """
+
+def gzip_backend() -> str:
+    """The gzip inflate this build uses: ``isa-l`` or ``zlib-rs``."""
+
+# --- layer diff (rust/py/src/diff.rs) -------------------------------------------------------------------------
+
+@final
+class Change:
+    """One change of a container against its image: ``kind`` ``"A"``/``"C"``/``"D"``, ``path`` absolute inside
+    the image. ``metadata_only`` is True for a ``C`` whose content is unchanged (chmod, chown, touch, xattrs,
+    hardlink group); a ``C`` directory is always metadata-only (its children are reported on their own)."""
+
+    def __new__(cls, kind: str, path: StrPath, metadata_only: bool = False) -> Change: ...
+    @property
+    def kind(self) -> str:
+        """``"A"``, ``"C"`` or ``"D"``."""
+    @property
+    def path(self) -> str:
+        """Absolute path inside the image (``/etc/passwd``)."""
+    @property
+    def metadata_only(self) -> bool:
+        """Only metadata changed (``C`` only)."""
+    def astuple(self) -> tuple[str, str, bool]:
+        """``(kind, path, metadata_only)``."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __lt__(self, value: Change, /) -> bool: ...
+    def __le__(self, value: Change, /) -> bool: ...
+    def __gt__(self, value: Change, /) -> bool: ...
+    def __ge__(self, value: Change, /) -> bool: ...
+
+@final
+class LayerResult:
+    """What :func:`write_layer` wrote."""
+
+    @property
+    def digest(self) -> str:
+        """``sha256:`` digest of the blob as written (compressed)."""
+    @property
+    def diff_id(self) -> str:
+        """``sha256:`` digest of the uncompressed tar (``rootfs.diff_ids``)."""
+    @property
+    def size(self) -> int:
+        """Blob size in bytes."""
+    @property
+    def uncompressed_size(self) -> int:
+        """Size of the uncompressed tar."""
+    @property
+    def media_type(self) -> str:
+        """OCI layer media type matching the compression."""
+    @property
+    def compression(self) -> str:
+        """``"gzip"``, ``"zstd"`` or ``"none"``."""
+    @property
+    def changes(self) -> list[Change]:
+        """The change set that was written (empty: nothing changed)."""
+    @property
+    def entries(self) -> int:
+        """Tar entries written (PAX headers not counted)."""
+    @property
+    def whiteouts(self) -> int:
+        """Whiteout and opaque-marker entries."""
+    @property
+    def hardlinks(self) -> int:
+        """Hardlink entries."""
+    @property
+    def added(self) -> int:
+        """Number of ``A`` changes."""
+    @property
+    def changed(self) -> int:
+        """Number of ``C`` changes."""
+    @property
+    def deleted(self) -> int:
+        """Number of ``D`` changes."""
+
+def diff(
+    base: StrPath | Sequence[StrPath], target: StrPath, *, overlay: bool = False, paranoid: bool = False
+) -> list[Change]:
+    """The changes of ``target`` against ``base``, sorted like ``docker diff`` (parents right before children).
+
+    Args:
+        base: copy mode: the image's flattened rootfs. Overlay mode: the lowerdirs, top first, or the merged
+            lower rootfs.
+        target: copy mode: the container's private copy. Overlay mode: the overlayfs upperdir (only it is
+            walked, so the cost grows with the change).
+        overlay: ``target`` is an overlayfs upperdir (whiteouts, opaque directories understood).
+        paranoid: copy mode: compare the bytes of every same-size regular file instead of trusting size+mtime.
+
+    Raises:
+        OSError: a root is missing or not a directory, or an entry cannot be read (with the path).
+        imgcore.errors.InvalidTree: copy mode with several bases; overlayfs redirect_dir in the upperdir.
+    """
+
+def write_layer(
+    base: StrPath | Sequence[StrPath],
+    target: StrPath,
+    out: StrPath,
+    *,
+    overlay: bool = False,
+    paranoid: bool = False,
+    compression: Literal["gzip", "zstd", "none"] | str = "gzip",
+    level: int | None = None,
+    source_date_epoch: int | None = None,
+    changes: Sequence[Change | tuple[str, str] | tuple[str, str, bool]] | None = None,
+) -> LayerResult:
+    """Writes the change set as an OCI layer blob at ``out`` (created or truncated; removed on error).
+
+    Whiteouts for deletions, an opaque marker for an opaque overlay directory, hardlinks kept, entries in
+    change order, PAX headers like ``tarfile`` with empty uname/gname and whole-second mtimes; digest and
+    diff_id in the same pass; gzip compressed on all cores in fixed 1 MiB blocks (same bytes whatever the
+    core count), or zstd. Same inputs, same digest.
+
+    Args:
+        level: gzip 0-9 (default 6) or zstd 1-22 (default 3).
+        source_date_epoch: clamp mtimes to at most this; ``None`` reads ``$SOURCE_DATE_EPOCH`` (BuildKit's rule).
+        changes: a precomputed :func:`diff` result (skips the walk).
+
+    Raises:
+        ValueError: bad compression, level, change list or ``$SOURCE_DATE_EPOCH``.
+        imgcore.errors.InvalidTree: a change names a missing path, a file shrank while read, unsupported overlayfs.
+        OSError: reading the trees or writing ``out``.
+    """
