@@ -14,6 +14,7 @@ from imgcore._progress import PlainProgress
 from imgcore.errors import AuthError, DigestMismatch, NotFound
 from imgcore.registry import Credentials, RegistryClient
 from imgcore.store import Store
+from tests.validate import assert_valid_image
 
 from .conftest import FaultProxy, OciImage, Registry, build_oci_image, require_tool, run, skopeo_push
 
@@ -35,6 +36,7 @@ def test_pull_matches_skopeo_digests(pushed_image: tuple[OciImage, str], tmp_pat
         assert store.has_blob(d), d
     assert store.resolve(ref).digest == image.manifest_digest
     assert not store.fsck()
+    assert_valid_image(store, ref)
     lines = out.getvalue().splitlines()
     assert lines[0] == "v1: Pulling from test/app"
     for d in image.layer_digests:
@@ -110,6 +112,7 @@ def test_pull_multiplatform_index(registry: Registry, tmp_path: Path) -> None:
     assert arm.manifest.digest == descs["arm"]["digest"]
     amd = distribution.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/amd64")
     assert amd.manifest.digest == descs["amd"]["digest"]
+    assert_valid_image(store, f"{registry.host}/test/multi:1")
     with pytest.raises(Exception, match="no manifest for platform linux/s390x"):
         distribution.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/s390x")
 
@@ -241,6 +244,7 @@ def test_second_image_shares_base_layer(registry: Registry, oci_image: OciImage,
     base = oci_image.layer_digests[0].split(":")[1][:12]
     assert f"{base}: Already exists" in out.getvalue().splitlines()
     assert res.downloaded < 100_000
+    assert_valid_image(store, f"{registry.host}/test/app2:v2")
 
 
 def test_sigkill_mid_pull_then_rerun_resumes(
@@ -294,6 +298,7 @@ def test_bearer_token_auth_pull_and_push(
     client = RegistryClient(reg.host, credentials=Credentials("bob", "tok-pw"))
     res = distribution.pull(f"{reg.host}/tok/app:v1", store=store, client=client)
     assert res.digest == oci_image.manifest_digest
+    assert_valid_image(store, f"{reg.host}/tok/app:v1")
     scopes = [q for q, had_auth in server.requests if had_auth]  # type: ignore[attr-defined]
     assert any("scope=repository%3Atok%2Fapp%3Apull" in q for q in scopes)
     assert all("service=imgcore-test" in q for q in scopes)

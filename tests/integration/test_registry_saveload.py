@@ -14,6 +14,7 @@ from imgcore import distribution, sha256
 from imgcore._progress import PlainProgress
 from imgcore.errors import DigestMismatch, InvalidArchive
 from imgcore.store import Store
+from tests.validate import assert_valid_image
 
 from .conftest import OciImage, require_tool, run
 
@@ -40,6 +41,7 @@ def loaded(oci_image: OciImage, tmp_path: Path) -> Store:
     assert res.format == "oci"
     assert res.images == (("example.com/test/app:v1", res.images[0][1]),)
     assert res.images[0][1].digest == oci_image.manifest_digest
+    assert_valid_image(store, "example.com/test/app:v1")
     return store
 
 
@@ -63,6 +65,7 @@ def test_save_docker_format_is_read_by_skopeo_and_loads_back(
     assert res.format == "docker"
     assert store2.resolve("example.com/test/app:v1").digest == oci_image.manifest_digest
     assert msg.getvalue() == "Loaded image: example.com/test/app:v1\n"
+    assert_valid_image(store2, "example.com/test/app:v1")
     assert not store2.fsck()
 
 
@@ -90,6 +93,7 @@ def test_load_skopeo_docker_archive(oci_image: OciImage, tmp_path: Path) -> None
     desc = store.resolve("example.com/ns/classic:1")
     manifest = json.loads(store.get_blob(desc.digest))
     assert manifest["config"]["digest"] == oci_image.config_digest
+    assert_valid_image(store, "example.com/ns/classic:1")
     # Round trip through a store-backed save and skopeo: same tree.
     out = tmp_path / "again.tar"
     distribution.save(["example.com/ns/classic:1"], out, store=store)
@@ -137,6 +141,7 @@ def test_load_classic_layout(oci_image: OciImage, tmp_path: Path) -> None:
     m = json.loads(store.get_blob(desc.digest))
     assert m["config"]["digest"] == oci_image.config_digest
     assert not store.fsck()
+    assert_valid_image(store, "classic:old")
     skopeo = require_tool("skopeo")
     run(skopeo, "copy", "--quiet", f"oci:{store.root}:docker.io/library/classic:old", f"oci:{tmp_path / 'o'}:x")
     _unpack_same(f"{tmp_path / 'o'}:x", oci_image, tmp_path)
