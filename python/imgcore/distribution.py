@@ -291,7 +291,10 @@ def pull(
     progress.line(f"{r.digest or r.tag}: Pulling from {r.path}")
 
     top = client.get_manifest(repo, target)
-    doc = parse_manifest_or_index(top.raw, top.media_type or None)
+    try:
+        doc = parse_manifest_or_index(top.raw, top.media_type or None)
+    except InvalidManifest as e:
+        raise type(e)(f"pull {r}: {e}") from None
     index_raw: tuple[bytes, str] | None = None
     if isinstance(doc, Index):
         chosen = doc.for_platform(want)

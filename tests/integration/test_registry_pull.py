@@ -198,12 +198,16 @@ def test_tls_and_basic_auth(oci_image: OciImage, tls_registry: Registry, tmp_pat
 
 def test_tls_verification_without_ca_fails_for_non_loopback_policy(tls_registry: Registry) -> None:
     """Without the CA the certificate is not trusted; only an insecure (here: loopback) host may skip verification."""
+    import time
+
     from imgcore.errors import RegistryError
 
-    strict = RegistryClient(tls_registry.host, credentials=None, scheme="https", retries=0)
-    strict.insecure = False
-    with pytest.raises(RegistryError):
+    strict = RegistryClient(tls_registry.host, credentials=None, retries=3, backoff=1.0)
+    strict.insecure = False  # as for any non-loopback host
+    t0 = time.monotonic()
+    with pytest.raises(RegistryError, match=r"TLS failed: .*--ca-file"):
         strict.ping()
+    assert time.monotonic() - t0 < 1.0  # a certificate error is not retried
     loose = RegistryClient(tls_registry.host, credentials=Credentials("alice", "s3cret-pw"), retries=0)
     loose.ping()  # loopback: docker-like fallback to unverified TLS
     assert loose.base_url.startswith("https://")

@@ -300,10 +300,19 @@ class RegistryClient:
                 if scheme == "http" and r.status == 400 and b"HTTPS" in r.data:
                     continue
                 return f"{scheme}://{self.host}", verify
+            if isinstance(last, SSLError):
+                break  # a certificate problem does not go away by asking again
             if attempt < self.retries:
                 time.sleep(_backoff(attempt, self.backoff))
         if isinstance(last, RegistryError):
             raise last
+        if isinstance(last, SSLError):
+            raise RegistryError(
+                redact(
+                    f"connect to registry {self.registry}: TLS failed: {last}; give the registry's CA with --ca-file,"
+                    " or name it with --insecure-registry if it is a test registry"
+                )
+            )
         reason = f"{last.__class__.__name__}: {last}" if last else "no answer"
         raise RegistryError(redact(f"connect to registry {self.registry}: {reason}"), retryable=True)
 
