@@ -178,3 +178,17 @@ def test_broken_archives_store_nothing(oci_image: OciImage, loaded: Store, tmp_p
         distribution.load(truncated, store=store)
     assert set(store.list_blobs()) == before
     assert not list((store.root / "imgcore" / "tmp").iterdir())
+
+
+def test_load_oci_archive_with_bare_tag_is_untagged(oci_image: OciImage, tmp_path: Path) -> None:
+    """An OCI archive whose ref.name is only a tag (skopeo's oci-archive:) loads as an untagged image, like docker."""
+    skopeo = require_tool("skopeo")
+    archive = tmp_path / "bare.tar"
+    run(skopeo, "copy", "--quiet", f"oci:{oci_image.layout}:{oci_image.tag}", f"oci-archive:{archive}:v1")
+    store = Store(tmp_path / "store")
+    msg = io.StringIO()
+    res = distribution.load(archive, store=store, progress=PlainProgress(msg))
+    assert res.images[0][0] is None
+    assert msg.getvalue() == f"Loaded image ID: {oci_image.config_digest}\n"
+    assert [d.digest for d in store.index_entries()] == [oci_image.manifest_digest]
+    assert store.tags() == {}
