@@ -73,8 +73,14 @@ class RichProgress:
     """Live per-layer bars on a terminal, via ``rich`` (imported lazily)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+        from rich.console import Console  # type: ignore[import-not-found,unused-ignore]
+        from rich.progress import (  # type: ignore[import-not-found,unused-ignore]
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
 
         self._console = Console(file=stream if stream is not None else sys.stdout)
         self._bars = Progress(
