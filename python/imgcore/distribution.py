@@ -229,6 +229,7 @@ def _download_layer(
         while ing.offset < layer.size:
             if cancel.is_set():
                 raise _Cancelled
+            attempt_start = ing.offset
             try:
                 with client.open_blob(repo, layer.digest, offset=ing.offset) as stream:
                     if stream.start != ing.offset:
@@ -250,6 +251,8 @@ def _download_layer(
                             retryable=True,
                         )
             except RegistryError as e:
+                if ing.offset > attempt_start:
+                    failures = 0  # progress was made: only consecutive fruitless attempts count
                 if not e.retryable or failures >= client.retries:
                     raise
                 failures += 1
