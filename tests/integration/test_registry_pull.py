@@ -328,3 +328,20 @@ def test_jobs_one_queues_layers_as_waiting(pushed_image: tuple[OciImage, str], t
     seq = [line.split(": ", 1)[1] for line in out.getvalue().splitlines() if line.startswith(second + ":")]
     assert seq[:3] == ["Pulling fs layer", "Waiting", "Downloading"]
     assert seq[-1] == "Pull complete"
+
+
+def test_many_cuts_with_progress_still_complete(
+    pushed_image: tuple[OciImage, str], fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """More cuts than the retry budget, each after some progress: the pull gets there (only fruitless tries count)."""
+    image, _ = pushed_image
+    big = image.layer_digests[0]
+    fault_proxy.cut_after[big] = 65_536
+    fault_proxy.cuts_left[big] = 8
+    client = RegistryClient(fault_proxy.host, credentials=None, retries=2, backoff=0.01)
+    store = _store(tmp_path)
+    distribution.pull(f"{fault_proxy.host}/test/app:v1", store=store, client=client)
+    assert store.has_blob(big)
+    gets = [r for m, p, r in fault_proxy.requests if m == "GET" and p.endswith(big)]
+    assert len(gets) == 9
+    assert gets[1:] == [f"bytes={65_536 * i}-" for i in range(1, 9)]
