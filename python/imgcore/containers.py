@@ -237,7 +237,6 @@ class Containers:
 
     def ensure_layers(self, image: Image) -> builtins.list[Path]:
         """Unpacks (once, shared) every layer of ``image`` in overlay form; returns the ``diff`` dirs, bottom first."""
-        from imgcore import extract_layer
 
         diff_ids = image.config.diff_ids
         if len(diff_ids) != len(image.manifest.layers):
@@ -246,36 +245,38 @@ class Containers:
             raise InvalidManifest(
                 f"image {image.id}: {len(image.manifest.layers)} layers but {len(diff_ids)} diff_ids in its config"
             )
-        out = []
-        for desc, diff_id, chain in zip(image.manifest.layers, diff_ids, chain_ids(diff_ids), strict=True):
-            final = self.layer_dir(chain)
-            if not (final / "info.json").is_file():
-                with _fs.locked(self.layers_dir / f".{final.name}.lock"):
-                    if not (final / "info.json").is_file():
-                        tmp = self.layers_dir / f".tmp-{final.name}-{secrets.token_hex(4)}"
-                        try:
-                            (tmp / "diff").mkdir(parents=True)
-                            stats = extract_layer(
-                                self.store.blob_path(desc.digest),
-                                tmp / "diff",
-                                overlay=True,
-                                expected_digest=desc.digest,
-                                expected_diff_id=diff_id,
-                            )
-                            info = {
-                                "chain_id": chain,
-                                "diff_id": diff_id,
-                                "digest": desc.digest,
-                                "size": stats.bytes,
-                                "entries": stats.entries,
-                            }
-                            _fs.atomic_write_json(tmp / "info.json", info)
-                            shutil.rmtree(final, ignore_errors=True)
-                            tmp.rename(final)
-                        finally:
-                            shutil.rmtree(tmp, ignore_errors=True)
-            out.append(final / "diff")
-        return out
+        return [
+            self.ensure_layer(desc, diff_id, chain)
+            for desc, diff_id, chain in zip(image.manifest.layers, diff_ids, chain_ids(diff_ids), strict=True)
+        ]
+
+    def ensure_layer(self, desc: Descriptor, diff_id: str, chain: str) -> Path:
+        """Unpacks one stored layer in overlay form into the shared cache, once (locked across processes, built
+        aside and renamed into place); returns its ``diff`` dir. The blob's digest and diff_id are verified."""
+        from imgcore import extract_layer
+
+        final = self.layer_dir(chain)
+        if not (final / "info.json").is_file():
+            with _fs.locked(self.layers_dir / f".{final.name}.lock"):
+                if not (final / "info.json").is_file():
+                    tmp = self.layers_dir / f".tmp-{final.name}-{secrets.token_hex(4)}"
+                    try:
+                        (tmp / "diff").mkdir(parents=True)
+                        stats = extract_layer(
+                            self.store.blob_path(desc.digest),
+                            tmp / "diff",
+                            overlay=True,
+                            expected_digest=desc.digest,
+                            expected_diff_id=diff_id,
+                        )
+                        info = {"chain_id": chain, "diff_id": diff_id, "digest": desc.digest, "size": stats.bytes,
+                                "entries": stats.entries}  # fmt: skip
+                        _fs.atomic_write_json(tmp / "info.json", info)
+                        shutil.rmtree(final, ignore_errors=True)
+                        tmp.rename(final)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+        return final / "diff"
 
     def ensure_rootfs(self, image: Image) -> Path:
         """The image flattened once into a read-only baseline directory (copy driver)."""

@@ -134,13 +134,10 @@ class LayerUnpacker:
     """
 
     def __init__(self, store: Store, diff_ids: list[str], layers: tuple[Descriptor, ...]) -> None:
-        import imgcore
-
-        if not hasattr(imgcore, "extract_layer"):
-            raise ImgcoreError("pull --unpack: this build of imgcore has no layer extractor (imgcore.extract_layer)")
         if len(diff_ids) != len(layers):
             raise InvalidManifest(f"pull --unpack: {len(layers)} layers but {len(diff_ids)} diff_ids in the config")
-        from imgcore.containers import Containers, chain_ids
+        from imgcore.containers import Containers
+        from imgcore.images import chain_ids
 
         self.store = store
         self.containers = Containers(store)
@@ -156,45 +153,16 @@ class LayerUnpacker:
             self._unpack_one(desc, diff_id, chain)
 
     def _unpack_one(self, desc: Descriptor, diff_id: str, chain: str) -> None:
-        import secrets
-        import shutil
-
-        from imgcore import _fs, extract_layer  # type: ignore[attr-defined,unused-ignore]
-
-        final = self.containers.layer_dir(chain)
-        layers_dir = final.parent
-        layers_dir.mkdir(parents=True, exist_ok=True)
-        if (final / "info.json").is_file():
-            return
-        with _fs.locked(layers_dir / f".{final.name}.lock"):
-            if (final / "info.json").is_file():
-                return
-            tmp = layers_dir / f".tmp-{final.name}-{secrets.token_hex(4)}"
-            try:
-                (tmp / "diff").mkdir(parents=True)
-                stats = extract_layer(
-                    self.store.blob_path(desc.digest),
-                    tmp / "diff",
-                    overlay=True,
-                    expected_digest=desc.digest,
-                    expected_diff_id=diff_id,
-                )
-                info = {"chain_id": chain, "diff_id": diff_id, "digest": desc.digest, "size": stats.bytes,
-                        "entries": stats.entries}  # fmt: skip
-                _fs.atomic_write_json(tmp / "info.json", info)
-                shutil.rmtree(final, ignore_errors=True)
-                tmp.rename(final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+        self.containers.ensure_layer(desc, diff_id, chain)
 
     def finish(self, manifest_desc: Descriptor, manifest: Manifest, config_raw: bytes) -> None:
         """Copy driver: flatten the whole image once all its layers are stored."""
         if self.per_layer:
             return
-        from imgcore.containers import ImageRef
+        from imgcore.images import Image
         from imgcore.models import ImageConfig
 
-        image = ImageRef(None, manifest_desc, manifest, ImageConfig.from_bytes(config_raw))
+        image = Image(manifest_desc, manifest, ImageConfig.from_bytes(config_raw))
         self.containers.ensure_rootfs(image)
 
 
