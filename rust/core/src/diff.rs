@@ -250,7 +250,7 @@ mod tests {
             digests.push(r.digest);
             if codec == Compression::Gzip {
                 let mut raw = Vec::new();
-                flate2::read::GzDecoder::new(fs::File::open(&out).unwrap())
+                flate2::read::MultiGzDecoder::new(fs::File::open(&out).unwrap())
                     .read_to_end(&mut raw)
                     .unwrap();
                 assert_eq!(raw, fs::read(&plain).unwrap());
