@@ -108,8 +108,7 @@ def overlay(lower: Path, upper: Path, work: Path, merged: Path) -> Iterator[Path
 
 def command(base: object, target: Path, out: Path, overlay_mode: bool) -> Callable[[], None]:
     code = (
-        "import imgcore,sys; imgcore.write_layer(eval(sys.argv[1]), sys.argv[2], sys.argv[3], "
-        f"overlay={overlay_mode})"
+        f"import imgcore,sys; imgcore.write_layer(eval(sys.argv[1]), sys.argv[2], sys.argv[3], overlay={overlay_mode})"
     )
     return lambda: sh(sys.executable, "-c", code, repr(base), target, out)
 
@@ -118,9 +117,7 @@ class Table:
     def __init__(self) -> None:
         self.rows: list[list[str]] = []
 
-    def add(
-        self, case: str, impl: str, secs: float, mb: float | None, umoci: float | None, pure: float | None
-    ) -> None:
+    def add(self, case: str, impl: str, secs: float, mb: float | None, umoci: float | None, pure: float | None) -> None:
         self.rows.append(
             [
                 case,
