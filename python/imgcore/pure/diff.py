@@ -459,7 +459,9 @@ def _ovl_entry(acc: _Acc, upper: str, rel: str, name: str, stack: _Stack, opaque
         _ovl_dir(acc, upper, crel, child_stack, child_opaque)
     else:
         payload_same = True if (u.kind == _FILE and u.metacopy) else _same_payload(u, upath, low, lpath, True)
-        identical = payload_same and u.same_attrs(low) and not (u.kind == _FILE and u.nlink > 1)
+        # A copy-up of a hardlinked lower file breaks the link in the merged view (overlayfs without index=on).
+        linked = u.kind == _FILE and (u.nlink > 1 or low.nlink > 1)
+        identical = payload_same and u.same_attrs(low) and not linked
         if not identical or opaque:
             acc.changes.append(("C", crel, payload_same))
     return True
