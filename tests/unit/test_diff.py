@@ -401,3 +401,13 @@ def test_errors(impl: ModuleType, trees: tuple[Path, Path], tmp_path: Path) -> N
     with pytest.raises(InvalidTree, match="does not exist"):
         impl.write_layer(base, target, tmp_path / "l", changes=[("A", "/nope")])
     assert not (tmp_path / "l").exists()  # nothing left behind on failure
+
+
+def test_pure_twin_zstd_matches(trees: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("zstandard", reason="the pure twin writes zstd only with the zstandard package")
+    base, target = trees
+    (target / "usr" / "z").write_bytes(b"z" * 10_000)
+    a = imgcore.write_layer(base, target, tmp_path / "a.zst", compression="zstd")
+    b = imgcore.pure.write_layer(base, target, tmp_path / "b.zst", compression="zstd")
+    assert a.diff_id == b.diff_id
+    assert b.media_type == "application/vnd.oci.image.layer.v1.tar+zstd"

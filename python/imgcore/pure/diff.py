@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import importlib
 import io
 import os
 import stat
@@ -705,7 +706,7 @@ def write_layer(
                 )
             elif compression == "zstd":
                 try:
-                    import zstandard  # type: ignore[import-not-found]
+                    zstandard: Any = importlib.import_module("zstandard")  # optional; typed loosely on purpose
                 except ImportError:
                     raise ValueError("the pure-Python twin writes zstd only with the 'zstandard' package") from None
                 codec = zstandard.ZstdCompressor(level=3 if level is None else level).stream_writer(blob, closefd=False)
