@@ -6,7 +6,8 @@ set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-pkgs=(pkg-config)
+# busybox-static: the shell tools inside the demo's base image; file: to check that it is static.
+pkgs=(pkg-config busybox-static file)
 if [ "$want_test" = 1 ]; then
   # skopeo/umoci: independent OCI peers for interop tests; docker-registry: a real distribution server on
   # loopback; bubblewrap: unprivileged exec; libarchive-tools (bsdtar) and zstd: independent archive readers;

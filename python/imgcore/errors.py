@@ -15,11 +15,13 @@ __all__ = [
     "BlobNotFound",
     "ContainerNotFound",
     "DigestMismatch",
+    "ImageConflict",
     "ImageInUse",
     "ImageNotFound",
     "ImgcoreError",
     "InternalError",
     "InvalidArchive",
+    "InvalidArgument",
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
@@ -105,6 +107,14 @@ class ImageNotFound(ImgcoreError, LookupError):
 
 class ImageInUse(ImgcoreError):
     """The image is used by a container (``rmi -f`` overrides)."""
+
+
+class ImageConflict(ImgcoreError):
+    """Deleting the image needs ``-f``: it has several tags, or a prefix matches several images."""
+
+
+class InvalidArgument(ImgcoreError, ValueError):
+    """A malformed option value: a ``--filter``, a ``-c`` change instruction, a platform."""
 
 
 class ContainerNotFound(ImgcoreError, LookupError):

@@ -6,6 +6,7 @@ workflow calls them. Built on the standard library only (hashlib, tarfile, os.wa
 
 from __future__ import annotations
 
+from imgcore.pure.archive import LayerStats, extract_layer, layer_index, unpack_layers
 from imgcore.pure.diff import Change, LayerResult, diff, write_layer
 from imgcore.pure.digest import Digest, Hasher, hash_files, sha256, sha256_file, sha256_files
 
@@ -14,10 +15,14 @@ __all__ = [
     "Digest",
     "Hasher",
     "LayerResult",
+    "LayerStats",
     "diff",
+    "extract_layer",
     "hash_files",
+    "layer_index",
     "sha256",
     "sha256_file",
     "sha256_files",
+    "unpack_layers",
     "write_layer",
 ]

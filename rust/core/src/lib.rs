@@ -4,6 +4,7 @@
 //! decides policy (which layers, which tags): it hashes, reads and writes what it is told to, and reports
 //! every failure as a [`CoreError`] that names what and where.
 
+pub mod archive;
 pub mod diff;
 pub mod digest;
 pub mod error;

@@ -1,6 +1,7 @@
 //! The `imgcore._core` extension module. It only registers items; the logic lives in `imgcore-core` and in
 //! one file per area here (`digest.rs`, ...), errors are mapped in `errors.rs`.
 
+mod archive;
 mod diff;
 mod digest;
 mod errors;
@@ -9,6 +10,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use super::archive::{extract_layer, gzip_backend, layer_index, unpack_layers, PyLayerStats};
     #[pymodule_export]
     use super::diff::{diff, write_layer, PyChange, PyLayerResult};
     #[pymodule_export]

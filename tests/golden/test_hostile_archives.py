@@ -1,0 +1,426 @@
+"""Hostile layer archives, built by the tests themselves: nothing outside ``dest`` may change, bad input raises a
+typed error that names the entry. Every case runs against the Rust engine (openat2 and the O_NOFOLLOW walk) and
+the pure twin, each with a canary tree beside ``dest`` snapshotted before and after.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imgcore
+import imgcore.pure
+from imgcore.errors import InvalidArchive, LimitExceeded, UnsafeArchiveEntry
+from tests.strategies import TarEntry, build_tar
+
+ENGINES = ["rust", "rust-walk", "pure"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    if request.param == "pure":
+        return imgcore.pure.extract_layer
+    monkeypatch.setenv("IMGCORE_FORCE_WALK", "1" if request.param == "rust-walk" else "0")
+    return imgcore.extract_layer
+
+
+def snapshot(top: Path, skip: Path) -> dict[str, tuple[Any, ...]]:
+    """Everything under ``top`` except ``skip``: type, mode, owner, size, mtime, content hash, link target."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        d = Path(dirpath)
+        if d == skip:
+            dirnames[:] = []
+            continue
+        dirnames[:] = [n for n in dirnames if d / n != skip]
+        for name in [*dirnames, *filenames, "."]:
+            p = d / name
+            st = p.lstat()
+            content: Any = None
+            if stat.S_ISREG(st.st_mode):
+                content = hashlib.sha256(p.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                content = os.readlink(p)
+            mtime = None if stat.S_ISDIR(st.st_mode) and name == "." and d == top else st.st_mtime_ns
+            out[str(p.relative_to(top))] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, mtime, st.st_nlink, content)
+    return out
+
+
+@pytest.fixture
+def arena(tmp_path: Path) -> Path:
+    """tmp/canary (a tree that must never change), tmp/outside.txt, tmp/dest (the target)."""
+    (tmp_path / "canary" / "sub").mkdir(parents=True)
+    (tmp_path / "canary" / "secret.txt").write_text("do not touch")
+    (tmp_path / "canary" / "sub" / "deep.txt").write_text("deep")
+    os.chmod(tmp_path / "canary" / "secret.txt", 0o640)
+    (tmp_path / "outside.txt").write_text("outside")
+    (tmp_path / "dest").mkdir()
+    return tmp_path
+
+
+def run(engine: Callable[..., Any], arena: Path, entries: list[TarEntry], compression: str = "none", **kw: Any) -> Any:
+    blob = arena / "layer.blob"
+    blob.write_bytes(build_tar(entries, compression=compression))
+    before = snapshot(arena, arena / "dest")
+    try:
+        return engine(blob, arena / "dest", **kw)
+    finally:
+        after = snapshot(arena, arena / "dest")
+        assert after == before, "extraction changed something outside dest"
+
+
+def run_raw(engine: Callable[..., Any], arena: Path, data: bytes, **kw: Any) -> Any:
+    blob = arena / "layer.blob"
+    blob.write_bytes(data)
+    before = snapshot(arena, arena / "dest")
+    try:
+        return engine(blob, arena / "dest", **kw)
+    finally:
+        assert snapshot(arena, arena / "dest") == before, "extraction changed something outside dest"
+
+
+F = TarEntry.file
+D = TarEntry.dir
+S = TarEntry.symlink
+H = TarEntry.hardlink
+
+
+# -- names that climb out ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../outside.txt", "../canary/secret.txt", "a/../../outside.txt", "./../outside.txt", "a/b/../../../x", ".."],
+)
+def test_dotdot_names_are_refused(engine: Callable[..., Any], arena: Path, name: str) -> None:
+    with pytest.raises(UnsafeArchiveEntry) as ei:
+        run(engine, arena, [D("a"), F(name, b"pwned")])
+    assert name in str(ei.value)
+    assert ei.value.entry == name
+
+
+def test_dotdot_in_pax_path_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(UnsafeArchiveEntry, match=r"\.\./outside\.txt"):
+        run(engine, arena, [F("innocent", b"x", pax={"path": "../outside.txt"})])
+
+
+def test_dotdot_in_gnu_long_name_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    long = "../" + "x" * 150
+    with pytest.raises(UnsafeArchiveEntry):
+        run(engine, arena, [F(long, b"x", fmt=tarfile.GNU_FORMAT)])
+
+
+def test_absolute_names_land_inside(engine: Callable[..., Any], arena: Path) -> None:
+    abs_name = str(arena / "canary" / "abs.txt")
+    run(engine, arena, [F(abs_name, b"inside"), F("/top.txt", b"top")])
+    assert (arena / "dest" / abs_name.lstrip("/")).read_bytes() == b"inside"
+    assert (arena / "dest" / "top.txt").read_bytes() == b"top"
+
+
+# -- symlinks used as parents -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "lands"),
+    [
+        ("ABS_CANARY", "ABS_CANARY/pwned"),  # absolute target: interpreted inside the root
+        ("../canary", "canary/pwned"),  # relative, climbing: clamped at the root
+        ("../../../../../../..", "pwned"),
+        ("/", "pwned"),
+        (".", "pwned"),
+    ],
+)
+def test_symlink_parent_is_resolved_inside(engine: Callable[..., Any], arena: Path, target: str, lands: str) -> None:
+    abs_canary = str(arena / "canary")
+    target = target.replace("ABS_CANARY", abs_canary)
+    lands = lands.replace("ABS_CANARY", abs_canary.lstrip("/"))
+    run(engine, arena, [S("evil", target), F("evil/pwned", b"pwned")])
+    assert (arena / "dest" / lands).read_bytes() == b"pwned"
+    assert os.readlink(arena / "dest" / "evil") == target  # stored as it is
+
+
+def test_symlink_chain_is_resolved_inside(engine: Callable[..., Any], arena: Path) -> None:
+    run(engine, arena, [D("d"), S("d/a", "b"), S("d/b", "../c"), S("c", "../../.."), F("d/a/pwned", b"x")])
+    assert (arena / "dest" / "pwned").read_bytes() == b"x"
+
+
+def test_symlink_loop_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(UnsafeArchiveEntry, match="l1/x"):
+        run(engine, arena, [S("l1", "l2"), S("l2", "l1"), F("l1/x", b"x")])
+
+
+@pytest.mark.parametrize("name", [".", "./", "/"])
+def test_symlink_named_root_is_refused(engine: Callable[..., Any], arena: Path, name: str) -> None:
+    with pytest.raises(UnsafeArchiveEntry):
+        run(engine, arena, [S(name, str(arena / "canary")), F("pwned", b"x")])
+
+
+def test_symlink_named_dotdot_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(UnsafeArchiveEntry):
+        run(engine, arena, [D("a"), S("a/../..", str(arena / "canary"))])
+
+
+def test_directory_entry_replaces_symlink(engine: Callable[..., Any], arena: Path) -> None:
+    run(engine, arena, [S("evil", str(arena / "canary")), D("evil", mode=0o777), F("evil/x", b"x")])
+    assert (arena / "dest" / "evil").is_dir() and not (arena / "dest" / "evil").is_symlink()
+    assert (arena / "dest" / "evil" / "x").read_bytes() == b"x"
+
+
+def test_file_entry_replaces_symlink_without_writing_through(engine: Callable[..., Any], arena: Path) -> None:
+    run(engine, arena, [S("evil", str(arena / "canary" / "secret.txt")), F("evil", b"overwritten", mode=0o777)])
+    assert (arena / "dest" / "evil").read_bytes() == b"overwritten"
+    assert not (arena / "dest" / "evil").is_symlink()
+
+
+def test_symlink_to_outside_then_chmod_via_dir_entry(engine: Callable[..., Any], arena: Path) -> None:
+    run(engine, arena, [S("s", "../canary/sub"), D("s/.", mode=0o777)])
+    assert (arena / "dest" / "s").is_dir()
+
+
+def test_entry_under_a_file_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive, match="f/x"):
+        run(engine, arena, [F("f", b"file"), F("f/x", b"x")])
+
+
+# -- hardlinks --------------------------------------------------------------------------------------------------
+
+
+def test_hardlink_to_absolute_path_is_inside(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive, match="does not exist"):
+        run(engine, arena, [H("h", str(arena / "canary" / "secret.txt"))])
+
+
+def test_hardlink_dotdot_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(UnsafeArchiveEntry, match="hardlink"):
+        run(engine, arena, [H("h", "../canary/secret.txt")])
+
+
+def test_hardlink_through_symlink_out_is_inside(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive, match="does not exist"):
+        run(engine, arena, [S("evil", str(arena / "canary")), H("h", "evil/secret.txt")])
+
+
+def test_hardlink_to_symlink_pointing_out_then_overwrite(engine: Callable[..., Any], arena: Path) -> None:
+    secret = str(arena / "canary" / "secret.txt")
+    run(engine, arena, [S("s", secret), H("h", "s"), F("h", b"new", mode=0o666)])
+    assert os.readlink(arena / "dest" / "s") == secret
+    assert (arena / "dest" / "h").read_bytes() == b"new"
+
+
+def test_hardlink_to_directory_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive, match="directory"):
+        run(engine, arena, [D("d"), H("h", "d")])
+
+
+def test_hardlink_shares_inode(engine: Callable[..., Any], arena: Path) -> None:
+    run(engine, arena, [F("a", b"data"), H("b", "a"), H("/c", "/a")])
+    a, b, c = (os.lstat(arena / "dest" / n) for n in "abc")
+    assert a.st_ino == b.st_ino == c.st_ino and a.st_nlink == 3
+
+
+# -- whiteouts --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [".wh..", ".wh...", "d/.wh.."])
+def test_whiteout_of_dot_or_dotdot_is_refused(engine: Callable[..., Any], arena: Path, name: str) -> None:
+    with pytest.raises(UnsafeArchiveEntry):
+        run(engine, arena, [D("d"), F(name, b"")])
+
+
+def test_whiteout_dotdot_path_is_refused(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(UnsafeArchiveEntry):
+        run(engine, arena, [F("../.wh.canary", b"")])
+
+
+def test_whiteout_through_symlink_stays_inside(engine: Callable[..., Any], arena: Path) -> None:
+    (arena / "dest" / "keep.txt").write_text("lower")
+    run(engine, arena, [S("evil", str(arena / "canary")), F("evil/.wh.secret.txt", b""), F("evil/.wh.sub", b"")])
+    assert (arena / "dest" / "keep.txt").exists()
+
+
+def test_opaque_through_symlink_stays_inside(engine: Callable[..., Any], arena: Path) -> None:
+    (arena / "dest" / "lower.txt").write_text("lower")
+    run(engine, arena, [S("evil", "../../canary"), F("evil/.wh..wh..opq", b"")])
+    # The symlink resolves to dest/canary (inside): the opaque marker applies there, not to the real canary.
+    assert (arena / "dest" / "lower.txt").exists()
+
+
+# -- devices, limits --------------------------------------------------------------------------------------------
+
+
+def test_devices_are_skipped_unless_allowed(engine: Callable[..., Any], arena: Path) -> None:
+    entries = [TarEntry.device("null", "char", 1, 3), TarEntry.device("fifo", "fifo")]
+    stats = run(engine, arena, entries)
+    assert not (arena / "dest" / "null").exists() and not (arena / "dest" / "fifo").exists()
+    assert sorted(p for p, _ in stats.skipped) == ["fifo", "null"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating device nodes needs root")
+def test_devices_when_allowed_as_root(engine: Callable[..., Any], arena: Path) -> None:
+    run(engine, arena, [TarEntry.device("null", "char", 1, 3), TarEntry.device("fifo", "fifo")], allow_devices=True)
+    st = os.lstat(arena / "dest" / "null")
+    assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+    assert stat.S_ISFIFO(os.lstat(arena / "dest" / "fifo").st_mode)
+
+
+def test_entry_limit(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(LimitExceeded, match="max_entries"):
+        run(engine, arena, [F(f"f{i}", b"x") for i in range(20)], max_entries=10)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_byte_limit_stops_a_bomb(engine: Callable[..., Any], arena: Path, compression: str) -> None:
+    with pytest.raises(LimitExceeded, match="max_bytes"):
+        run(engine, arena, [F("zeros", b"\0" * (8 << 20))], compression=compression, max_bytes=1 << 20)
+
+
+def test_huge_long_name_is_refused_without_buffering(engine: Callable[..., Any], arena: Path) -> None:
+    hdr = tarfile.TarInfo("././@LongLink")
+    hdr.type = tarfile.GNUTYPE_LONGNAME
+    hdr.size = 1 << 30
+    data = hdr.tobuf(tarfile.GNU_FORMAT) + b"a" * 4096
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, data)
+
+
+# -- malformed input --------------------------------------------------------------------------------------------
+
+
+def _tar(entries: list[TarEntry]) -> bytes:
+    return build_tar(entries)
+
+
+def test_truncated_entry_data_names_the_entry(engine: Callable[..., Any], arena: Path) -> None:
+    data = _tar([F("first", b"1"), F("big.bin", os.urandom(10000))])
+    with pytest.raises(InvalidArchive, match=r"big\.bin|truncated|unexpected end"):
+        run_raw(engine, arena, data[: 512 * 4 + 3000])
+
+
+def test_missing_end_marker_is_truncation(engine: Callable[..., Any], arena: Path) -> None:
+    data = _tar([F("a", b"1"), F("b", b"2")])
+    with pytest.raises(InvalidArchive, match="end-of-archive|truncated"):
+        run_raw(engine, arena, data[: 512 * 4])
+
+
+def test_empty_blob_is_invalid(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, b"")
+
+
+def test_corrupt_header_checksum(engine: Callable[..., Any], arena: Path) -> None:
+    data = bytearray(_tar([F("a", b"1"), F("b", b"2")]))
+    data[1024 + 10] ^= 0x55  # second header's name field
+    with pytest.raises(InvalidArchive, match=r"corrupt|checksum|invalid header"):
+        run_raw(engine, arena, bytes(data))
+
+
+def test_non_numeric_mode(engine: Callable[..., Any], arena: Path) -> None:
+    data = bytearray(_tar([F("weird", b"1")]))
+    data[100:108] = b"zzzzzzz\0"
+    chk = sum(data[:148]) + 8 * 32 + sum(data[156:512])
+    data[148:156] = b"%06o\0 " % chk
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, bytes(data))
+
+
+def test_trailing_garbage_after_end_marker(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive, match="trailing garbage"):
+        run_raw(engine, arena, _tar([F("a", b"1")]) + b"GARBAGE" * 100)
+
+
+def test_zero_padding_after_end_marker_is_fine(engine: Callable[..., Any], arena: Path) -> None:
+    stats = run_raw(engine, arena, _tar([F("a", b"1")]) + b"\0" * 20480)
+    assert stats.files == 1
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_gzip(engine: Callable[..., Any], arena: Path, cut: float) -> None:
+    gz = build_tar([F("a", os.urandom(50000)), F("b", b"x" * 1000)], compression="gzip")
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, gz[: int(len(gz) * cut)])
+
+
+def test_corrupt_gzip(engine: Callable[..., Any], arena: Path) -> None:
+    gz = bytearray(build_tar([F("a", bytes(range(256)) * 200)], compression="gzip"))
+    for i in range(20, 60):
+        gz[i] ^= 0xA5
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, bytes(gz))
+
+
+def test_gzip_crc_mismatch(engine: Callable[..., Any], arena: Path) -> None:
+    gz = bytearray(build_tar([F("a", b"hello")], compression="gzip"))
+    gz[-8] ^= 0xFF
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, bytes(gz))
+
+
+def test_trailing_garbage_after_gzip(engine: Callable[..., Any], arena: Path) -> None:
+    gz = build_tar([F("a", b"hello")], compression="gzip")
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, gz + b"JUNKJUNK")
+
+
+def test_multi_member_gzip_is_one_stream(engine: Callable[..., Any], arena: Path) -> None:
+    raw = _tar([F("a", b"x" * 3000), F("b", b"y")])
+    half = 1536
+    data = gzip.compress(raw[:half]) + gzip.compress(raw[half:])
+    stats = run_raw(engine, arena, data)
+    assert stats.files == 2 and stats.compression == "gzip"
+    assert stats.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.95])
+def test_truncated_zstd(engine: Callable[..., Any], arena: Path, cut: float) -> None:
+    zs = build_tar([F("a", os.urandom(50000))], compression="zstd")
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, zs[: int(len(zs) * cut)])
+
+
+def test_corrupt_zstd(engine: Callable[..., Any], arena: Path) -> None:
+    zs = bytearray(build_tar([F("a", bytes(range(256)) * 200)], compression="zstd"))
+    for i in range(12, len(zs) - 4):
+        zs[i] ^= 0x5A
+    with pytest.raises(InvalidArchive):
+        run_raw(engine, arena, bytes(zs))
+
+
+def test_unsupported_compression_is_named(engine: Callable[..., Any], arena: Path) -> None:
+    with pytest.raises(InvalidArchive, match="bzip2"):
+        run_raw(engine, arena, b"BZh91AY&SY" + b"\0" * 100)
+
+
+def test_digest_mismatch_after_extraction(engine: Callable[..., Any], arena: Path) -> None:
+    from imgcore.errors import DigestMismatch
+
+    with pytest.raises(DigestMismatch) as ei:
+        run(engine, arena, [F("a", b"1")], expected_diff_id="sha256:" + "0" * 64)
+    assert ei.value.expected == "sha256:" + "0" * 64
+    assert ei.value.actual is not None and ei.value.actual.startswith("sha256:")
+
+
+def test_errors_are_pickle_friendly(arena: Path) -> None:
+    import pickle
+
+    blob = arena / "x.tar"
+    blob.write_bytes(build_tar([F("../x", b"1")]))
+    with pytest.raises(UnsafeArchiveEntry) as ei:
+        imgcore.extract_layer(blob, arena / "dest")
+    again = pickle.loads(pickle.dumps(ei.value))
+    assert str(again) == str(ei.value) and again.entry == "../x"
+
+
+def test_stream_read_of_bytesio_helper() -> None:
+    # The builder itself: a plain tar it produces is readable by tarfile with the same names.
+    data = build_tar([D("d"), F("d/f", b"abc"), S("d/s", "f")])
+    names = [m.name for m in tarfile.open(fileobj=io.BytesIO(data))]
+    assert names == ["d", "d/f", "d/s"]
