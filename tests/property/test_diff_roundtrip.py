@@ -155,11 +155,21 @@ def _check(base: Path, target: Path, expected: dict, tmp: Path, overlay: bool) -
     assert layer.diff_id == twin_layer.diff_id
     assert layer.digest == imgcore.sha256_file(tmp / "layer.tgz")
     assert [c.astuple() for c in layer.changes] == [c.astuple() for c in changes]
+    _apply_both(tmp / "layer.tgz", layer.digest, layer.diff_id, base, tmp, expected)
+
+
+def _apply_both(layer: Path, digest: str, diff_id: str, flat: Path, tmp: Path, expected: dict) -> None:
+    """Applies the layer with the test's own tarfile applier and with imgcore's Rust extractor."""
     applied = tmp / "applied"
     applied.mkdir()
-    copy_tree(base, applied)
-    apply_layer(tmp / "layer.tgz", applied)
+    copy_tree(flat, applied)
+    apply_layer(layer, applied)
     assert snapshot(applied) == expected
+    extracted = tmp / "extracted"
+    extracted.mkdir()
+    copy_tree(flat, extracted)
+    imgcore.extract_layer(layer, extracted, expected_digest=digest, expected_diff_id=diff_id, allow_devices=True)
+    assert snapshot(extracted) == expected
 
 
 def _fresh(tmp_path: Path) -> Path:
@@ -242,8 +252,4 @@ def test_overlay_mode_round_trip_layered_lowers(tmp_path: Path, data: st.DataObj
     assert layer.diff_id == twin.diff_id
     # Applying onto the flattened image gives the container's view; so does diffing against the flat rootfs.
     assert [c.astuple() for c in imgcore.diff(flat, upper, overlay=True)] == [c.astuple() for c in changes]
-    applied = tmp / "applied"
-    applied.mkdir()
-    copy_tree(flat, applied)
-    apply_layer(tmp / "layer.tgz", applied)
-    assert snapshot(applied) == expected
+    _apply_both(tmp / "layer.tgz", layer.digest, layer.diff_id, flat, tmp, expected)
