@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,43 @@ def _go_json(obj: Any, indent: int | None = None) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+_FIELD = re.compile(r"\{\{\s*(json\s+)?\.(\w*)\s*\}\}")
+
+
+def _render(template: str, objs: list[dict[str, Any]], headers: dict[str, str]) -> str:
+    """A docker ``--format`` Go template, the common subset: ``{{.Field}}``, ``{{json .Field}}``, ``{{json .}}``,
+    ``\\t``, and a ``table`` prefix for aligned columns with headers."""
+    from imgcore._humanize import tabwrite
+    from imgcore.errors import InvalidArgument
+
+    table = template.startswith("table")
+    body = (template[5:].lstrip() if table else template).replace("\\t", "\t").replace("\\n", "\n")
+    for m in _FIELD.finditer(body):
+        if m.group(2) and m.group(2) not in headers:
+            raise InvalidArgument(
+                f"invalid --format {template!r}: no field {m.group(2)!r} (fields: {', '.join(sorted(headers))})"
+            )
+    if "{{" in _FIELD.sub("", body):
+        raise InvalidArgument(
+            f"invalid --format {template!r}: only {{{{.Field}}}} and {{{{json .Field}}}} are supported"
+        )
+
+    def fill(obj: dict[str, Any] | None) -> str:
+        def one(m: re.Match[str]) -> str:
+            field = m.group(2)
+            if obj is None:
+                return headers.get(field, "") if field else ""
+            value = obj[field] if field else obj
+            return _go_json(value) if m.group(1) else str(value)
+
+        return _FIELD.sub(one, body)
+
+    lines = ([fill(None)] if table else []) + [fill(o) for o in objs]
+    if table:
+        return tabwrite([line.split("\t") for line in lines])
+    return "".join(line + "\n" for line in lines)
+
+
 def _unequal(value: str | None) -> str | None:
     """``-m="msg"`` arrives as ``=msg`` (argparse keeps the ``=`` of a short option); docker stores ``msg``."""
     return value[1:] if value is not None and value.startswith("=") else value
@@ -48,6 +86,29 @@ def _created_at(when: _dt.datetime | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- images
+
+
+_IMAGE_HEADERS = {
+    "Containers": "CONTAINERS",
+    "CreatedAt": "CREATED AT",
+    "CreatedSince": "CREATED",
+    "Digest": "DIGEST",
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "SharedSize": "SHARED SIZE",
+    "Size": "SIZE",
+    "Tag": "TAG",
+    "UniqueSize": "UNIQUE SIZE",
+    "VirtualSize": "SIZE",
+}
+_HISTORY_HEADERS = {
+    "Comment": "COMMENT",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "CreatedSince": "CREATED",
+    "ID": "IMAGE",
+    "Size": "SIZE",
+}
 
 
 def cmd_images(args: argparse.Namespace) -> int:
@@ -64,13 +125,15 @@ def cmd_images(args: argparse.Namespace) -> int:
         for row in rows:
             print(ident(row.image.id))
         return 0
-    if args.format == "json":
-        for row in rows:
-            obj = {
+    if args.format != "table":
+        objs = [
+            {
                 "Containers": "N/A",
                 "CreatedAt": _created_at(row.image.created),
                 "CreatedSince": since(row.image.created),
-                "Digest": row.image.digest if args.digests and not row.dangling else "<none>",
+                "Digest": row.image.digest
+                if (args.digests or ".Digest" in args.format) and not row.dangling
+                else "<none>",
                 "ID": ident(row.image.id),
                 "Repository": row.repository,
                 "SharedSize": "N/A",
@@ -79,7 +142,13 @@ def cmd_images(args: argparse.Namespace) -> int:
                 "UniqueSize": "N/A",
                 "VirtualSize": human_size(row.size, 4),
             }
-            print(_go_json(obj))
+            for row in rows
+        ]
+        if args.format == "json":
+            for obj in objs:
+                print(_go_json(obj))
+        else:
+            sys.stdout.write(_render(args.format, objs, _IMAGE_HEADERS))
         return 0
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table = [header]
@@ -137,21 +206,25 @@ def cmd_history(args: argparse.Namespace) -> int:
         for row in rows:
             print(ident(row.id))
         return 0
-    if args.format == "json":
+    if args.format != "table":
+        objs = []
         for row in rows:
             created_by = row.created_by.replace("\t", " ")
-            print(
-                _go_json(
-                    {
-                        "Comment": row.comment,
-                        "CreatedAt": format_created(row.created),
-                        "CreatedBy": ellipsis(created_by, 45) if trunc else created_by,
-                        "CreatedSince": since(row.created) if args.human else format_created(row.created),
-                        "ID": ident(row.id),
-                        "Size": human_size(row.size) if args.human else str(row.size),
-                    }
-                )
+            objs.append(
+                {
+                    "Comment": row.comment,
+                    "CreatedAt": format_created(row.created),
+                    "CreatedBy": ellipsis(created_by, 45) if trunc else created_by,
+                    "CreatedSince": since(row.created) if args.human else format_created(row.created),
+                    "ID": ident(row.id),
+                    "Size": human_size(row.size) if args.human else str(row.size),
+                }
             )
+        if args.format == "json":
+            for obj in objs:
+                print(_go_json(obj))
+        else:
+            sys.stdout.write(_render(args.format, objs, _HISTORY_HEADERS))
         return 0
     table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for row in rows:
@@ -311,6 +384,7 @@ def cmd_df(args: argparse.Namespace) -> int:
                         for layer in du.layers
                     ],
                     "UnreferencedBlobs": du.other_blobs,
+                    "Baselines": du.baselines,
                 }
             )
         )
@@ -378,6 +452,10 @@ def cmd_df(args: argparse.Namespace) -> int:
         f"uncompressed); {len(shared)} shared by more than one image, saving {hs(du.saved_by_sharing, 4)} "
         f"(without sharing: {hs(du.images_size_without_sharing, 4)})"
     )
+    if du.baselines:
+        print(
+            f"Copy-driver baselines: {hs(du.baselines, 4)} (flattened image copies that copy containers diff against)"
+        )
     if du.other_blobs:
         print(f"Unreferenced blobs: {hs(du.other_blobs, 4)} (imgcore prune removes them)")
     return 0
@@ -421,7 +499,12 @@ def _add_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     p.add_argument("--digests", action="store_true", help="show digests")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    p.add_argument(
+        "--format",
+        default="table",
+        metavar="FORMAT",
+        help="table (default), json, or a Go template: '{{.Repository}}:{{.Tag}}', 'table {{.ID}}\\t{{.Size}}'",
+    )
     p.add_argument(
         "-f",
         "--filter",
@@ -464,7 +547,12 @@ def _add_history(p: argparse.ArgumentParser) -> None:
         metavar="BOOL",
         help="print sizes and dates in human readable format (default true)",
     )
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    p.add_argument(
+        "--format",
+        default="table",
+        metavar="FORMAT",
+        help="table (default), json, or a Go template: '{{.ID}} {{.CreatedBy}}'",
+    )
     p.set_defaults(func=cmd_history)
 
 

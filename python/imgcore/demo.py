@@ -182,5 +182,7 @@ def run(root: str | os.PathLike[str] | None = None) -> int:
     out = imgcore("create", "new_tomcat:1.0", capture=True).strip()
     imgcore("exec", out[:12], "--", "/bin/sh", "-c", "ls /usr/local/tomcat/webapps")
     imgcore("fsck")
+    for line in imgcore("ps", "-q", capture=True).split():
+        imgcore("umount", line)
     print(f"\n# done: the store is {store_root}; skopeo and umoci can read it as oci:{store_root}")
     return 0

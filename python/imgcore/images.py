@@ -90,6 +90,7 @@ __all__ = [
     "record_layer_size",
     "remove_image",
     "resolve",
+    "rmi",
     "tag",
     "write_tree_tar",
     "writing",
@@ -400,21 +401,18 @@ def _kind_of(media_type: str) -> str | None:
     return None
 
 
-def _zstd_chunks(chunks: Iterable[bytes], where: str) -> Iterator[bytes]:
+def _zstandard() -> Any:
+    """The zstandard module, or None when it is not installed."""
     try:
         import zstandard  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        zstandard = None
-    if zstandard is not None:
-        d = zstandard.ZstdDecompressor().decompressobj()
-        try:
-            for c in chunks:
-                if out := d.decompress(c):
-                    yield out
-        except zstandard.ZstdError as e:
-            raise InvalidArchive(f"{where}: corrupt zstd stream: {e}") from None
-        return
-    # TODO(#2): use the Rust decoder (archive pipeline) once it is exported by imgcore._core.
+        return None
+    return zstandard
+
+
+def _zstd_command_chunks(chunks: Iterable[bytes], where: str) -> Iterator[bytes]:
+    """zstd decoding by the ``zstd`` command, for hosts without the zstandard module."""
+    # TODO(#3): use the archive pipeline's Rust decoder once _core exports a decode/diff_id entry point.
     try:
         proc = subprocess.Popen(["zstd", "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError:
@@ -461,12 +459,15 @@ def _decompressed(chunks: Iterable[bytes], kind: str, where: str) -> Iterator[by
     if kind == "tar":
         yield from chunks
         return
-    if kind == "zstd":
-        yield from _zstd_chunks(chunks, where)
-        return
     new: Callable[[], Any]
     errors: tuple[type[BaseException], ...]
-    if kind == "gzip":
+    if kind == "zstd":
+        zstandard = _zstandard()
+        if zstandard is None:
+            yield from _zstd_command_chunks(chunks, where)
+            return
+        new, errors = (lambda: zstandard.ZstdDecompressor().decompressobj()), (zstandard.ZstdError,)
+    elif kind == "gzip":
         new, errors = (lambda: zlib.decompressobj(31)), (zlib.error,)
     elif kind == "bzip2":
         new, errors = bz2.BZ2Decompressor, (OSError, ValueError)
@@ -612,6 +613,8 @@ def list_images(store: Store, filters: Iterable[str] = (), *, reference: str | N
     patterns = list(spec.get("reference", []))
     if reference is not None:
         patterns.append(reference)
+    for p in patterns:
+        _go_path_match(p, "")  # a malformed pattern is an error even when no image is there to match
     catalog = _catalog(store)
     created_limits: list[tuple[str, float]] = []
     for key in ("before", "since"):
@@ -772,8 +775,9 @@ def tag(store: Store, source: str, target: str) -> Image:
             out.append(m)
         return out
 
-    store.update_index(drop_short_spellings)
-    store.tag(dst, img.target_desc)
+    with writing(store):  # not while a prune decides what is unreferenced
+        store.update_index(drop_short_spellings)
+        store.tag(dst, img.target_desc)
     _record_tag_time(store, img.id)
     return resolve(store, name)
 
@@ -907,6 +911,9 @@ def remove_image(store: Store, text: str, *, force: bool = False) -> list[Delete
         return records
 
 
+rmi = remove_image
+
+
 # ------------------------------------------------------------------------------------------------- prune
 
 
@@ -1035,6 +1042,7 @@ class DiskUsage:
     layers: tuple[LayerUsage, ...]
     containers: tuple[ContainerUsage, ...]
     other_blobs: int = 0  # bytes of blobs no image reaches (what prune would sweep)
+    baselines: int = 0  # bytes of the copy driver's flattened image copies (imgcore/rootfs/<top chain>)
 
     @property
     def images_size(self) -> int:
@@ -1148,7 +1156,13 @@ def disk_usage(store: Store) -> DiskUsage:
         if d not in keep:
             with contextlib.suppress(BlobNotFound):
                 other += store.blob_size(d)
-    return DiskUsage(tuple(images), layers, tuple(cusage), other)
+    baselines = 0
+    rootfs_dir = store.root / "imgcore" / "rootfs"
+    if rootfs_dir.is_dir():
+        for p in rootfs_dir.iterdir():
+            if not p.name.startswith(".") and (p / ".complete").is_file():
+                baselines += _tree_bytes(p)
+    return DiskUsage(tuple(images), layers, tuple(cusage), other, baselines)
 
 
 # ------------------------------------------------------------------------------------------------- import

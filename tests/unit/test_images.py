@@ -400,6 +400,30 @@ def test_disk_usage_shows_shared_and_unique_bytes(store, tomcat):
     assert images.disk_usage(store).other_blobs == len(b"orphan")
 
 
+@pytest.mark.parametrize(
+    ("pattern", "name", "match"),
+    [
+        ("tomcat", "tomcat", True),
+        ("tom*", "tomcat", True),
+        ("*", "team/app", False),  # * never crosses /
+        ("*/*", "team/app", True),
+        ("t?mcat", "tomcat", True),
+        ("[st]omcat", "tomcat", True),
+        ("[^t]omcat", "tomcat", False),
+        ("[a-c]*", "busybox", True),
+        ("\\*", "*", True),
+        ("a.b", "axb", False),  # . is literal
+    ],
+)
+def test_reference_patterns_follow_go_path_match(pattern, name, match):
+    assert images._go_path_match(pattern, name) is match
+
+
+def test_unterminated_class_is_an_invalid_filter(store):
+    with pytest.raises(InvalidArgument, match="unterminated"):
+        images.list_images(store, ["reference=[abc"])
+
+
 def test_chain_ids():
     a, b = imgcore.sha256(b"a"), imgcore.sha256(b"b")
     assert images.chain_ids([]) == []
@@ -411,3 +435,75 @@ def test_index_entries_without_blobs_do_not_break_listing(store, tomcat):
     ghost = Descriptor("application/vnd.oci.image.manifest.v1+json", imgcore.sha256(b"ghost"), 5)
     store.update_index(lambda ms: [*ms, ghost.with_annotations({REF_NAME: "docker.io/library/ghost:1"}).to_json()])
     assert {r.repository for r in images.list_images(store)} == {"tomcat", "new_tomcat"}
+
+
+def _multi_platform(store, ref):
+    """An OCI index over two platform manifests: this host's and one for another architecture."""
+    from imgcore.models import OCI_INDEX, Platform, canonical_json
+
+    host = make_image(store, None, {"host": b"1"})
+    other = make_image(store, None, {"other": b"2"})
+    store.remove_from_index(host.digest)
+    store.remove_from_index(other.digest)
+    here = Platform.host()
+    foreign = Platform("linux", "s390x" if here.architecture != "s390x" else "ppc64le")
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {**other.manifest_desc.to_json(), "platform": foreign.to_json()},
+            {**host.manifest_desc.to_json(), "platform": here.to_json()},
+        ],
+    }
+    desc = store.put_manifest(canonical_json(index), OCI_INDEX)
+    store.tag(ref, desc)
+    return desc, host, other
+
+
+def test_a_tag_on_a_multi_platform_index_resolves_to_this_hosts_image(store):
+    desc, host, other = _multi_platform(store, "multi:1")
+    assert_valid_image(store, "multi:1")
+    img = images.resolve(store, "multi:1")
+    assert img.id == host.id
+    assert img.digest == desc.digest  # what the tag points at
+    assert img.manifest_desc.digest == host.digest
+    assert images.inspect(store, "multi:1")["Descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert images.inspect(store, "multi:1")["RepoDigests"] == [f"multi@{desc.digest}"]
+    assert [r.tag for r in images.list_images(store)] == ["1"]
+    assert images.resolve(store, f"multi@{desc.digest}").id == host.id
+    assert images.mark(store) >= {desc.digest, host.digest, other.digest, host.id, other.id}
+    records = images.remove_image(store, "multi:1")
+    deleted = {r.what for r in records}
+    assert {desc.digest, host.digest, other.digest, host.id, other.id} <= deleted
+    assert store.list_blobs() == []
+
+
+def test_rmi_by_name_at_digest(store, tomcat):
+    base, child = tomcat
+    records = images.remove_image(store, f"new_tomcat@{child.digest}")
+    assert [str(r) for r in records[:2]] == ["Untagged: new_tomcat:1.0", f"Deleted: {child.id}"]
+    assert_valid_image(store, "tomcat")
+    assert base.id == images.resolve(store, "tomcat").id
+
+
+def test_prune_waits_for_a_writer_between_its_blobs_and_its_tag(store):
+    """A writer holds ``writing()`` from its first blob to its tag; prune must not sweep in between."""
+    import threading
+    import time
+
+    in_flight = store.put_blob(b"a layer whose manifest is not tagged yet")
+    done = threading.Event()
+
+    def run_prune():
+        images.prune(store)
+        done.set()
+
+    with images.writing(store):
+        t = threading.Thread(target=run_prune)
+        t.start()
+        time.sleep(0.3)
+        assert not done.is_set()
+        assert store.has_blob(in_flight.digest)
+    t.join(30)
+    assert done.is_set()
+    assert not store.has_blob(in_flight.digest)  # untagged once the writer gave up: an orphan, swept

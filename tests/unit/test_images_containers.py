@@ -148,6 +148,7 @@ def test_df_counts_containers_and_active_images(store, containers, used, capsys)
     assert du.images_reclaimable == du.images_size - images.image_size(store, img)
     tomcat_layer = next(layer for layer in du.layers if layer.digest == img.layers[0].digest)
     assert (tomcat_layer.unpacked > 0) == (c.driver == "overlay")  # overlay shares unpacked layers
+    assert (du.baselines > 0) == (c.driver == "copy")  # copy containers diff against a flattened baseline
     assert main(["--root", str(store.root), "df", "-v"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith(c.id[:12]))

@@ -37,7 +37,7 @@ def _zstd(data: bytes) -> bytes:
     return subprocess.run([exe, "-q", "-c"], input=data, capture_output=True, check=True).stdout
 
 
-@pytest.mark.parametrize("compression", ["plain", "gzip", "zstd", "bzip2", "xz", "gzip-multimember"])
+@pytest.mark.parametrize("compression", ["plain", "gzip", "zstd", "bzip2", "xz", "gzip-multimember", "zstd-multiframe"])
 def test_import_every_compression(store, tmp_path, compression):
     tar = layer_tar(ROOTFS)
     blob = {
@@ -47,6 +47,7 @@ def test_import_every_compression(store, tmp_path, compression):
         "bzip2": lambda: bz2.compress(tar),
         "xz": lambda: lzma.compress(tar),
         "gzip-multimember": lambda: gzip.compress(tar[:1024]) + gzip.compress(tar[1024:]) + b"\0" * 100,
+        "zstd-multiframe": lambda: _zstd(tar[:1024]) + _zstd(tar[1024:]),
     }[compression]()
     src = tmp_path / f"rootfs.{compression}"
     src.write_bytes(blob)
@@ -54,9 +55,9 @@ def test_import_every_compression(store, tmp_path, compression):
     assert_valid_image(store, "mini-os:1.0")
     assert img.config.diff_ids == [imgcore.sha256(tar)]
     layer = img.layers[0]
-    if compression in ("gzip", "zstd", "gzip-multimember"):
+    if compression in ("gzip", "zstd", "gzip-multimember", "zstd-multiframe"):
         assert layer.digest == imgcore.sha256(blob)  # stored as it came
-        assert layer.media_type == (OCI_LAYER_ZSTD if compression == "zstd" else OCI_LAYER_GZIP)
+        assert layer.media_type == (OCI_LAYER_ZSTD if compression.startswith("zstd") else OCI_LAYER_GZIP)
     else:
         assert layer.media_type == OCI_LAYER_GZIP
         assert decompress_layer(store.get_blob(layer.digest), layer.media_type) == tar
@@ -190,3 +191,23 @@ def test_imported_then_exported_tree_round_trips(store, tmp_path):
     img = images.import_image(store, io.BytesIO(buf.getvalue()), "roundtrip:1")
     assert_valid_image(store, "roundtrip:1")
     assert img.config.diff_ids == [imgcore.sha256(buf.getvalue())]
+
+
+@pytest.mark.parametrize("backend", ["zstandard", "zstd-command"])
+def test_zstd_layers_without_and_with_the_zstandard_module(store, monkeypatch, backend):
+    """zstd is decoded by the zstandard module when installed, else by the zstd command; same results."""
+    import sys
+
+    tar = layer_tar(ROOTFS)
+    blob = _zstd(tar)
+    if backend == "zstd-command":
+        monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard -> ImportError
+    else:
+        pytest.importorskip("zstandard")
+    img = images.import_image(store, io.BytesIO(blob), "z:1")
+    assert img.config.diff_ids == [imgcore.sha256(tar)]
+    (store.root / "imgcore" / "sizes" / f"sha256-{img.layers[0].digest[7:]}").unlink()
+    assert images.layer_size(store, img.layers[0]) == len(tar)
+    with pytest.raises(InvalidArchive, match="zstd"):
+        images.import_image(store, io.BytesIO(blob[: len(blob) // 2]), "z:2")
+    assert_valid_image(store, "z:1")
