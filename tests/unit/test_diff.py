@@ -444,3 +444,22 @@ def test_extractor_reads_xattr_values_with_newlines(tmp_path: Path) -> None:
     out.mkdir()
     imgcore.extract_layer(tmp_path / "l.tgz", out, expected_diff_id=r.diff_id)
     assert os.getxattr(out / "f", "user.caps") == b"\x01\n\x00\xff"
+
+
+def test_overlay_redirect_dir_is_a_clear_error(impl: ModuleType, trees: tuple[Path, Path], tmp_path: Path) -> None:
+    need_overlay()
+    base, _ = trees
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    opts = f"lowerdir={base},upperdir={upper},workdir={work},redirect_dir=on,index=off"
+    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"redirect_dir=on not available: {r.stderr.strip()}")
+    try:
+        (merged / "etc" / "sub").rename(merged / "etc" / "moved")
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+    with pytest.raises(InvalidTree, match="redirect_dir") as ei:
+        impl.diff(base, upper, overlay=True)
+    assert ei.value.path.endswith("etc/moved")
