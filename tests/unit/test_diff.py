@@ -386,6 +386,10 @@ def test_errors(impl: ModuleType, trees: tuple[Path, Path], tmp_path: Path) -> N
         impl.diff(tmp_path / "missing", target)
     with pytest.raises(NotADirectoryError):
         impl.diff(base, target / "etc" / "passwd")
+    with pytest.raises(TypeError, match="list of paths"):
+        impl.diff(123, target)
+    with pytest.raises(ValueError, match="at least one"):
+        impl.diff([], target)
     with pytest.raises(InvalidTree, match="one base directory"):
         impl.diff([base, base], target)
     with pytest.raises(ValueError, match="compression"):

@@ -478,7 +478,10 @@ def _overlay(layers: list[str], upper: str) -> list[Change]:
 def _base_list(base: StrPath | Sequence[StrPath]) -> list[str]:
     if isinstance(base, str | os.PathLike):
         return [os.fspath(base)]
-    paths = [os.fspath(p) for p in base]
+    try:
+        paths = [os.fspath(p) for p in base]
+    except TypeError:
+        raise TypeError("base must be a path or a list of paths") from None
     if not paths:
         raise ValueError("base must name at least one directory")
     return paths
