@@ -196,6 +196,8 @@ def main() -> None:
             table.add("small change, app image", "imgcore overlay mode", rust_ovl, None, umoci_small, pure_ovl)
             table.add("small change, app image", "imgcore overlay mode, as a command", cmd_ovl, None, umoci_small, None)
             table.add("small change, app image", "pure twin overlay mode", pure_ovl, None, umoci_small, None)
+            start = timed(lambda: sh(sys.executable, "-c", "pass"), rep)
+            table.add("(reference)", "interpreter start alone: python -c pass", start, None, umoci_small, None)
 
             # size independence: the same change over the (smaller) base rootfs
             upper_b = root / "ovlb" / "upper"
