@@ -402,6 +402,8 @@ def test_errors(impl: ModuleType, trees: tuple[Path, Path], tmp_path: Path) -> N
         impl.write_layer(base, target, tmp_path / "l", changes=[("A", "etc")])
     with pytest.raises(InvalidTree, match="without"):
         impl.write_layer(base, target, tmp_path / "l", changes=[("A", "/etc/../../x")])
+    with pytest.raises(InvalidTree, match="exists in the target"):
+        impl.write_layer(base, target, tmp_path / "l", changes=[("D", "/etc/passwd")])
     with pytest.raises(InvalidTree, match="does not exist"):
         impl.write_layer(base, target, tmp_path / "l", changes=[("A", "/nope")])
     assert not (tmp_path / "l").exists()  # nothing left behind on failure

@@ -605,6 +605,10 @@ def _write_tar(
         if c.kind == "D":
             if overlay and _under(rel, opaque_dirs):
                 continue  # hidden by the opaque marker already written for an ancestor
+            # A deletion of something the target still has would make the image lose it: refuse.
+            there = _read_meta(tpath)
+            if there is not None and not (overlay and there.is_whiteout()):
+                raise InvalidTree(f"{tpath}: D change for a path that exists in the target", path=tpath)
             parent, _, name = rel.rpartition("/")
             tf.addfile(_empty(f"{parent}/.wh.{name}" if parent else f".wh.{name}", clamp(0)))
             entries += 1

@@ -142,6 +142,15 @@ fn plan(base: &[PathBuf], target: &Path, changes: &[Change], opts: DiffOptions) 
             if opts.overlay && under_opaque(&c.path, &opaque_dirs) {
                 continue; // hidden by the opaque marker already written for an ancestor
             }
+            // A deletion of something the target still has would make the image lose it: refuse.
+            if let Some(m) = Meta::read_opt(&tpath)?.filter(|m| m.kind != Kind::Socket) {
+                if !(opts.overlay && m.is_whiteout()) {
+                    return Err(CoreError::InvalidTree {
+                        path: tpath,
+                        reason: "D change for a path that exists in the target".into(),
+                    });
+                }
+            }
             items.push(Item::Whiteout { rel: c.path.clone() });
             continue;
         }
