@@ -469,3 +469,22 @@ def test_overlay_redirect_dir_is_a_clear_error(impl: ModuleType, trees: tuple[Pa
     with pytest.raises(InvalidTree, match="redirect_dir") as ei:
         impl.diff(base, upper, overlay=True)
     assert ei.value.path.endswith("etc/moved")
+
+
+def test_non_utf8_names_and_long_links(trees: tuple[Path, Path], tmp_path: Path) -> None:
+    """Names that are not UTF-8 and link targets over 100 bytes: both twins write the same bytes, readers agree."""
+    base, target = trees
+    raw = os.fsencode(target / "etc") + b"/bad-\xff\xfe-name"
+    with open(raw, "wb") as f:
+        f.write(b"bytes")
+    os.symlink("t" * 150, target / "etc" / "long-link")
+    a = imgcore.write_layer(base, target, tmp_path / "a.tar", compression="none")
+    b = imgcore.pure.write_layer(base, target, tmp_path / "b.tar", compression="none")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert os.fsdecode(b"/etc/bad-\xff\xfe-name") in [c.path for c in a.changes]
+    assert tup(a.changes) == tup(b.changes)
+    applied = tmp_path / "applied"
+    applied.mkdir()
+    copy_tree(base, applied)
+    apply_layer(tmp_path / "a.tar", applied)
+    assert snapshot(applied) == snapshot(target)
