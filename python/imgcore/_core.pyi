@@ -17,6 +17,7 @@ __all__ = [
     "LayerResult",
     "LayerStats",
     "__version__",
+    "_panic_for_tests",
     "diff",
     "extract_layer",
     "gzip_backend",
@@ -28,6 +29,9 @@ __all__ = [
     "unpack_layers",
     "write_layer",
 ]
+
+def _panic_for_tests(message: str) -> None:
+    """Test hook: panics in Rust without the GIL; raises ``imgcore.errors.InternalError``."""
 
 def sha256(data: Buffer) -> str:
     """The ``sha256:<hex>`` digest of a bytes-like object; the GIL is released for large inputs.

@@ -5,6 +5,7 @@ mod archive;
 mod diff;
 mod digest;
 mod errors;
+mod testing;
 
 use pyo3::prelude::*;
 
@@ -16,6 +17,9 @@ mod _core {
     use super::diff::{diff, write_layer, PyChange, PyLayerResult};
     #[pymodule_export]
     use super::digest::{hash_files, sha256, sha256_file, sha256_files, PyDigest, PyHasher};
+
+    #[pymodule_export]
+    use super::testing::_panic_for_tests;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
