@@ -222,3 +222,44 @@ def test_cli_workflow_with_docker_spelling(env):
     r = _cli(store, "rm", "c1")
     assert r.returncode == 0
     assert "c1" not in _cli(store, "ps", "-a").stdout
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
+    """Whenever `imgcore create` is killed, the container either exists whole or not at all, and the store is sound."""
+    import signal
+    import time
+
+    store = Store(tmp_path / "store")
+    files = {f"data/{i // 100}/f{i}": os.urandom(2048) for i in range(3000)}
+    make_image(store, "big:1", files)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgcore",
+            "--root",
+            str(store.root),
+            "create",
+            "--driver",
+            "copy",
+            "--name",
+            "victim",
+            "big:1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cs = Containers(store)
+    listed = [c for c in cs.list() if c.name == "victim"]
+    if listed:  # it finished before the kill: then it is complete
+        assert _comparable(tree_snapshot(listed[0].rootfs)) == _comparable(
+            tree_snapshot(cs.ensure_rootfs(resolve_image(store, "big:1")))
+        )
+        cs.remove(listed[0])
+    assert store.fsck() == []
+    c = cs.create("big:1", name="victim", driver="copy")  # the name is free again, and create works
+    assert (c.rootfs / "data/0/f0").read_bytes() == files["data/0/f0"]
