@@ -342,12 +342,16 @@ pub struct Pipeline {
     error: ErrorSlot,
     handle: Option<JoinHandle<Option<StreamSummary>>>,
     path: PathBuf,
+    /// For gzip the diff_id is hashed here, on the consumer's thread: inflate is the slower half, so this
+    /// balances the two threads (zstd and plain streams are hashed on the decoder thread).
+    diff: Option<Hasher>,
 }
 
 impl Pipeline {
     /// Starts decoding `path` on a new thread; at most `max_bytes` uncompressed bytes are accepted.
     pub fn start(path: &Path, max_bytes: u64) -> Result<Self> {
         let (file, compression) = open_blob(path)?;
+        let consumer_hash = compression == Compression::Gzip;
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let (recycle, free) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let error = ErrorSlot::default();
@@ -355,7 +359,7 @@ impl Pipeline {
         let owned = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
-            .spawn(move || match produce(file, compression, &tx, &free, max_bytes, &owned) {
+            .spawn(move || match produce(file, compression, &tx, &free, max_bytes, &owned, !consumer_hash) {
                 Ok(summary) => Some(summary),
                 Err(e) => {
                     slot.set(e);
@@ -373,6 +377,7 @@ impl Pipeline {
             error,
             handle: Some(handle),
             path: path.to_path_buf(),
+            diff: consumer_hash.then(Hasher::sha256),
         })
     }
 
@@ -415,7 +420,12 @@ impl Pipeline {
         }
         let summary = self.handle.take().and_then(|h| h.join().ok()).flatten();
         match summary {
-            Some(s) => Ok(s),
+            Some(mut s) => {
+                if let Some(h) = &self.diff {
+                    s.diff_id = h.digest();
+                }
+                Ok(s)
+            }
             None => Err(self.take_error().unwrap_or_else(|| CoreError::InvalidArchive {
                 context: ctx,
                 reason: "decoder thread failed".into(),
@@ -428,6 +438,9 @@ impl Pipeline {
             return false;
         }
         if let Ok(chunk) = self.rx.recv() {
+            if let Some(h) = &mut self.diff {
+                h.update(&chunk);
+            }
             let old = std::mem::replace(&mut self.cur, chunk);
             if old.capacity() > 0 {
                 let _ = self.recycle.try_send(old);
@@ -488,10 +501,12 @@ fn produce(
     free: &Receiver<Vec<u8>>,
     max_bytes: u64,
     path: &Path,
+    hash_decoded: bool,
 ) -> Result<StreamSummary> {
     let ctx = || path.display().to_string();
     let mut raw = HashingReader { inner: io::BufReader::with_capacity(256 * 1024, file), hasher: Hasher::sha256() };
     let mut diff = Hasher::sha256();
+    let mut total = 0u64;
     let stream_err = |e: io::Error| -> CoreError {
         if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::Other {
             CoreError::InvalidArchive { context: ctx(), reason: format!("bad {} stream: {e}", compression.name()) }
@@ -501,7 +516,6 @@ fn produce(
     };
     {
         let mut dec = decoder(compression, &mut raw).map_err(stream_err)?;
-        let mut total = 0u64;
         loop {
             let mut chunk = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
             chunk.resize(CHUNK, 0);
@@ -510,7 +524,7 @@ fn produce(
                 break;
             }
             chunk.truncate(n);
-            if compression != Compression::None {
+            if hash_decoded && compression != Compression::None {
                 diff.update(&chunk);
             }
             total += n as u64;
@@ -531,7 +545,8 @@ fn produce(
     let (diff_id, bytes) = if compression == Compression::None {
         (digest.clone(), compressed_bytes)
     } else {
-        (diff.digest(), diff.len())
+        // Without `hash_decoded` the consumer fills in the diff_id.
+        (diff.digest(), total)
     };
     Ok(StreamSummary { digest, diff_id, compression, compressed_bytes, bytes })
 }
