@@ -15,7 +15,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use rustix::fs::{
     chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mkdirat, mknodat, openat, statat, symlinkat,
@@ -127,6 +130,211 @@ struct DirFix {
     mtime: (i64, u32),
 }
 
+/// Maps an OS error on an entry to the core error users see (ELOOP and EXDEV are confinement refusals).
+fn fs_error(ctx: &str, path: &[u8], what: &str, e: impl Into<io::Error>) -> CoreError {
+    let e: io::Error = e.into();
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => CoreError::UnsafePath {
+            context: ctx.to_owned(),
+            entry: entry_name(path),
+            reason: format!("{what}: too many levels of symbolic links"),
+        },
+        Some(libc::ENOTDIR) => CoreError::InvalidArchive {
+            context: format!("{ctx}: entry {:?}", entry_name(path)),
+            reason: format!("{what}: a parent of the entry is not a directory"),
+        },
+        Some(libc::EXDEV) => CoreError::UnsafePath {
+            context: ctx.to_owned(),
+            entry: entry_name(path),
+            reason: format!("{what}: path resolves outside the root"),
+        },
+        _ => CoreError::Io { path: PathBuf::from(format!("{ctx}: entry {:?} ({what})", entry_name(path))), source: e },
+    }
+}
+
+/// Files up to this size are written by the worker pool; larger ones stream on the parsing thread.
+const POOL_MAX_FILE: u64 = 1 << 20;
+/// Jobs queued for the workers (so at most this many MiB of file data are buffered).
+const POOL_DEPTH: usize = 32;
+
+/// One small regular file for a worker: the parsing thread already resolved its parent; the worker
+/// creates, writes and finishes it. Only descriptors and owned data cross threads.
+struct Job {
+    pdir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    path: Vec<u8>,
+    data: Vec<u8>,
+    mode: u32,
+    chmod: bool,
+    owner: (Option<Uid>, Option<Gid>),
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    mtime: (i64, u32),
+    ctx: Arc<str>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    inflight: usize,
+    error: Option<CoreError>,
+    removed: bool,
+    skipped: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct PoolShared {
+    state: Mutex<PoolState>,
+    idle: Condvar,
+    failed: AtomicBool,
+}
+
+/// Writer threads for small files, so file creation and writes overlap with parsing (ext4 spends most of an
+/// extraction in `openat(O_CREAT)` and `write`). Invariant: the parsing thread does every namespace change
+/// that could conflict (it drains the pool before removing anything, before touching a path in flight or below
+/// one, and before hardlinks and whiteouts), so the result is the same as a serial extraction.
+struct Pool {
+    tx: Option<SyncSender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+    shared: Arc<PoolShared>,
+}
+
+impl Pool {
+    fn new(workers: usize) -> Pool {
+        let shared = Arc::new(PoolShared::default());
+        let (tx, rx) = sync_channel::<Job>(POOL_DEPTH);
+        let rx = Arc::new(Mutex::new(rx));
+        let handles = (0..workers)
+            .filter_map(|i| {
+                let rx = Arc::clone(&rx);
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("imgcore-write-{i}"))
+                    .spawn(move || loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let path = job.path.clone();
+                        let ctx = Arc::clone(&job.ctx);
+                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_job(job)))
+                            .unwrap_or_else(|_| Err(CoreError::InvalidArchive {
+                                context: format!("{ctx}: entry {:?}", entry_name(&path)),
+                                reason: "internal error in a writer thread".into(),
+                            }));
+                        if let Ok(mut st) = shared.state.lock() {
+                            st.inflight -= 1;
+                            match outcome {
+                                Ok((removed, skipped)) => {
+                                    st.removed |= removed;
+                                    st.skipped.extend(skipped);
+                                }
+                                Err(e) => {
+                                    shared.failed.store(true, Ordering::Relaxed);
+                                    st.error.get_or_insert(e);
+                                }
+                            }
+                        }
+                        shared.idle.notify_all();
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        let tx = if handles.is_empty() { None } else { Some(tx) };
+        Pool { tx, handles, shared }
+    }
+
+    fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        if let Ok(mut st) = self.shared.state.lock() {
+            st.inflight += 1;
+        }
+        let Some(tx) = &self.tx else { return Ok(()) };
+        if tx.send(job).is_err() {
+            if let Ok(mut st) = self.shared.state.lock() {
+                st.inflight -= 1;
+            }
+            return Err(CoreError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Waits until every job is done; returns (an entry was removed, skipped attributes) or the first error.
+    fn drain(&self) -> Result<(bool, Vec<(String, String)>)> {
+        let Ok(mut st) = self.shared.state.lock() else { return Err(CoreError::Interrupted) };
+        while st.inflight > 0 {
+            st = match self.shared.idle.wait(st) {
+                Ok(g) => g,
+                Err(_) => return Err(CoreError::Interrupted),
+            };
+        }
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        let removed = std::mem::take(&mut st.removed);
+        Ok((removed, std::mem::take(&mut st.skipped)))
+    }
+
+    fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Creates, writes and finishes one file; returns whether something had to be removed first.
+fn write_job(job: Job) -> Result<(bool, Vec<(String, String)>)> {
+    let err = |what: &str, e: Errno| fs_error(&job.ctx, &job.path, what, e);
+    let pdir = job.pdir.as_fd();
+    let name = job.name.as_slice();
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let create = Mode::from_raw_mode(job.mode & 0o777);
+    let mut removed = false;
+    let fd = match openat(pdir, name, flags, create) {
+        Ok(fd) => fd,
+        Err(Errno::EXIST) => {
+            removed = true;
+            let st = statat(pdir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| err("stat existing", e))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                prune(pdir, name, &job.path, &|_| Keep::Remove, 0)
+                    .map_err(|e| fs_error(&job.ctx, &job.path, "remove existing directory", e))?;
+            } else {
+                unlinkat(pdir, name, AtFlags::empty()).map_err(|e| err("remove existing", e))?;
+            }
+            openat(pdir, name, flags, create).map_err(|e| err("create", e))?
+        }
+        Err(e) => return Err(err("create", e)),
+    };
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&job.data).map_err(|e| fs_error(&job.ctx, &job.path, "write", e))?;
+    if job.owner.0.is_some() || job.owner.1.is_some() {
+        fchown(&file, job.owner.0, job.owner.1).map_err(|e| err("chown", e))?;
+    }
+    if job.chmod {
+        fchmod(&file, Mode::from_raw_mode(job.mode)).map_err(|e| err("chmod", e))?;
+    }
+    let mut skipped = Vec::new();
+    for (k, v) in &job.xattrs {
+        let name = String::from_utf8_lossy(k).into_owned();
+        if k.starts_with(b"trusted.overlay.") {
+            skipped.push((entry_name(&job.path), format!("xattr {name}: overlayfs metadata is not taken from archives")));
+        } else if let Err(e) = fsetxattr(&file, k.as_slice(), v, XattrFlags::empty()) {
+            skipped.push((entry_name(&job.path), format!("xattr {name}: {}", io::Error::from(e))));
+        }
+    }
+    futimens(&file, &ts(job.mtime.0, job.mtime.1)).map_err(|e| err("set mtime", e))?;
+    Ok((removed, skipped))
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -233,9 +441,13 @@ struct Extractor<'o> {
     dirs: HashMap<Vec<u8>, DirFix>,
     stats: LayerStats,
     buf: Vec<u8>,
-    dir_cache: HashMap<Vec<u8>, Rc<OwnedFd>>,
+    dir_cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
     /// The current layer's decoder error slot: a failed read of entry data reports the decoder's real cause.
     decoder_errors: Option<ErrorSlot>,
+    pool: Pool,
+    /// Files handed to the pool and not yet drained.
+    pending: HashSet<Vec<u8>>,
+    ctx_arc: Arc<str>,
 }
 
 impl<'o> Extractor<'o> {
@@ -255,10 +467,14 @@ impl<'o> Extractor<'o> {
             buf: vec![0u8; COPY_BUF],
             dir_cache: HashMap::new(),
             decoder_errors: None,
+            pool: Pool::new(writer_threads()),
+            pending: HashSet::new(),
+            ctx_arc: Arc::from(""),
         })
     }
 
     fn reset_layer(&mut self, ctx: String) {
+        self.ctx_arc = Arc::from(ctx.as_str());
         self.ctx = ctx;
         self.written.clear();
         self.ancestors.clear();
@@ -285,30 +501,46 @@ impl<'o> Extractor<'o> {
     }
 
     fn fs_err(&self, path: &[u8], what: &str, e: impl Into<io::Error>) -> CoreError {
-        let e: io::Error = e.into();
-        match e.raw_os_error() {
-            Some(libc::ELOOP) => self.unsafe_path(path, &format!("{what}: too many levels of symbolic links")),
-            Some(libc::ENOTDIR) => self.invalid(path, format!("{what}: a parent of the entry is not a directory")),
-            Some(libc::EXDEV) => self.unsafe_path(path, &format!("{what}: path resolves outside the root")),
-            _ => CoreError::Io { path: PathBuf::from(format!("{} ({what})", self.entry_ctx(path))), source: e },
+        fs_error(&self.ctx, path, what, e)
+    }
+
+    /// Waits for the writer pool; forgets cached directories if a worker removed something.
+    fn drain(&mut self) -> Result<()> {
+        if self.pending.is_empty() && !self.pool.failed() {
+            return Ok(());
         }
+        self.pending.clear();
+        let (removed, skipped) = self.pool.drain()?;
+        self.stats.skipped.extend(skipped);
+        if removed {
+            self.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Drains the pool when `comps` or one of its ancestors is a file still being written.
+    fn drain_if_pending(&mut self, comps: &[Vec<u8>]) -> Result<()> {
+        if self.pool.failed() || (!self.pending.is_empty() && (1..=comps.len()).any(|i| self.pending.contains(&join(&comps[..i])))) {
+            self.drain()?;
+        }
+        Ok(())
     }
 
     /// The directory `comps` inside the root, created if asked.
-    fn dir(&mut self, comps: &[Vec<u8>], create: bool, entry: &[u8]) -> Result<Rc<OwnedFd>> {
+    fn dir(&mut self, comps: &[Vec<u8>], create: bool, entry: &[u8]) -> Result<Arc<OwnedFd>> {
         let key = join(comps);
         if let Some(fd) = self.dir_cache.get(&key) {
-            return Ok(Rc::clone(fd));
+            return Ok(Arc::clone(fd));
         }
         let fd = match self.root.dir(comps, create) {
             Ok(fd) => fd.try_clone_to_owned().map_err(|e| self.fs_err(entry, "open parent", e))?,
             Err(e) => return Err(self.fs_err(entry, "open parent", e)),
         };
-        let fd = Rc::new(fd);
+        let fd = Arc::new(fd);
         if self.dir_cache.len() > 64 {
             self.dir_cache.clear();
         }
-        self.dir_cache.insert(key, Rc::clone(&fd));
+        self.dir_cache.insert(key, Arc::clone(&fd));
         Ok(fd)
     }
 
@@ -335,6 +567,7 @@ impl<'o> Extractor<'o> {
     /// Removes whatever is at `name` in `dir` so a new entry can take its place (a directory is kept when
     /// `keep_dir`). Returns true when an existing directory was kept.
     fn clear(&mut self, dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool, entry: &[u8]) -> Result<bool> {
+        self.drain()?;
         let st = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(false),
@@ -391,12 +624,22 @@ impl<'o> Extractor<'o> {
         };
         let name = name.clone();
         if name.starts_with(WH_PREFIX) {
+            self.drain()?;
             return self.whiteout(meta, parent, &name);
+        }
+        if meta.kind == Kind::Hardlink {
+            self.drain()?;
+        } else {
+            self.drain_if_pending(&comps)?;
         }
         self.mark_written(&comps);
         let pdir = self.dir(parent, true, &meta.path)?;
         let pdir = pdir.as_fd();
         match meta.kind {
+            Kind::File if self.pool.enabled() && meta.size <= POOL_MAX_FILE => {
+                let pdir = self.dir(parent, true, &meta.path)?;
+                self.submit_file(pdir, &name, &comps, meta, data)
+            }
             Kind::File => self.file(pdir, &name, meta, data),
             Kind::Dir => self.directory(pdir, &name, &comps, meta),
             Kind::Symlink => self.symlink(pdir, &name, meta),
@@ -480,6 +723,40 @@ impl<'o> Extractor<'o> {
         };
         r.map_err(|e| self.fs_err(&meta.path, "apply whiteout", e))?;
         self.invalidate();
+        Ok(())
+    }
+
+    fn submit_file(&mut self, pdir: Arc<OwnedFd>, name: &[u8], comps: &[Vec<u8>], meta: &Meta, data: &mut dyn Read) -> Result<()> {
+        let mut buf = Vec::with_capacity(meta.size as usize);
+        if let Err(e) = data.read_to_end(&mut buf) {
+            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                return Err(err);
+            }
+            return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
+        }
+        if buf.len() as u64 != meta.size {
+            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                return Err(err);
+            }
+            return Err(self.invalid(&meta.path, format!("truncated: entry data ends after {} of {} bytes", buf.len(), meta.size)));
+        }
+        let owner = self.ids(meta)?;
+        let create_mode = meta.mode & 0o777;
+        let chmod = meta.mode & 0o7777 != create_mode & !self.umask || owner.0.is_some() && meta.mode & 0o6000 != 0;
+        self.pending.insert(join(comps));
+        self.pool.submit(Job {
+            pdir,
+            name: name.to_vec(),
+            path: meta.path.clone(),
+            data: buf,
+            mode: meta.mode & 0o7777,
+            chmod,
+            owner,
+            xattrs: meta.xattrs.clone(),
+            mtime: (meta.mtime, meta.mtime_nsec),
+            ctx: Arc::clone(&self.ctx_arc),
+        })?;
+        self.stats.files += 1;
         Ok(())
     }
 
@@ -655,6 +932,7 @@ impl<'o> Extractor<'o> {
 
     /// Applies deferred directory modes and mtimes, deepest first.
     fn finish_dirs(&mut self) -> Result<()> {
+        self.drain()?;
         let mut dirs: Vec<(Vec<u8>, DirFix)> = self.dirs.drain().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
         self.invalidate();
@@ -706,6 +984,14 @@ impl<'o> Extractor<'o> {
         }
         Ok(stats)
     }
+}
+
+/// Writer threads: two where the machine has the cores, none (serial) when `IMGCORE_WRITERS=0`.
+fn writer_threads() -> usize {
+    if let Some(v) = std::env::var_os("IMGCORE_WRITERS") {
+        return v.to_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
 fn layer_ctx(src: &Path) -> String {
