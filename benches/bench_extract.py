@@ -130,22 +130,52 @@ def main() -> None:
         d = target.fresh("check")
         d.mkdir()
         stats = imgcore.extract_layer(app_gz, d)
-        assert stats.entries > 10_000 and stats.compression == "gzip", stats
+        assert stats.entries > 10_000, stats
+        assert stats.compression == "gzip", stats
 
-        add("floor", "tar -xf app.tar (GNU, no gzip)", timed(target, r, lambda d: sh("tar", "-xf", str(app_tar), "-C", str(d))), mb)
+        add(
+            "floor",
+            "tar -xf app.tar (GNU, no gzip)",
+            timed(target, r, lambda d: sh("tar", "-xf", str(app_tar), "-C", str(d))),
+            mb,
+        )
         add("app.tar.gz", "imgcore.extract_layer", timed(target, r, lambda d: imgcore.extract_layer(app_gz, d)), mb)
-        add("app.tar.gz", "tar -xzf (GNU)", timed(target, r, lambda d: sh("tar", "-xzf", str(app_gz), "-C", str(d))), mb)
-        add("app.tar.gz", "tarfile extractall(filter='tar')", timed(target, 1, lambda d: tarfile_extract(app_gz, d)), mb)
+        add(
+            "app.tar.gz", "tar -xzf (GNU)", timed(target, r, lambda d: sh("tar", "-xzf", str(app_gz), "-C", str(d))), mb
+        )
+        add(
+            "app.tar.gz", "tarfile extractall(filter='tar')", timed(target, 1, lambda d: tarfile_extract(app_gz, d)), mb
+        )
         if not args.no_pure:
-            add("app.tar.gz", "imgcore.pure.extract_layer", timed(target, 1, lambda d: imgcore.pure.extract_layer(app_gz, d)), mb)
+            add(
+                "app.tar.gz",
+                "imgcore.pure.extract_layer",
+                timed(target, 1, lambda d: imgcore.pure.extract_layer(app_gz, d)),
+                mb,
+            )
         add("app.tar.zst", "imgcore.extract_layer", timed(target, r, lambda d: imgcore.extract_layer(app_zst, d)), mb)
-        add("app.tar.zst", "tar --zstd -xf (GNU)", timed(target, r, lambda d: sh("tar", "--zstd", "-xf", str(app_zst), "-C", str(d))), mb)
-        add("oci app (2 layers)", "imgcore.unpack_layers", timed(target, r, lambda d: imgcore.unpack_layers(layers, d)), image_mb)
+        add(
+            "app.tar.zst",
+            "tar --zstd -xf (GNU)",
+            timed(target, r, lambda d: sh("tar", "--zstd", "-xf", str(app_zst), "-C", str(d))),
+            mb,
+        )
+        add(
+            "oci app (2 layers)",
+            "imgcore.unpack_layers",
+            timed(target, r, lambda d: imgcore.unpack_layers(layers, d)),
+            image_mb,
+        )
         if shutil.which("umoci"):
             umoci = ["umoci", "unpack", "--image", f"{CORPUS / 'oci'}:app"]
             if os.geteuid() != 0:
                 umoci.append("--rootless")
-            add("oci app (2 layers)", "umoci unpack", timed(target, r, lambda d: sh(*umoci, str(d)), mkdir=False), image_mb)
+            add(
+                "oci app (2 layers)",
+                "umoci unpack",
+                timed(target, r, lambda d: sh(*umoci, str(d)), mkdir=False),
+                image_mb,
+            )
     finally:
         target.close()
 
@@ -157,7 +187,11 @@ def main() -> None:
     cells = []
     for case, impl, s, mbytes in rows:
         ours = imgcore_time.get(case)
-        ratio = "-" if ours is None or impl.startswith("imgcore.extract") or impl.startswith("imgcore.unpack") else f"{s / ours:.2f}x"
+        ratio = (
+            "-"
+            if ours is None or impl.startswith("imgcore.extract") or impl.startswith("imgcore.unpack")
+            else f"{s / ours:.2f}x"
+        )
         cells.append([case, impl, f"{s:.3f}", f"{mbytes / s:,.0f}", ratio])
     widths = [max(len(x) for x in col) for col in zip(head, *cells, strict=False)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))

@@ -12,7 +12,10 @@ fn main() {
         println!("cargo:warning=ISA-L (libisal-dev) not found: gzip uses zlib-rs, about 2x slower to inflate");
         return;
     }
-    cc::Build::new().file("src/archive/isal_shim.c").opt_level(2).compile("imgcore_isal_shim");
+    cc::Build::new()
+        .file("src/archive/isal_shim.c")
+        .opt_level(2)
+        .compile("imgcore_isal_shim");
     println!("cargo:rustc-link-lib=isal");
     println!("cargo:rustc-cfg=have_isal");
 }

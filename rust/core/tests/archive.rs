@@ -44,7 +44,11 @@ fn tar(path: &Path, entries: &[E<'_>]) {
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
         h.set_entry_type(kind);
-        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_size(data.len() as u64);
         h.set_mtime(1_700_000_000);
         h.set_uid(0);
@@ -63,16 +67,41 @@ fn stack_applies_whiteouts_and_opaque_dirs() {
     let t = Tmp::new("stack");
     let (l0, l1, dest) = (t.0.join("l0.tar"), t.0.join("l1.tar"), t.0.join("root"));
     fs::create_dir(&dest).unwrap();
-    tar(&l0, &[E::Dir("etc"), E::File("etc/a", b"a"), E::File("etc/b", b"b"), E::Dir("opt"), E::File("opt/x", b"x")]);
-    tar(&l1, &[E::Dir("etc"), E::File("etc/.wh.a", b""), E::Dir("opt"), E::File("opt/new", b"n"), E::File("opt/.wh..wh..opq", b"")]);
+    tar(
+        &l0,
+        &[
+            E::Dir("etc"),
+            E::File("etc/a", b"a"),
+            E::File("etc/b", b"b"),
+            E::Dir("opt"),
+            E::File("opt/x", b"x"),
+        ],
+    );
+    tar(
+        &l1,
+        &[
+            E::Dir("etc"),
+            E::File("etc/.wh.a", b""),
+            E::Dir("opt"),
+            E::File("opt/new", b"n"),
+            E::File("opt/.wh..wh..opq", b""),
+        ],
+    );
     let stats = unpack_layers(&[l0.clone(), l1.clone()], &dest, &ExtractOptions::default(), &[]).unwrap();
     assert_eq!(stats[1].whiteouts, 2);
     assert!(!dest.join("etc/a").exists());
     assert_eq!(fs::read(dest.join("etc/b")).unwrap(), b"b");
     assert!(!dest.join("opt/x").exists(), "opaque dir hides lower children");
-    assert_eq!(fs::read(dest.join("opt/new")).unwrap(), b"n", "the layer's own entries stay, whatever their order");
+    assert_eq!(
+        fs::read(dest.join("opt/new")).unwrap(),
+        b"n",
+        "the layer's own entries stay, whatever their order"
+    );
     let index = layer_index(&[l0, l1], u64::MAX, u64::MAX).unwrap();
-    let paths: Vec<String> = index.iter().map(|e| String::from_utf8_lossy(&e.path).into_owned()).collect();
+    let paths: Vec<String> = index
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
     assert_eq!(paths, ["etc", "etc/b", "opt", "opt/new"]);
     assert_eq!(index[3].layer, 1);
 }
@@ -84,7 +113,10 @@ fn dotdot_is_unsafe_and_nothing_escapes() {
     fs::create_dir(&dest).unwrap();
     tar(&l, &[E::File("../escaped", b"x")]);
     let err = extract_layer(&l, &dest, &ExtractOptions::default()).unwrap_err();
-    assert!(matches!(err, CoreError::UnsafePath { ref entry, .. } if entry == "../escaped"), "{err}");
+    assert!(
+        matches!(err, CoreError::UnsafePath { ref entry, .. } if entry == "../escaped"),
+        "{err}"
+    );
     assert!(!t.0.join("escaped").exists());
 }
 

@@ -74,7 +74,10 @@ impl PyLayerStats {
 }
 
 fn id_maps(maps: Option<Vec<(u64, u64, u64)>>) -> Vec<IdMap> {
-    maps.unwrap_or_default().into_iter().map(|(inner, outer, count)| IdMap { inner, outer, count }).collect()
+    maps.unwrap_or_default()
+        .into_iter()
+        .map(|(inner, outer, count)| IdMap { inner, outer, count })
+        .collect()
 }
 
 fn digest_arg(py: Python<'_>, d: Option<String>) -> PyResult<Option<Digest>> {
@@ -116,7 +119,9 @@ pub fn extract_layer(
         max_entries,
         force_walk: force_walk(),
     };
-    detached(py, move || extract::extract_layer(&src, &dest, &opts).map(PyLayerStats::from))
+    detached(py, move || {
+        extract::extract_layer(&src, &dest, &opts).map(PyLayerStats::from)
+    })
 }
 
 /// Unpacks layers (lowest first) into one root filesystem; see `imgcore.unpack_layers`.
@@ -153,7 +158,8 @@ pub fn unpack_layers(
         ..ExtractOptions::default()
     };
     detached(py, move || {
-        extract::unpack_layers(&layers, &dest, &opts, &expected).map(|v| v.into_iter().map(PyLayerStats::from).collect())
+        extract::unpack_layers(&layers, &dest, &opts, &expected)
+            .map(|v| v.into_iter().map(PyLayerStats::from).collect())
     })
 }
 

@@ -2,7 +2,7 @@
 //! else zlib-rs) and zstd, and the two-thread pipeline that hashes and decompresses on one thread while the
 //! caller parses and writes on another.
 //!
-//! Invariants: the compressed digest covers every byte of the blob and the diff_id every byte of the
+//! Invariants: the compressed digest covers every byte of the blob and the `diff_id` every byte of the
 //! uncompressed stream, both computed in the same pass; memory stays bounded by `CHUNK * (DEPTH + 2)` whatever
 //! the blob's size; a corrupt or truncated stream is an error (never a silently short stream); bytes after the
 //! last gzip member must be zero padding; the uncompressed size never exceeds `max_bytes`.
@@ -327,7 +327,7 @@ impl ErrorSlot {
     }
 
     fn is_set(&self) -> bool {
-        self.0.lock().map(|s| s.is_some()).unwrap_or(true)
+        self.0.lock().map_or(true, |s| s.is_some())
     }
 }
 
@@ -342,7 +342,7 @@ pub struct Pipeline {
     error: ErrorSlot,
     handle: Option<JoinHandle<Option<StreamSummary>>>,
     path: PathBuf,
-    /// For gzip the diff_id is hashed here, on the consumer's thread: inflate is the slower half, so this
+    /// For gzip the `diff_id` is hashed here, on the consumer's thread: inflate is the slower half, so this
     /// balances the two threads (zstd and plain streams are hashed on the decoder thread).
     diff: Option<Hasher>,
 }
@@ -359,13 +359,15 @@ impl Pipeline {
         let owned = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
-            .spawn(move || match produce(file, compression, &tx, &free, max_bytes, &owned, !consumer_hash) {
-                Ok(summary) => Some(summary),
-                Err(e) => {
-                    slot.set(e);
-                    None
-                }
-            })
+            .spawn(
+                move || match produce(file, compression, &tx, &free, max_bytes, &owned, !consumer_hash) {
+                    Ok(summary) => Some(summary),
+                    Err(e) => {
+                        slot.set(e);
+                        None
+                    }
+                },
+            )
             .at(path)?;
         Ok(Pipeline {
             rx,
@@ -412,7 +414,10 @@ impl Pipeline {
             if let Some(i) = rest.iter().position(|&b| b != 0) {
                 return Err(CoreError::InvalidArchive {
                     context: ctx,
-                    reason: format!("trailing garbage after the end-of-archive marker at offset {}", self.consumed + i as u64),
+                    reason: format!(
+                        "trailing garbage after the end-of-archive marker at offset {}",
+                        self.consumed + i as u64
+                    ),
                 });
             }
             self.consumed += rest.len() as u64;
@@ -504,12 +509,21 @@ fn produce(
     hash_decoded: bool,
 ) -> Result<StreamSummary> {
     let ctx = || path.display().to_string();
-    let mut raw = HashingReader { inner: io::BufReader::with_capacity(256 * 1024, file), hasher: Hasher::sha256() };
+    let mut raw = HashingReader {
+        inner: io::BufReader::with_capacity(256 * 1024, file),
+        hasher: Hasher::sha256(),
+    };
     let mut diff = Hasher::sha256();
     let mut total = 0u64;
     let stream_err = |e: io::Error| -> CoreError {
-        if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::Other {
-            CoreError::InvalidArchive { context: ctx(), reason: format!("bad {} stream: {e}", compression.name()) }
+        if e.kind() == io::ErrorKind::InvalidData
+            || e.kind() == io::ErrorKind::UnexpectedEof
+            || e.kind() == io::ErrorKind::Other
+        {
+            CoreError::InvalidArchive {
+                context: ctx(),
+                reason: format!("bad {} stream: {e}", compression.name()),
+            }
         } else {
             CoreError::io(path, e)
         }
@@ -548,5 +562,11 @@ fn produce(
         // Without `hash_decoded` the consumer fills in the diff_id.
         (diff.digest(), total)
     };
-    Ok(StreamSummary { digest, diff_id, compression, compressed_bytes, bytes })
+    Ok(StreamSummary {
+        digest,
+        diff_id,
+        compression,
+        compressed_bytes,
+        bytes,
+    })
 }

@@ -148,7 +148,10 @@ fn fs_error(ctx: &str, path: &[u8], what: &str, e: impl Into<io::Error>) -> Core
             entry: entry_name(path),
             reason: format!("{what}: path resolves outside the root"),
         },
-        _ => CoreError::Io { path: PathBuf::from(format!("{ctx}: entry {:?} ({what})", entry_name(path))), source: e },
+        _ => CoreError::Io {
+            path: PathBuf::from(format!("{ctx}: entry {:?} ({what})", entry_name(path))),
+            source: e,
+        },
     }
 }
 
@@ -216,11 +219,13 @@ impl Pool {
                         let Ok(job) = job else { return };
                         let path = job.path.clone();
                         let ctx = Arc::clone(&job.ctx);
-                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_job(job)))
-                            .unwrap_or_else(|_| Err(CoreError::InvalidArchive {
-                                context: format!("{ctx}: entry {:?}", entry_name(&path)),
-                                reason: "internal error in a writer thread".into(),
-                            }));
+                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_job(&job)))
+                            .unwrap_or_else(|_| {
+                                Err(CoreError::InvalidArchive {
+                                    context: format!("{ctx}: entry {:?}", entry_name(&path)),
+                                    reason: "internal error in a writer thread".into(),
+                                })
+                            });
                         if let Ok(mut st) = shared.state.lock() {
                             st.inflight -= 1;
                             match outcome {
@@ -263,7 +268,9 @@ impl Pool {
 
     /// Waits until every job is done; returns (an entry was removed, skipped attributes) or the first error.
     fn drain(&self) -> Result<(bool, Vec<(String, String)>)> {
-        let Ok(mut st) = self.shared.state.lock() else { return Err(CoreError::Interrupted) };
+        let Ok(mut st) = self.shared.state.lock() else {
+            return Err(CoreError::Interrupted);
+        };
         while st.inflight > 0 {
             st = match self.shared.idle.wait(st) {
                 Ok(g) => g,
@@ -292,7 +299,7 @@ impl Drop for Pool {
 }
 
 /// Creates, writes and finishes one file; returns whether something had to be removed first.
-fn write_job(job: Job) -> Result<(bool, Vec<(String, String)>)> {
+fn write_job(job: &Job) -> Result<(bool, Vec<(String, String)>)> {
     let err = |what: &str, e: Errno| fs_error(&job.ctx, &job.path, what, e);
     let pdir = job.pdir.as_fd();
     let name = job.name.as_slice();
@@ -315,7 +322,8 @@ fn write_job(job: Job) -> Result<(bool, Vec<(String, String)>)> {
         Err(e) => return Err(err("create", e)),
     };
     let mut file = std::fs::File::from(fd);
-    file.write_all(&job.data).map_err(|e| fs_error(&job.ctx, &job.path, "write", e))?;
+    file.write_all(&job.data)
+        .map_err(|e| fs_error(&job.ctx, &job.path, "write", e))?;
     if job.owner.0.is_some() || job.owner.1.is_some() {
         fchown(&file, job.owner.0, job.owner.1).map_err(|e| err("chown", e))?;
     }
@@ -326,7 +334,10 @@ fn write_job(job: Job) -> Result<(bool, Vec<(String, String)>)> {
     for (k, v) in &job.xattrs {
         let name = String::from_utf8_lossy(k).into_owned();
         if k.starts_with(b"trusted.overlay.") {
-            skipped.push((entry_name(&job.path), format!("xattr {name}: overlayfs metadata is not taken from archives")));
+            skipped.push((
+                entry_name(&job.path),
+                format!("xattr {name}: overlayfs metadata is not taken from archives"),
+            ));
         } else if let Err(e) = fsetxattr(&file, k.as_slice(), v, XattrFlags::empty()) {
             skipped.push((entry_name(&job.path), format!("xattr {name}: {}", io::Error::from(e))));
         }
@@ -344,7 +355,10 @@ fn current_umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("Umask:")
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
         })
         .unwrap_or(0o022)
 }
@@ -353,12 +367,20 @@ fn map_id(id: u64, maps: &[IdMap]) -> Option<u64> {
     if maps.is_empty() {
         return Some(id);
     }
-    maps.iter().find(|m| id >= m.inner && id - m.inner < m.count).map(|m| m.outer + (id - m.inner))
+    maps.iter()
+        .find(|m| id >= m.inner && id - m.inner < m.count)
+        .map(|m| m.outer + (id - m.inner))
 }
 
 fn ts(sec: i64, nsec: u32) -> Timestamps {
-    let t = Timespec { tv_sec: sec, tv_nsec: i64::from(nsec) };
-    Timestamps { last_access: t, last_modification: t }
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: i64::from(nsec),
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 /// Removes `name` in `dir` and everything below it, without following symlinks. Entries for which
@@ -370,13 +392,19 @@ fn prune(dir: BorrowedFd<'_>, name: &[u8], path: &[u8], keep: &dyn Fn(&[u8]) -> 
     let decision = keep(path);
     if decision == Keep::Remove {
         match unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) => return Ok(()),
-            Err(Errno::NOENT) => return Ok(()),
+            Ok(()) | Err(Errno::NOENT) => return Ok(()),
             Err(Errno::ISDIR | Errno::PERM) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let open = || openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+    let open = || {
+        openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
     let fd = match open() {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
@@ -408,7 +436,11 @@ fn prune(dir: BorrowedFd<'_>, name: &[u8], path: &[u8], keep: &dyn Fn(&[u8]) -> 
             cpath.push(b'/');
         }
         cpath.extend_from_slice(&child);
-        let sub_keep: &dyn Fn(&[u8]) -> Keep = if decision == Keep::Remove { &|_| Keep::Remove } else { keep };
+        let sub_keep: &dyn Fn(&[u8]) -> Keep = if decision == Keep::Remove {
+            &|_| Keep::Remove
+        } else {
+            keep
+        };
         prune(fd.as_fd(), &child, &cpath, sub_keep, depth + 1)?;
     }
     if decision == Keep::Remove {
@@ -493,11 +525,18 @@ impl<'o> Extractor<'o> {
     }
 
     fn unsafe_path(&self, path: &[u8], reason: &str) -> CoreError {
-        CoreError::UnsafePath { context: self.ctx.clone(), entry: entry_name(path), reason: reason.to_owned() }
+        CoreError::UnsafePath {
+            context: self.ctx.clone(),
+            entry: entry_name(path),
+            reason: reason.to_owned(),
+        }
     }
 
     fn invalid(&self, path: &[u8], reason: impl Into<String>) -> CoreError {
-        CoreError::InvalidArchive { context: self.entry_ctx(path), reason: reason.into() }
+        CoreError::InvalidArchive {
+            context: self.entry_ctx(path),
+            reason: reason.into(),
+        }
     }
 
     fn fs_err(&self, path: &[u8], what: &str, e: impl Into<io::Error>) -> CoreError {
@@ -520,7 +559,9 @@ impl<'o> Extractor<'o> {
 
     /// Drains the pool when `comps` or one of its ancestors is a file still being written.
     fn drain_if_pending(&mut self, comps: &[Vec<u8>]) -> Result<()> {
-        if self.pool.failed() || (!self.pending.is_empty() && (1..=comps.len()).any(|i| self.pending.contains(&join(&comps[..i])))) {
+        if self.pool.failed()
+            || (!self.pending.is_empty() && (1..=comps.len()).any(|i| self.pending.contains(&join(&comps[..i]))))
+        {
             self.drain()?;
         }
         Ok(())
@@ -533,7 +574,9 @@ impl<'o> Extractor<'o> {
             return Ok(Arc::clone(fd));
         }
         let fd = match self.root.dir(comps, create) {
-            Ok(fd) => fd.try_clone_to_owned().map_err(|e| self.fs_err(entry, "open parent", e))?,
+            Ok(fd) => fd
+                .try_clone_to_owned()
+                .map_err(|e| self.fs_err(entry, "open parent", e))?,
             Err(e) => return Err(self.fs_err(entry, "open parent", e)),
         };
         let fd = Arc::new(fd);
@@ -578,7 +621,8 @@ impl<'o> Extractor<'o> {
                 return Ok(true);
             }
             let path = entry.to_vec();
-            prune(dir, name, &path, &|_| Keep::Remove, 0).map_err(|e| self.fs_err(entry, "remove existing directory", e))?;
+            prune(dir, name, &path, &|_| Keep::Remove, 0)
+                .map_err(|e| self.fs_err(entry, "remove existing directory", e))?;
         } else {
             unlinkat(dir, name, AtFlags::empty()).map_err(|e| self.fs_err(entry, "remove existing", e))?;
         }
@@ -604,17 +648,22 @@ impl<'o> Extractor<'o> {
             let name = String::from_utf8_lossy(k).into_owned();
             if k.starts_with(b"trusted.overlay.") {
                 // Overlay metadata from an archive could redirect a mount; only imgcore writes these.
-                self.stats.skipped.push((entry_name(&meta.path), format!("xattr {name}: overlayfs metadata is not taken from archives")));
+                self.stats.skipped.push((
+                    entry_name(&meta.path),
+                    format!("xattr {name}: overlayfs metadata is not taken from archives"),
+                ));
                 continue;
             }
             if let Err(e) = fsetxattr(fd, k.as_slice(), v, XattrFlags::empty()) {
-                self.stats.skipped.push((entry_name(&meta.path), format!("xattr {name}: {}", io::Error::from(e))));
+                self.stats
+                    .skipped
+                    .push((entry_name(&meta.path), format!("xattr {name}: {}", io::Error::from(e))));
             }
         }
     }
 
     fn entry(&mut self, meta: &Meta, data: &mut dyn Read) -> Result<()> {
-        let comps = clean(&meta.path).map_err(|()| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
+        let comps = clean(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
         let Some((name, parent)) = comps.split_last() else {
             if meta.kind == Kind::Dir {
                 // "./": the root itself; its metadata stays the caller's.
@@ -646,7 +695,10 @@ impl<'o> Extractor<'o> {
             Kind::Hardlink => self.hardlink(pdir, &name, &comps, meta),
             Kind::Char | Kind::Block | Kind::Fifo => self.special(pdir, &name, meta),
             Kind::Other(t) => {
-                self.stats.skipped.push((entry_name(&meta.path), format!("unsupported entry type {:?}", t as char)));
+                self.stats.skipped.push((
+                    entry_name(&meta.path),
+                    format!("unsupported entry type {:?}", t as char),
+                ));
                 Ok(())
             }
         }
@@ -657,8 +709,13 @@ impl<'o> Extractor<'o> {
         if name == WH_OPAQUE {
             let pdir = self.dir(parent, true, &meta.path)?;
             if self.opts.overlay {
-                let fd = openat(pdir.as_fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
+                let fd = openat(
+                    pdir.as_fd(),
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
                 fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                     .map_err(|e| self.fs_err(&meta.path, "set trusted.overlay.opaque (needs root)", e))?;
                 return Ok(());
@@ -666,9 +723,16 @@ impl<'o> Extractor<'o> {
             // Opaque: hide every lower child of the directory (its own entries from this layer stay).
             let ppath = join(parent);
             let mut names = Vec::new();
-            let rd = openat(pdir.as_fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
-            for ent in rustix::fs::Dir::read_from(&rd).map_err(|e| self.fs_err(&meta.path, "read opaque directory", e))? {
+            let rd = openat(
+                pdir.as_fd(),
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
+            for ent in
+                rustix::fs::Dir::read_from(&rd).map_err(|e| self.fs_err(&meta.path, "read opaque directory", e))?
+            {
                 let ent = ent.map_err(|e| self.fs_err(&meta.path, "read opaque directory", e))?;
                 let n = ent.file_name().to_bytes();
                 if n != b"." && n != b".." {
@@ -692,7 +756,9 @@ impl<'o> Extractor<'o> {
         }
         if name.starts_with(b".wh..wh.") {
             // Other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): meaningless here, as docker treats it.
-            self.stats.skipped.push((entry_name(&meta.path), "aufs metadata entry".into()));
+            self.stats
+                .skipped
+                .push((entry_name(&meta.path), "aufs metadata entry".into()));
             return Ok(());
         }
         let target = &name[WH_PREFIX.len()..];
@@ -702,12 +768,20 @@ impl<'o> Extractor<'o> {
         if self.opts.overlay {
             let pdir = self.dir(parent, true, &meta.path)?;
             self.clear(pdir.as_fd(), target, false, &meta.path)?;
-            mknodat(pdir.as_fd(), target, FileType::CharacterDevice, Mode::empty(), makedev(0, 0))
-                .map_err(|e| self.fs_err(&meta.path, "create overlay whiteout (char 0/0, needs root)", e))?;
+            mknodat(
+                pdir.as_fd(),
+                target,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                makedev(0, 0),
+            )
+            .map_err(|e| self.fs_err(&meta.path, "create overlay whiteout (char 0/0, needs root)", e))?;
             return Ok(());
         }
         let pdir = match self.root.dir(parent, false) {
-            Ok(fd) => fd.try_clone_to_owned().map_err(|e| self.fs_err(&meta.path, "open parent", e))?,
+            Ok(fd) => fd
+                .try_clone_to_owned()
+                .map_err(|e| self.fs_err(&meta.path, "open parent", e))?,
             // Nothing below: nothing to hide.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(()),
             Err(e) => return Err(self.fs_err(&meta.path, "open parent", e)),
@@ -726,7 +800,14 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn submit_file(&mut self, pdir: Arc<OwnedFd>, name: &[u8], comps: &[Vec<u8>], meta: &Meta, data: &mut dyn Read) -> Result<()> {
+    fn submit_file(
+        &mut self,
+        pdir: Arc<OwnedFd>,
+        name: &[u8],
+        comps: &[Vec<u8>],
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<()> {
         let mut buf = Vec::with_capacity(meta.size as usize);
         if let Err(e) = data.read_to_end(&mut buf) {
             if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
@@ -738,7 +819,10 @@ impl<'o> Extractor<'o> {
             if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
                 return Err(err);
             }
-            return Err(self.invalid(&meta.path, format!("truncated: entry data ends after {} of {} bytes", buf.len(), meta.size)));
+            return Err(self.invalid(
+                &meta.path,
+                format!("truncated: entry data ends after {} of {} bytes", buf.len(), meta.size),
+            ));
         }
         let owner = self.ids(meta)?;
         let create_mode = meta.mode & 0o777;
@@ -767,7 +851,8 @@ impl<'o> Extractor<'o> {
             Ok(fd) => fd,
             Err(Errno::EXIST) => {
                 self.clear(pdir, name, false, &meta.path)?;
-                openat(pdir, name, flags, Mode::from_raw_mode(create_mode)).map_err(|e| self.fs_err(&meta.path, "create", e))?
+                openat(pdir, name, flags, Mode::from_raw_mode(create_mode))
+                    .map_err(|e| self.fs_err(&meta.path, "create", e))?
             }
             Err(e) => return Err(self.fs_err(&meta.path, "create", e)),
         };
@@ -785,11 +870,15 @@ impl<'o> Extractor<'o> {
                     return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
                 }
             };
-            file.write_all(&self.buf[..n]).map_err(|e| self.fs_err(&meta.path, "write", e))?;
+            file.write_all(&self.buf[..n])
+                .map_err(|e| self.fs_err(&meta.path, "write", e))?;
             written += n as u64;
         }
         if written != meta.size {
-            return Err(self.invalid(&meta.path, format!("truncated: entry data ends after {written} of {} bytes", meta.size)));
+            return Err(self.invalid(
+                &meta.path,
+                format!("truncated: entry data ends after {written} of {} bytes", meta.size),
+            ));
         }
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
@@ -820,14 +909,26 @@ impl<'o> Extractor<'o> {
         }
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
-            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.fs_err(&meta.path, "chown", e))?;
+            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.fs_err(&meta.path, "chown", e))?;
         }
         if !meta.xattrs.is_empty() {
-            let fd = openat(pdir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| self.fs_err(&meta.path, "open directory", e))?;
+            let fd = openat(
+                pdir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.fs_err(&meta.path, "open directory", e))?;
             self.set_xattrs(fd.as_fd(), meta);
         }
-        self.dirs.insert(join(comps), DirFix { mode: meta.mode & 0o7777, mtime: (meta.mtime, meta.mtime_nsec) });
+        self.dirs.insert(
+            join(comps),
+            DirFix {
+                mode: meta.mode & 0o7777,
+                mtime: (meta.mtime, meta.mtime_nsec),
+            },
+        );
         self.stats.dirs += 1;
         Ok(())
     }
@@ -854,12 +955,17 @@ impl<'o> Extractor<'o> {
     fn after_node(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<()> {
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
-            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.fs_err(&meta.path, "chown", e))?;
+            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.fs_err(&meta.path, "chown", e))?;
         }
         for (k, _) in &meta.xattrs {
             self.stats.skipped.push((
                 entry_name(&meta.path),
-                format!("xattr {} on a {} is not applied", String::from_utf8_lossy(k), meta.kind.name()),
+                format!(
+                    "xattr {} on a {} is not applied",
+                    String::from_utf8_lossy(k),
+                    meta.kind.name()
+                ),
             ));
         }
         utimensat(pdir, name, &ts(meta.mtime, meta.mtime_nsec), AtFlags::SYMLINK_NOFOLLOW)
@@ -868,7 +974,8 @@ impl<'o> Extractor<'o> {
     }
 
     fn hardlink(&mut self, pdir: BorrowedFd<'_>, name: &[u8], comps: &[Vec<u8>], meta: &Meta) -> Result<()> {
-        let tcomps = clean(&meta.link).map_err(|()| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
+        let tcomps =
+            clean(&meta.link).ok_or_else(|| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
         let Some((tname, tparent)) = tcomps.split_last() else {
             return Err(self.unsafe_path(&meta.path, "hardlink to the root directory"));
         };
@@ -878,14 +985,23 @@ impl<'o> Extractor<'o> {
         let tdir = match self.dir(tparent, false, &meta.path) {
             Ok(fd) => fd,
             Err(CoreError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-                return Err(self.invalid(&meta.path, format!("hardlink target {:?} does not exist", entry_name(&meta.link))));
+                return Err(self.invalid(
+                    &meta.path,
+                    format!("hardlink target {:?} does not exist", entry_name(&meta.link)),
+                ));
             }
             Err(e) => return Err(e),
         };
         let link = |s: &Self| {
             linkat(tdir.as_fd(), tname.as_slice(), pdir, name, AtFlags::empty()).map_err(|e| match e {
-                Errno::NOENT => s.invalid(&meta.path, format!("hardlink target {:?} does not exist", entry_name(&meta.link))),
-                Errno::PERM => s.invalid(&meta.path, format!("hardlink target {:?} is a directory", entry_name(&meta.link))),
+                Errno::NOENT => s.invalid(
+                    &meta.path,
+                    format!("hardlink target {:?} does not exist", entry_name(&meta.link)),
+                ),
+                Errno::PERM => s.invalid(
+                    &meta.path,
+                    format!("hardlink target {:?} is a directory", entry_name(&meta.link)),
+                ),
                 e => s.fs_err(&meta.path, "hardlink", e),
             })
         };
@@ -903,7 +1019,10 @@ impl<'o> Extractor<'o> {
 
     fn special(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<()> {
         if !self.opts.allow_devices {
-            self.stats.skipped.push((entry_name(&meta.path), format!("{} node not created (allow_devices is off)", meta.kind.name())));
+            self.stats.skipped.push((
+                entry_name(&meta.path),
+                format!("{} node not created (allow_devices is off)", meta.kind.name()),
+            ));
             return Ok(());
         }
         let (ft, dev) = match meta.kind {
@@ -912,17 +1031,20 @@ impl<'o> Extractor<'o> {
             _ => (FileType::Fifo, 0),
         };
         let mode = Mode::from_raw_mode(meta.mode & 0o777);
-        let made = match mknodat(pdir, name, ft, mode, dev) {
+        let created = match mknodat(pdir, name, ft, mode, dev) {
             Err(Errno::EXIST) => {
                 self.clear(pdir, name, false, &meta.path)?;
                 mknodat(pdir, name, ft, mode, dev)
             }
             other => other,
         };
-        match made {
+        match created {
             Ok(()) => {}
             Err(Errno::PERM) => {
-                self.stats.skipped.push((entry_name(&meta.path), format!("{} node not created: not permitted", meta.kind.name())));
+                self.stats.skipped.push((
+                    entry_name(&meta.path),
+                    format!("{} node not created: not permitted", meta.kind.name()),
+                ));
                 return Ok(());
             }
             Err(e) => return Err(self.fs_err(&meta.path, "mknod", e)),
@@ -934,12 +1056,16 @@ impl<'o> Extractor<'o> {
     fn finish_dirs(&mut self) -> Result<()> {
         self.drain()?;
         let mut dirs: Vec<(Vec<u8>, DirFix)> = self.dirs.drain().collect();
-        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.split(|&b| b == b'/').count()));
         self.invalidate();
         for (path, fix) in dirs {
             let comps = clean(&path).unwrap_or_default();
-            let Some((name, parent)) = comps.split_last() else { continue };
-            let Ok(pdir) = self.root.dir(parent, false) else { continue };
+            let Some((name, parent)) = comps.split_last() else {
+                continue;
+            };
+            let Ok(pdir) = self.root.dir(parent, false) else {
+                continue;
+            };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let fd = match openat(pdir, name.as_slice(), flags, Mode::empty()) {
                 Ok(fd) => fd,
@@ -957,7 +1083,9 @@ impl<'o> Extractor<'o> {
         let mut pipe = Pipeline::start(src, self.opts.max_bytes)?;
         self.decoder_errors = Some(pipe.errors());
         let ctx = self.ctx.clone();
-        let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, |meta, data| self.entry(meta, data))?;
+        let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, |meta, data| {
+            self.entry(meta, data)
+        })?;
         self.finish_dirs()?;
         let summary = pipe.finish()?;
         let mut stats = std::mem::take(&mut self.stats);
@@ -1009,11 +1137,20 @@ pub fn extract_layer(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<L
 /// Unpacks a stack of layers, lowest first, into one root filesystem (flatten form).
 ///
 /// `expected_diff_ids`, when not empty, must have one entry per layer.
-pub fn unpack_layers(layers: &[PathBuf], dest: &Path, opts: &ExtractOptions, expected_diff_ids: &[Digest]) -> Result<Vec<LayerStats>> {
+pub fn unpack_layers(
+    layers: &[PathBuf],
+    dest: &Path,
+    opts: &ExtractOptions,
+    expected_diff_ids: &[Digest],
+) -> Result<Vec<LayerStats>> {
     if !expected_diff_ids.is_empty() && expected_diff_ids.len() != layers.len() {
         return Err(CoreError::InvalidArchive {
             context: format!("unpack {}", dest.display()),
-            reason: format!("{} layers but {} expected diff_ids", layers.len(), expected_diff_ids.len()),
+            reason: format!(
+                "{} layers but {} expected diff_ids",
+                layers.len(),
+                expected_diff_ids.len()
+            ),
         });
     }
     let mut out = Vec::with_capacity(layers.len());
