@@ -342,16 +342,16 @@ pub struct Pipeline {
     error: ErrorSlot,
     handle: Option<JoinHandle<Option<StreamSummary>>>,
     path: PathBuf,
-    /// For gzip the `diff_id` is hashed here, on the consumer's thread: inflate is the slower half, so this
-    /// balances the two threads (zstd and plain streams are hashed on the decoder thread).
-    diff: Option<Hasher>,
+    /// For compressed blobs the `diff_id` is hashed on a third thread that relays the decoded chunks, so
+    /// neither decompression nor the writers carry the second hash.
+    relay: Option<JoinHandle<Hasher>>,
 }
 
 impl Pipeline {
     /// Starts decoding `path` on a new thread; at most `max_bytes` uncompressed bytes are accepted.
     pub fn start(path: &Path, max_bytes: u64) -> Result<Self> {
         let (file, compression) = open_blob(path)?;
-        let consumer_hash = compression == Compression::Gzip;
+        let relay_hash = compression != Compression::None;
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let (recycle, free) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let error = ErrorSlot::default();
@@ -360,7 +360,7 @@ impl Pipeline {
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
             .spawn(
-                move || match produce(file, compression, &tx, &free, max_bytes, &owned, !consumer_hash) {
+                move || match produce(file, compression, &tx, &free, max_bytes, &owned, !relay_hash) {
                     Ok(summary) => Some(summary),
                     Err(e) => {
                         slot.set(e);
@@ -369,6 +369,25 @@ impl Pipeline {
                 },
             )
             .at(path)?;
+        let (rx, relay) = if relay_hash {
+            let (tx2, rx2) = sync_channel::<Vec<u8>>(DEPTH);
+            let relay = std::thread::Builder::new()
+                .name("imgcore-hash".into())
+                .spawn(move || {
+                    let mut h = Hasher::sha256();
+                    for chunk in rx {
+                        h.update(&chunk);
+                        if tx2.send(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    h
+                })
+                .at(path)?;
+            (rx2, Some(relay))
+        } else {
+            (rx, None)
+        };
         Ok(Pipeline {
             rx,
             recycle,
@@ -379,7 +398,7 @@ impl Pipeline {
             error,
             handle: Some(handle),
             path: path.to_path_buf(),
-            diff: consumer_hash.then(Hasher::sha256),
+            relay,
         })
     }
 
@@ -426,7 +445,11 @@ impl Pipeline {
         let summary = self.handle.take().and_then(|h| h.join().ok()).flatten();
         match summary {
             Some(mut s) => {
-                if let Some(h) = &self.diff {
+                if let Some(relay) = self.relay.take() {
+                    let h = relay.join().map_err(|_| CoreError::InvalidArchive {
+                        context: ctx.clone(),
+                        reason: "hashing thread failed".into(),
+                    })?;
                     s.diff_id = h.digest();
                 }
                 Ok(s)
@@ -443,9 +466,6 @@ impl Pipeline {
             return false;
         }
         if let Ok(chunk) = self.rx.recv() {
-            if let Some(h) = &mut self.diff {
-                h.update(&chunk);
-            }
             let old = std::mem::replace(&mut self.cur, chunk);
             if old.capacity() > 0 {
                 let _ = self.recycle.try_send(old);
@@ -493,6 +513,9 @@ impl Drop for Pipeline {
         // Dropping the receiver makes the decoder's next send fail, so it stops; then join it.
         let (_, dummy) = sync_channel(0);
         drop(std::mem::replace(&mut self.rx, dummy));
+        if let Some(h) = self.relay.take() {
+            let _ = h.join();
+        }
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -559,7 +582,7 @@ fn produce(
     let (diff_id, bytes) = if compression == Compression::None {
         (digest.clone(), compressed_bytes)
     } else {
-        // Without `hash_decoded` the consumer fills in the diff_id.
+        // Without `hash_decoded` the relay thread fills in the diff_id.
         (diff.digest(), total)
     };
     Ok(StreamSummary {
