@@ -610,16 +610,18 @@ impl<'o> Extractor<'o> {
     /// Removes whatever is at `name` in `dir` so a new entry can take its place (a directory is kept when
     /// `keep_dir`). Returns true when an existing directory was kept.
     fn clear(&mut self, dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool, entry: &[u8]) -> Result<bool> {
-        self.drain()?;
+        // The entry's own path and its ancestors are not in flight (checked before each entry), so a stat needs
+        // no drain; a removal does (files below the removed path may still be in flight).
         let st = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(false),
             Err(e) => return Err(self.fs_err(entry, "stat existing", e)),
         };
+        if keep_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Ok(true);
+        }
+        self.drain()?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if keep_dir {
-                return Ok(true);
-            }
             let path = entry.to_vec();
             prune(dir, name, &path, &|_| Keep::Remove, 0)
                 .map_err(|e| self.fs_err(entry, "remove existing directory", e))?;
