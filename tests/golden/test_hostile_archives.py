@@ -1,6 +1,6 @@
 """Hostile layer archives, built by the tests themselves: nothing outside ``dest`` may change, bad input raises a
 typed error that names the entry. Every case runs against the Rust engine (openat2 and the O_NOFOLLOW walk) and
-the pure twin, each with a canary tree beside ``dest`` snapshotted before and after.
+the pure twin, and without the writer pool, each with a canary tree beside ``dest`` snapshotted before and after.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import imgcore.pure
 from imgcore.errors import InvalidArchive, LimitExceeded, UnsafeArchiveEntry
 from tests.strategies import TarEntry, build_tar
 
-ENGINES = ["rust", "rust-walk", "pure"]
+ENGINES = ["rust", "rust-walk", "rust-serial", "pure"]
 
 
 @pytest.fixture(params=ENGINES)
@@ -30,6 +30,8 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> C
     if request.param == "pure":
         return imgcore.pure.extract_layer
     monkeypatch.setenv("IMGCORE_FORCE_WALK", "1" if request.param == "rust-walk" else "0")
+    # rust-serial: no writer pool (every file written on the parsing thread).
+    monkeypatch.setenv("IMGCORE_WRITERS", "0" if request.param == "rust-serial" else "2")
     return imgcore.extract_layer
 
 
