@@ -522,22 +522,75 @@ impl Drop for Pipeline {
     }
 }
 
-fn produce(
-    file: File,
+/// Reads a blob on its own thread, hashing it, so the decompressor never waits on the compressed digest.
+/// Blocks of the blob, or the read error that ended them.
+type Blocks = Receiver<io::Result<Vec<u8>>>;
+
+fn spawn_reader(mut file: File) -> io::Result<(Blocks, JoinHandle<Hasher>)> {
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+    let handle = std::thread::Builder::new().name("imgcore-read".into()).spawn(move || {
+        let mut h = Hasher::sha256();
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    h.update(&buf);
+                    if tx.send(Ok(buf)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        }
+        h
+    })?;
+    Ok((rx, handle))
+}
+
+/// A `Read` over the blocks the reader thread sends.
+struct ChannelReader {
+    rx: Blocks,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(block)) => {
+                    self.cur = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.cur.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Decompresses `input` into chunks sent to `tx`; returns the uncompressed byte count (and hashes it when
+/// `diff` is given).
+fn decode_into(
+    input: &mut (dyn Read + Send),
     compression: Compression,
     tx: &SyncSender<Vec<u8>>,
     free: &Receiver<Vec<u8>>,
     max_bytes: u64,
     path: &Path,
-    hash_decoded: bool,
-) -> Result<StreamSummary> {
+    mut diff: Option<&mut Hasher>,
+) -> Result<u64> {
     let ctx = || path.display().to_string();
-    let mut raw = HashingReader {
-        inner: io::BufReader::with_capacity(256 * 1024, file),
-        hasher: Hasher::sha256(),
-    };
-    let mut diff = Hasher::sha256();
-    let mut total = 0u64;
     let stream_err = |e: io::Error| -> CoreError {
         if e.kind() == io::ErrorKind::InvalidData
             || e.kind() == io::ErrorKind::UnexpectedEof
@@ -551,45 +604,86 @@ fn produce(
             CoreError::io(path, e)
         }
     };
-    {
-        let mut dec = decoder(compression, &mut raw).map_err(stream_err)?;
-        loop {
-            let mut chunk = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-            chunk.resize(CHUNK, 0);
-            let n = fill_full(&mut *dec, &mut chunk).map_err(stream_err)?;
-            if n == 0 {
-                break;
-            }
-            chunk.truncate(n);
-            if hash_decoded && compression != Compression::None {
-                diff.update(&chunk);
-            }
-            total += n as u64;
-            if total > max_bytes {
-                return Err(CoreError::LimitExceeded {
-                    context: ctx(),
-                    reason: format!("more than {max_bytes} uncompressed bytes (max_bytes)"),
-                });
-            }
-            if tx.send(chunk).is_err() {
-                // The writer stopped (it failed or finished early); nothing more to do.
-                return Err(CoreError::Interrupted);
-            }
+    let mut total = 0u64;
+    let mut dec = decoder(compression, input).map_err(stream_err)?;
+    loop {
+        let mut chunk = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        chunk.resize(CHUNK, 0);
+        let n = fill_full(&mut *dec, &mut chunk).map_err(stream_err)?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        if let Some(h) = diff.as_deref_mut() {
+            h.update(&chunk);
+        }
+        total += n as u64;
+        if total > max_bytes {
+            return Err(CoreError::LimitExceeded {
+                context: ctx(),
+                reason: format!("more than {max_bytes} uncompressed bytes (max_bytes)"),
+            });
+        }
+        if tx.send(chunk).is_err() {
+            // The writer stopped (it failed or finished early); nothing more to do.
+            return Err(CoreError::Interrupted);
         }
     }
-    let digest = raw.hasher.digest();
-    let compressed_bytes = raw.hasher.len();
-    let (diff_id, bytes) = if compression == Compression::None {
-        (digest.clone(), compressed_bytes)
-    } else {
-        // Without `hash_decoded` the relay thread fills in the diff_id.
-        (diff.digest(), total)
+    Ok(total)
+}
+
+fn produce(
+    file: File,
+    compression: Compression,
+    tx: &SyncSender<Vec<u8>>,
+    free: &Receiver<Vec<u8>>,
+    max_bytes: u64,
+    path: &Path,
+    hash_decoded: bool,
+) -> Result<StreamSummary> {
+    if compression == Compression::None {
+        // Plain tar: the blob is the tar, one hash serves as digest and diff_id.
+        let mut raw = HashingReader {
+            inner: file,
+            hasher: Hasher::sha256(),
+        };
+        let bytes = decode_into(&mut raw, compression, tx, free, max_bytes, path, None)?;
+        let digest = raw.hasher.digest();
+        return Ok(StreamSummary {
+            diff_id: digest.clone(),
+            digest,
+            compression,
+            compressed_bytes: bytes,
+            bytes,
+        });
+    }
+    let (rx, reader) = spawn_reader(file).at(path)?;
+    let mut input = ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
     };
-    Ok(StreamSummary {
-        digest,
-        diff_id,
+    let mut diff = Hasher::sha256();
+    let bytes = decode_into(
+        &mut input,
         compression,
-        compressed_bytes,
+        tx,
+        free,
+        max_bytes,
+        path,
+        hash_decoded.then_some(&mut diff),
+    )?;
+    drop(input);
+    let raw = reader.join().map_err(|_| CoreError::InvalidArchive {
+        context: path.display().to_string(),
+        reason: "reader thread failed".into(),
+    })?;
+    // Without `hash_decoded` the relay thread fills in the diff_id.
+    Ok(StreamSummary {
+        digest: raw.digest(),
+        diff_id: diff.digest(),
+        compression,
+        compressed_bytes: raw.len(),
         bytes,
     })
 }
