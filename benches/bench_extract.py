@@ -117,6 +117,7 @@ def main() -> None:
     # The two layers' uncompressed size, for MB/s.
     image_mb = sum(s.bytes for s in imgcore.unpack_layers(layers, tempfile.mkdtemp(prefix="imgcore-probe-"))) / 1e6
 
+    load_before = os.getloadavg()[0]
     target = Target("dir" if args.dir else "tmpfs" if args.tmpfs else "ext4", args.dir)
     rows: list[tuple[str, str, float, float]] = []
     try:
@@ -197,6 +198,7 @@ def main() -> None:
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     for c in cells:
         print("  ".join(x.ljust(w) for x, w in zip(c, widths, strict=True)))
+    print(f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
     print("targets: app.tar.gz >= 2x GNU tar and >= 5x tarfile; app.tar.zst >= 1x tar --zstd; image >= 3x umoci unpack")
 
 
