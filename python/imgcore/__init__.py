@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from imgcore import errors
 from imgcore._core import (
+    Change,
     Digest,
     Hasher,
+    LayerResult,
     LayerStats,
     __version__,
+    diff,
     extract_layer,
     hash_files,
     layer_index,
@@ -15,13 +18,17 @@ from imgcore._core import (
     sha256_file,
     sha256_files,
     unpack_layers,
+    write_layer,
 )
 
 __all__ = [
+    "Change",
     "Digest",
     "Hasher",
+    "LayerResult",
     "LayerStats",
     "__version__",
+    "diff",
     "errors",
     "extract_layer",
     "hash_files",
@@ -30,4 +37,5 @@ __all__ = [
     "sha256_file",
     "sha256_files",
     "unpack_layers",
+    "write_layer",
 ]

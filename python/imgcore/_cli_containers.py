@@ -98,16 +98,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from imgcore import diff  # type: ignore[attr-defined,unused-ignore]
+    from imgcore import diff
 
     store, cs = _ctx(args)
     c = cs.get(args.container)
     if c.driver == "overlay":
         changes = diff([str(p) for p in cs.lowerdirs(c)], str(c.upper), overlay=True, paranoid=args.paranoid)
     else:
-        from imgcore.containers import resolve_image
+        from imgcore.containers import image_of
 
-        base = cs.ensure_rootfs(resolve_image(store, c.image_id))
+        base = cs.ensure_rootfs(image_of(store, c))
         changes = diff(str(base), str(c.rootfs), paranoid=args.paranoid)
     for ch in changes:
         print(f"{ch.kind} {ch.path}")
@@ -135,10 +135,8 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 
 def _ago(created: str) -> str:
-    try:
-        from imgcore._humanize import ago  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return created
+    from imgcore._humanize import ago
+
     return str(ago(created))
 
 

@@ -4,7 +4,7 @@ Users import these names from :mod:`imgcore`, never from ``imgcore._core``.
 """
 
 from collections.abc import Sequence
-from typing import final
+from typing import Literal, final
 
 from _typeshed import StrPath
 from typing_extensions import Buffer
@@ -183,3 +183,122 @@ def layer_index(
 
 def gzip_backend() -> str:
     """The gzip inflate this build uses: ``isa-l`` or ``zlib-rs``."""
+
+# --- layer diff (rust/py/src/diff.rs) -------------------------------------------------------------------------
+
+@final
+class Change:
+    """One change of a container against its image: ``kind`` ``"A"``/``"C"``/``"D"``, ``path`` absolute inside
+    the image. ``metadata_only`` is True for a ``C`` whose content is unchanged (chmod, chown, touch, xattrs,
+    hardlink group); a ``C`` directory is always metadata-only (its children are reported on their own)."""
+
+    def __new__(cls, kind: str, path: StrPath, metadata_only: bool = False) -> Change: ...
+    @property
+    def kind(self) -> str:
+        """``"A"``, ``"C"`` or ``"D"``."""
+    @property
+    def path(self) -> str:
+        """Absolute path inside the image (``/etc/passwd``)."""
+    @property
+    def metadata_only(self) -> bool:
+        """Only metadata changed (``C`` only)."""
+    def astuple(self) -> tuple[str, str, bool]:
+        """``(kind, path, metadata_only)``."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __lt__(self, value: Change, /) -> bool: ...
+    def __le__(self, value: Change, /) -> bool: ...
+    def __gt__(self, value: Change, /) -> bool: ...
+    def __ge__(self, value: Change, /) -> bool: ...
+
+@final
+class LayerResult:
+    """What :func:`write_layer` wrote."""
+
+    @property
+    def digest(self) -> str:
+        """``sha256:`` digest of the blob as written (compressed)."""
+    @property
+    def diff_id(self) -> str:
+        """``sha256:`` digest of the uncompressed tar (``rootfs.diff_ids``)."""
+    @property
+    def size(self) -> int:
+        """Blob size in bytes."""
+    @property
+    def uncompressed_size(self) -> int:
+        """Size of the uncompressed tar."""
+    @property
+    def media_type(self) -> str:
+        """OCI layer media type matching the compression."""
+    @property
+    def compression(self) -> str:
+        """``"gzip"``, ``"zstd"`` or ``"none"``."""
+    @property
+    def changes(self) -> list[Change]:
+        """The change set that was written (empty: nothing changed)."""
+    @property
+    def entries(self) -> int:
+        """Tar entries written (PAX headers not counted)."""
+    @property
+    def whiteouts(self) -> int:
+        """Whiteout and opaque-marker entries."""
+    @property
+    def hardlinks(self) -> int:
+        """Hardlink entries."""
+    @property
+    def added(self) -> int:
+        """Number of ``A`` changes."""
+    @property
+    def changed(self) -> int:
+        """Number of ``C`` changes."""
+    @property
+    def deleted(self) -> int:
+        """Number of ``D`` changes."""
+
+def diff(
+    base: StrPath | Sequence[StrPath], target: StrPath, *, overlay: bool = False, paranoid: bool = False
+) -> list[Change]:
+    """The changes of ``target`` against ``base``, sorted like ``docker diff`` (parents right before children).
+
+    Args:
+        base: copy mode: the image's flattened rootfs. Overlay mode: the lowerdirs, top first, or the merged
+            lower rootfs.
+        target: copy mode: the container's private copy. Overlay mode: the overlayfs upperdir (only it is
+            walked, so the cost grows with the change).
+        overlay: ``target`` is an overlayfs upperdir (whiteouts, opaque directories understood).
+        paranoid: copy mode: compare the bytes of every same-size regular file instead of trusting size+mtime.
+
+    Raises:
+        OSError: a root is missing or not a directory, or an entry cannot be read (with the path).
+        imgcore.errors.InvalidTree: copy mode with several bases; overlayfs redirect_dir in the upperdir.
+    """
+
+def write_layer(
+    base: StrPath | Sequence[StrPath],
+    target: StrPath,
+    out: StrPath,
+    *,
+    overlay: bool = False,
+    paranoid: bool = False,
+    compression: Literal["gzip", "zstd", "none"] | str = "gzip",
+    level: int | None = None,
+    source_date_epoch: int | None = None,
+    changes: Sequence[Change | tuple[str, str] | tuple[str, str, bool]] | None = None,
+) -> LayerResult:
+    """Writes the change set as an OCI layer blob at ``out`` (created or truncated; removed on error).
+
+    Whiteouts for deletions, an opaque marker for an opaque overlay directory, hardlinks kept, entries in
+    change order, PAX headers like ``tarfile`` with empty uname/gname and whole-second mtimes; digest and
+    diff_id in the same pass; gzip compressed on all cores in fixed 1 MiB blocks (same bytes whatever the
+    core count), or zstd. Same inputs, same digest.
+
+    Args:
+        level: gzip 0-9 (default 6) or zstd 1-22 (default 3).
+        source_date_epoch: clamp mtimes to at most this; ``None`` reads ``$SOURCE_DATE_EPOCH`` (BuildKit's rule).
+        changes: a precomputed :func:`diff` result (skips the walk).
+
+    Raises:
+        ValueError: bad compression, level, change list or ``$SOURCE_DATE_EPOCH``.
+        imgcore.errors.InvalidTree: a change names a missing path, a file shrank while read, unsupported overlayfs.
+        OSError: reading the trees or writing ``out``.
+    """

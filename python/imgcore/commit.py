@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgcore.containers import Container, Containers, now_rfc3339, resolve_image
+from imgcore import images
+from imgcore.containers import Container, Containers, image_of, now_rfc3339
 from imgcore.errors import ImgcoreError
 from imgcore.models import (
     DOCKER_CONFIG,
@@ -158,12 +159,12 @@ def commit(
     source_date_epoch: int | None = None,
 ) -> CommitResult:
     """Turns ``container``'s changes into a new image, tagged ``repo_tag`` when given."""
-    from imgcore import write_layer  # type: ignore[attr-defined,unused-ignore]
+    from imgcore import write_layer
 
     ref = parse(repo_tag) if repo_tag else None
     if compression not in _OCI_LAYER_TYPES:
         raise ImgcoreError(f"commit: unknown compression {compression!r} (gzip, zstd or none)")
-    image = resolve_image(store, f"sha256:{container.image_id.split(':', 1)[1]}")
+    image = image_of(store, container)
     base_cfg = dict(image.config.data)
     new_config_section = apply_changes(dict(base_cfg.get("config") or {}), changes)
 
@@ -173,65 +174,70 @@ def commit(
     else:
         base = str(containers.ensure_rootfs(image))
         target = container.rootfs
-    out = store.temp_path(".layer")
-    try:
-        result = write_layer(
-            base,
-            str(target),
-            str(out),
-            overlay=container.driver == "overlay",
-            paranoid=paranoid,
-            compression=compression,
-            source_date_epoch=source_date_epoch,
+    # Held from the first blob to the tag, so a concurrent prune cannot sweep the new, still untagged blobs.
+    with images.writing(store):
+        out = store.temp_path(".layer")
+        try:
+            result = write_layer(
+                base,
+                str(target),
+                str(out),
+                overlay=container.driver == "overlay",
+                paranoid=paranoid,
+                compression=compression,
+                source_date_epoch=source_date_epoch,
+            )
+            n_changes = len(result.changes)
+            layer_desc: Descriptor | None = None
+            if n_changes:
+                stored = store.adopt_file(out, result.digest)
+                docker = image.manifest.media_type == DOCKER_MANIFEST
+                media_type = DOCKER_LAYER_GZIP if docker and compression == "gzip" else _OCI_LAYER_TYPES[compression]
+                layer_desc = Descriptor(media_type, stored.digest, stored.size)
+                images.record_layer_size(store, stored.digest, result.uncompressed_size)
+        finally:
+            out.unlink(missing_ok=True)
+
+        created = now_rfc3339()
+        cfg: dict[str, Any] = copy.deepcopy(base_cfg)
+        cfg["created"] = created
+        cfg["config"] = new_config_section
+        # docker's image JSON keeps the last commit's author and message at the top level too (inspect shows them).
+        for key, value in (("author", author), ("comment", message)):
+            if value:
+                cfg[key] = value
+            else:
+                cfg.pop(key, None)
+        cmd = image.config.config.get("Cmd") or []
+        entry: dict[str, Any] = {"created": created, "created_by": " ".join(cmd) if cmd else "imgcore commit"}
+        if author:
+            entry["author"] = author
+        if message:
+            entry["comment"] = message
+        rootfs = dict(cfg.get("rootfs") or {"type": "layers"})
+        diff_ids = list(rootfs.get("diff_ids") or [])
+        if layer_desc is not None:
+            diff_ids.append(result.diff_id)
+        else:
+            entry["empty_layer"] = True
+        rootfs["diff_ids"] = diff_ids
+        rootfs["type"] = "layers"
+        cfg["rootfs"] = rootfs
+        cfg["history"] = [*(cfg.get("history") or []), entry]
+        config = ImageConfig.from_dict(cfg)
+
+        docker = image.manifest.media_type == DOCKER_MANIFEST
+        cfg_desc = store.put_blob(config.raw)
+        cfg_desc = Descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, cfg_desc.digest, cfg_desc.size)
+        layers = list(image.manifest.layers) + ([layer_desc] if layer_desc else [])
+        manifest = Manifest.build(
+            cfg_desc, layers, media_type=DOCKER_MANIFEST if docker else "application/vnd.oci.image.manifest.v1+json"
         )
-        n_changes = len(result.changes)
-        layer_desc: Descriptor | None = None
-        if n_changes:
-            stored = store.adopt_file(out, result.digest)
-            docker = image.manifest.media_type == DOCKER_MANIFEST
-            media_type = DOCKER_LAYER_GZIP if docker and compression == "gzip" else _OCI_LAYER_TYPES[compression]
-            layer_desc = Descriptor(media_type, stored.digest, stored.size)
-    finally:
-        out.unlink(missing_ok=True)
-
-    created = now_rfc3339()
-    cfg: dict[str, Any] = copy.deepcopy(base_cfg)
-    cfg["created"] = created
-    cfg["config"] = new_config_section
-    if author:
-        cfg["author"] = author
-    else:
-        cfg.pop("author", None)
-    cmd = image.config.config.get("Cmd") or []
-    entry: dict[str, Any] = {"created": created, "created_by": " ".join(cmd) if cmd else "imgcore commit"}
-    if author:
-        entry["author"] = author
-    if message:
-        entry["comment"] = message
-    rootfs = dict(cfg.get("rootfs") or {"type": "layers"})
-    diff_ids = list(rootfs.get("diff_ids") or [])
-    if layer_desc is not None:
-        diff_ids.append(result.diff_id)
-    else:
-        entry["empty_layer"] = True
-    rootfs["diff_ids"] = diff_ids
-    rootfs["type"] = "layers"
-    cfg["rootfs"] = rootfs
-    cfg["history"] = [*(cfg.get("history") or []), entry]
-    config = ImageConfig.from_dict(cfg)
-
-    docker = image.manifest.media_type == DOCKER_MANIFEST
-    cfg_desc = store.put_blob(config.raw)
-    cfg_desc = Descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, cfg_desc.digest, cfg_desc.size)
-    layers = list(image.manifest.layers) + ([layer_desc] if layer_desc else [])
-    manifest = Manifest.build(
-        cfg_desc, layers, media_type=DOCKER_MANIFEST if docker else "application/vnd.oci.image.manifest.v1+json"
-    )
-    man_desc = store.put_manifest(manifest.raw, manifest.media_type)
-    if ref is not None:
-        store.tag(ref, man_desc)
-    else:
-        store.add_untagged(man_desc)
+        man_desc = store.put_manifest(manifest.raw, manifest.media_type)
+        if ref is not None:
+            store.tag(ref, man_desc)
+        else:
+            store.add_untagged(man_desc)
     return CommitResult(
         config.digest,
         man_desc,

@@ -32,73 +32,31 @@ from pathlib import Path
 from typing import Any
 
 from imgcore import _fs
-from imgcore._core import sha256
 from imgcore.errors import ContainerNotFound, ImgcoreError
-from imgcore.models import REF_NAME, Descriptor, ImageConfig, Manifest
-from imgcore.reference import parse
+from imgcore.images import Image, chain_ids, load_image, resolve
+from imgcore.models import Descriptor, Manifest
 from imgcore.store import Store
 
-__all__ = ["Container", "Containers", "ImageRef", "chain_ids", "overlay_supported", "resolve_image"]
+__all__ = ["Container", "Containers", "image_of", "overlay_supported", "resolve_image"]
 
 DRIVERS = ("overlay", "copy")
-
-
-def chain_ids(diff_ids: list[str]) -> list[str]:
-    """OCI chain IDs: ``ChainID(L0) = DiffID(L0)``, ``ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))``."""
-    out: list[str] = []
-    for d in diff_ids:
-        out.append(d if not out else sha256(f"{out[-1]} {d}".encode()))
-    return out
 
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    """An image found in the store: its manifest descriptor, manifest and config."""
-
-    name: str | None
-    descriptor: Descriptor
-    manifest: Manifest
-    config: ImageConfig
-
-    @property
-    def id(self) -> str:
-        return self.config.digest
+def resolve_image(store: Store, ref: str) -> Image:
+    """An image by reference, (short) image ID or digest, as docker resolves them (``images.resolve``)."""
+    return resolve(store, ref)
 
 
-def resolve_image(store: Store, ref: str) -> ImageRef:
-    """Finds an image by reference (``tomcat``, ``name@sha256:…``) or by (short) image ID, as docker does."""
-    from imgcore.errors import ImageNotFound
-
-    text = ref.removeprefix("sha256:")
-    candidates: list[tuple[str | None, Descriptor]] = []
-    if 4 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
-        for entry in store.index_entries():
-            cfg = _load_manifest(store, entry).config
-            if cfg.digest.removeprefix("sha256:").startswith(text):
-                candidates.append(((entry.annotations or {}).get(REF_NAME), entry))
-        ids = {c[1].digest for c in candidates}
-        if len(ids) > 1:
-            raise ImageNotFound(f"image ID {ref!r} is ambiguous: {len(ids)} images match")
-    if not candidates:
-        try:
-            r = parse(ref)
-        except ImgcoreError:
-            if candidates:
-                raise
-            raise
-        desc = store.resolve(r)
-        candidates.append((str(r) if r.digest is None else None, desc))
-    name, desc = candidates[0]
-    man = _load_manifest(store, desc)
-    return ImageRef(name, desc.with_annotations(None), man, ImageConfig.from_bytes(store.get_blob(man.config.digest)))
-
-
-def _load_manifest(store: Store, desc: Descriptor) -> Manifest:
-    return Manifest.from_bytes(store.get_blob(desc.digest), desc.media_type or None)
+def image_of(store: Store, c: Container) -> Image:
+    """The image a container was created from, by its manifest digest: still there after ``rmi -f`` (which keeps
+    a container's blobs), and unaffected by tags that moved since."""
+    desc = Descriptor("", c.manifest_digest, store.blob_size(c.manifest_digest))
+    image = load_image(store, desc)
+    return image
 
 
 _overlay_probe: dict[str, str | None] = {}
@@ -277,9 +235,8 @@ class Containers:
     def layer_dir(self, chain_id: str) -> Path:
         return self.layers_dir / chain_id.split(":", 1)[1]
 
-    def ensure_layers(self, image: ImageRef) -> builtins.list[Path]:
+    def ensure_layers(self, image: Image) -> builtins.list[Path]:
         """Unpacks (once, shared) every layer of ``image`` in overlay form; returns the ``diff`` dirs, bottom first."""
-        from imgcore import extract_layer  # type: ignore[attr-defined,unused-ignore]
 
         diff_ids = image.config.diff_ids
         if len(diff_ids) != len(image.manifest.layers):
@@ -288,40 +245,42 @@ class Containers:
             raise InvalidManifest(
                 f"image {image.id}: {len(image.manifest.layers)} layers but {len(diff_ids)} diff_ids in its config"
             )
-        out = []
-        for desc, diff_id, chain in zip(image.manifest.layers, diff_ids, chain_ids(diff_ids), strict=True):
-            final = self.layer_dir(chain)
-            if not (final / "info.json").is_file():
-                with _fs.locked(self.layers_dir / f".{final.name}.lock"):
-                    if not (final / "info.json").is_file():
-                        tmp = self.layers_dir / f".tmp-{final.name}-{secrets.token_hex(4)}"
-                        try:
-                            (tmp / "diff").mkdir(parents=True)
-                            stats = extract_layer(
-                                self.store.blob_path(desc.digest),
-                                tmp / "diff",
-                                overlay=True,
-                                expected_digest=desc.digest,
-                                expected_diff_id=diff_id,
-                            )
-                            info = {
-                                "chain_id": chain,
-                                "diff_id": diff_id,
-                                "digest": desc.digest,
-                                "size": stats.bytes,
-                                "entries": stats.entries,
-                            }
-                            _fs.atomic_write_json(tmp / "info.json", info)
-                            shutil.rmtree(final, ignore_errors=True)
-                            tmp.rename(final)
-                        finally:
-                            shutil.rmtree(tmp, ignore_errors=True)
-            out.append(final / "diff")
-        return out
+        return [
+            self.ensure_layer(desc, diff_id, chain)
+            for desc, diff_id, chain in zip(image.manifest.layers, diff_ids, chain_ids(diff_ids), strict=True)
+        ]
 
-    def ensure_rootfs(self, image: ImageRef) -> Path:
+    def ensure_layer(self, desc: Descriptor, diff_id: str, chain: str) -> Path:
+        """Unpacks one stored layer in overlay form into the shared cache, once (locked across processes, built
+        aside and renamed into place); returns its ``diff`` dir. The blob's digest and diff_id are verified."""
+        from imgcore import extract_layer
+
+        final = self.layer_dir(chain)
+        if not (final / "info.json").is_file():
+            with _fs.locked(self.layers_dir / f".{final.name}.lock"):
+                if not (final / "info.json").is_file():
+                    tmp = self.layers_dir / f".tmp-{final.name}-{secrets.token_hex(4)}"
+                    try:
+                        (tmp / "diff").mkdir(parents=True)
+                        stats = extract_layer(
+                            self.store.blob_path(desc.digest),
+                            tmp / "diff",
+                            overlay=True,
+                            expected_digest=desc.digest,
+                            expected_diff_id=diff_id,
+                        )
+                        info = {"chain_id": chain, "diff_id": diff_id, "digest": desc.digest, "size": stats.bytes,
+                                "entries": stats.entries}  # fmt: skip
+                        _fs.atomic_write_json(tmp / "info.json", info)
+                        shutil.rmtree(final, ignore_errors=True)
+                        tmp.rename(final)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+        return final / "diff"
+
+    def ensure_rootfs(self, image: Image) -> Path:
         """The image flattened once into a read-only baseline directory (copy driver)."""
-        from imgcore import unpack_layers  # type: ignore[attr-defined,unused-ignore]
+        from imgcore import unpack_layers
 
         chains = chain_ids(image.config.diff_ids)
         key = chains[-1].split(":", 1)[1] if chains else "empty"
@@ -395,8 +354,8 @@ class Containers:
             c = Container(
                 id=cid,
                 name=name or self._new_name(),
-                image=image.name or image_ref,
-                manifest_digest=image.descriptor.digest,
+                image=image.tags[0] if image.tags else image_ref,
+                manifest_digest=image.manifest_desc.digest,
                 image_id=image.id,
                 created=now_rfc3339(),
                 driver=driver,

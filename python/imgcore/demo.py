@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import posixpath
 import shlex
 import shutil
 import subprocess
@@ -105,8 +104,8 @@ def run(root: str | os.PathLike[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     store_root = work / "store"
 
-    def imgcore(*args: str, capture: bool = False) -> str:
-        print(f"\n$ imgcore {shlex.join(args)}", flush=True)
+    def imgcore(*args: str, capture: bool = False, shown: str | None = None) -> str:
+        print(f"\n$ imgcore {shown or shlex.join(args)}", flush=True)
         cmd = [sys.executable, "-m", "imgcore", "--root", str(store_root), *args]
         r = subprocess.run(cmd, capture_output=capture, text=True, check=False)
         if capture:
@@ -125,14 +124,23 @@ def run(root: str | os.PathLike[str] | None = None) -> int:
 
     print("\n# 2. a tomcat image built on it: a container, files added inside it, a commit")
     imgcore("create", "--name", "build-tomcat", "mini-os:1.0")
-    script = ["mkdir -p /usr/local/tomcat/webapps /usr/local/tomcat/bin"]
+    mount = Path(imgcore("mount", "build-tomcat", capture=True).strip())
+    tomcat = mount / "usr" / "local" / "tomcat"
     for rel, text in WEBAPPS.items():
-        path = f"/usr/local/tomcat/webapps.dist/{rel}"
-        script.append(f"mkdir -p {shlex.quote(posixpath.dirname(path))}")
-        script.append(f"printf '%s' {shlex.quote(text)} > {shlex.quote(path)}")
-    script.append("printf '#!/bin/sh\\necho Tomcat started\\n' > /usr/local/tomcat/bin/catalina.sh")
-    script.append("chmod 755 /usr/local/tomcat/bin/catalina.sh")
-    imgcore("exec", "build-tomcat", "--", "/bin/sh", "-c", " && ".join(script))
+        path = tomcat / "webapps.dist" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"# (the demo writes {len(WEBAPPS)} files under {tomcat}/webapps.dist, as a buildah-mount user would)")
+    imgcore(
+        "exec",
+        "build-tomcat",
+        "--",
+        "/bin/sh",
+        "-c",
+        "mkdir -p /usr/local/tomcat/webapps /usr/local/tomcat/bin && "
+        "printf '#!/bin/sh\\necho Tomcat started\\n' > /usr/local/tomcat/bin/catalina.sh && "
+        "chmod 755 /usr/local/tomcat/bin/catalina.sh",
+    )
     imgcore(
         "commit",
         "-c",
@@ -155,7 +163,15 @@ def run(root: str | os.PathLike[str] | None = None) -> int:
     imgcore("exec", short, "--", "/bin/sh", "-c", "ls /usr/local/tomcat/webapps | wc -l")
     imgcore("exec", short, "--", "/bin/sh", "-c", "cp -r /usr/local/tomcat/webapps.dist/* /usr/local/tomcat/webapps")
     imgcore("diff", short)
-    imgcore("commit", '-m="newtomcat"', '-a="xxx"', short, "new_tomcat:1.0")
+    # What the shell passes for `-m="newtomcat" -a="xxx"` (quotes removed), exactly as the seed types it.
+    imgcore(
+        "commit",
+        "-m=newtomcat",
+        "-a=xxx",
+        short,
+        "new_tomcat:1.0",
+        shown=f'commit -m="newtomcat" -a="xxx" {short} new_tomcat:1.0',
+    )
 
     print("\n# 4. the new image beside its base; the base layers are stored once")
     imgcore("images")
@@ -166,5 +182,7 @@ def run(root: str | os.PathLike[str] | None = None) -> int:
     out = imgcore("create", "new_tomcat:1.0", capture=True).strip()
     imgcore("exec", out[:12], "--", "/bin/sh", "-c", "ls /usr/local/tomcat/webapps")
     imgcore("fsck")
+    for line in imgcore("ps", "-q", capture=True).split():
+        imgcore("umount", line)
     print(f"\n# done: the store is {store_root}; skopeo and umoci can read it as oci:{store_root}")
     return 0

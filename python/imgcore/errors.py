@@ -15,14 +15,17 @@ __all__ = [
     "BlobNotFound",
     "ContainerNotFound",
     "DigestMismatch",
+    "ImageConflict",
     "ImageInUse",
     "ImageNotFound",
     "ImgcoreError",
     "InternalError",
     "InvalidArchive",
+    "InvalidArgument",
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidTree",
     "LimitExceeded",
     "NotFound",
     "RateLimited",
@@ -106,6 +109,14 @@ class ImageInUse(ImgcoreError):
     """The image is used by a container (``rmi -f`` overrides)."""
 
 
+class ImageConflict(ImgcoreError):
+    """Deleting the image needs ``-f``: it has several tags, or a prefix matches several images."""
+
+
+class InvalidArgument(ImgcoreError, ValueError):
+    """A malformed option value: a ``--filter``, a ``-c`` change instruction, a platform."""
+
+
 class ContainerNotFound(ImgcoreError, LookupError):
     """No container with that name or ID."""
 
@@ -125,6 +136,17 @@ class UnsafeArchiveEntry(ImgcoreError):
 
     def __init__(self, message: str, *, entry: str | None = None, **attrs: Any) -> None:
         super().__init__(message, entry=entry, **attrs)
+
+
+class InvalidTree(ImgcoreError):
+    """A filesystem tree that a diff or layer cannot represent: an unsupported overlayfs feature (redirect_dir),
+    a file that changed while the layer was written, a change list naming a path that is not there.
+    ``path`` is the offending path."""
+
+    path: str | None
+
+    def __init__(self, message: str, *, path: str | None = None, **attrs: Any) -> None:
+        super().__init__(message, path=path, **attrs)
 
 
 class RegistryError(ImgcoreError):

@@ -7,12 +7,16 @@ workflow calls them. Built on the standard library only (hashlib, tarfile, os.wa
 from __future__ import annotations
 
 from imgcore.pure.archive import LayerStats, extract_layer, layer_index, unpack_layers
+from imgcore.pure.diff import Change, LayerResult, diff, write_layer
 from imgcore.pure.digest import Digest, Hasher, hash_files, sha256, sha256_file, sha256_files
 
 __all__ = [
+    "Change",
     "Digest",
     "Hasher",
+    "LayerResult",
     "LayerStats",
+    "diff",
     "extract_layer",
     "hash_files",
     "layer_index",
@@ -20,4 +24,5 @@ __all__ = [
     "sha256_file",
     "sha256_files",
     "unpack_layers",
+    "write_layer",
 ]

@@ -46,6 +46,10 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A filesystem tree that a diff or layer cannot represent (unsupported overlayfs feature, a file that
+    /// changed while it was being read, a bad change list).
+    #[error("{path}: {reason}", path = path.display())]
+    InvalidTree { path: PathBuf, reason: String },
     /// The operation was interrupted (Ctrl-C) and stopped cleanly.
     #[error("interrupted")]
     Interrupted,

@@ -18,6 +18,7 @@ pyo3::import_exception!(imgcore.errors, UnsafeArchiveEntry);
 pyo3::import_exception!(imgcore.errors, InvalidArchive);
 pyo3::import_exception!(imgcore.errors, LimitExceeded);
 pyo3::import_exception!(imgcore.errors, InternalError);
+pyo3::import_exception!(imgcore.errors, InvalidTree);
 
 /// Builds an exception of type `T` with `message` and keyword attributes.
 fn with_attrs<T: pyo3::PyTypeInfo>(py: Python<'_>, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyErr {
@@ -90,6 +91,16 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, source.to_string(), path.display().to_string())),
             None => PyOSError::new_err(format!("{}: {source}", path.display())),
         },
+        CoreError::InvalidTree { path, .. } => with_attrs::<InvalidTree>(
+            py,
+            message,
+            &[(
+                "path",
+                path.into_os_string()
+                    .into_pyobject(py)
+                    .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+            )],
+        ),
         CoreError::Interrupted => PyKeyboardInterrupt::new_err(message),
         // `CoreError` is non_exhaustive; a variant added later without a mapping is still an imgcore error.
         #[allow(unreachable_patterns)]

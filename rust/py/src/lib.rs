@@ -2,6 +2,7 @@
 //! one file per area here (`digest.rs`, ...), errors are mapped in `errors.rs`.
 
 mod archive;
+mod diff;
 mod digest;
 mod errors;
 
@@ -11,6 +12,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::archive::{extract_layer, gzip_backend, layer_index, unpack_layers, PyLayerStats};
+    #[pymodule_export]
+    use super::diff::{diff, write_layer, PyChange, PyLayerResult};
     #[pymodule_export]
     use super::digest::{hash_files, sha256, sha256_file, sha256_files, PyDigest, PyHasher};
 

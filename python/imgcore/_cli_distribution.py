@@ -1,0 +1,197 @@
+"""``imgcore pull/push/login/logout/save/load``: argument parsing and output only (see :mod:`imgcore.distribution`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from imgcore.store import Store
+
+    return Store(getattr(args, "root", None))
+
+
+def _transport_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="allow plain HTTP / unverified TLS for HOST[:PORT] (loopback always is)",
+    )
+    p.add_argument("--ca-file", default=None, help="PEM bundle to verify the registry certificate with")
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    from imgcore._progress import make_progress
+
+    return make_progress(quiet=args.quiet)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from imgcore import distribution
+    from imgcore.reference import parse
+
+    progress = _progress(args)
+    try:
+        result = distribution.pull(
+            parse(args.reference),
+            store=_store(args),
+            platform=args.platform,
+            jobs=args.jobs,
+            unpack=args.unpack,
+            progress=progress,
+            insecure=args.insecure_registry,
+            ca_file=args.ca_file,
+        )
+    finally:
+        progress.close()
+    print(result.reference)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from imgcore import distribution
+
+    progress = _progress(args)
+    try:
+        distribution.push(
+            args.reference,
+            source=args.source,
+            store=_store(args),
+            jobs=args.jobs,
+            chunk_size=args.chunk_size,
+            progress=progress,
+            insecure=args.insecure_registry,
+            ca_file=args.ca_file,
+        )
+    finally:
+        progress.close()
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from imgcore.errors import AuthError
+    from imgcore.registry import Credentials, RegistryClient, save_credentials
+
+    server = args.server
+    username = args.username
+    if username is None:
+        if not sys.stdin.isatty():
+            raise AuthError("login: give --username when stdin is not a terminal")
+        username = input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif args.password is not None:
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
+        password = args.password
+    else:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise AuthError("login: username and password must not be empty")
+    creds = Credentials(username, password)
+    client = RegistryClient(server, credentials=creds, insecure=args.insecure_registry, ca_file=args.ca_file)
+    client.ping()
+    path = save_credentials(server, creds)
+    print(f"Login Succeeded (credentials stored in {path})")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from imgcore.registry import remove_credentials
+    from imgcore.registry.auth import normalize_registry
+
+    server = normalize_registry(args.server)
+    if remove_credentials(server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
+    return 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    from imgcore import distribution
+    from imgcore.errors import ImgcoreError
+
+    if args.output in (None, "-"):
+        if sys.stdout.isatty():
+            raise ImgcoreError("save: refusing to write an archive to a terminal; use -o FILE or redirect")
+        sys.stdout.flush()
+        distribution.save(args.images, sys.stdout.buffer, store=_store(args), format=args.format)
+        sys.stdout.buffer.flush()
+    else:
+        distribution.save(args.images, args.output, store=_store(args), format=args.format)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from imgcore import distribution
+    from imgcore._progress import NullProgress, PlainProgress
+
+    source = sys.stdin.buffer if args.input in (None, "-") else args.input
+    progress = NullProgress() if args.quiet else PlainProgress()
+    result = distribution.load(source, store=_store(args), progress=progress)
+    if args.quiet:
+        for name, desc in result.images:
+            print(name or desc.digest)
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(sub: Any) -> None:
+    """Add the distribution subcommands to ``imgcore``'s subparsers."""
+    p = sub.add_parser("pull", help="download an image from a registry")
+    p.add_argument("reference", help="NAME[:TAG|@DIGEST]")
+    p.add_argument("--platform", default=None, help="os/arch[/variant] to pick from a multi-platform image")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
+    p.add_argument(
+        "-j", "--jobs", "--max-concurrent-downloads", dest="jobs", type=_positive, default=3,
+        help="layers downloaded at the same time (default 3)",
+    )  # fmt: skip
+    p.add_argument("--unpack", action="store_true", help="unpack layers as they arrive")
+    _transport_flags(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("push", help="upload an image to a registry")
+    p.add_argument("reference", help="NAME[:TAG] to push to")
+    p.add_argument("--source", default=None, help="local image to push (default: the same reference)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-j", "--jobs", type=_positive, default=3, help="blobs uploaded at the same time (default 3)")
+    p.add_argument("--chunk-size", type=_positive, default=None, help="upload in PATCH chunks of this many bytes")
+    _transport_flags(p)
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("login", help="store credentials for a registry")
+    p.add_argument("server", nargs="?", default="docker.io")
+    p.add_argument("-u", "--username", default=None)
+    p.add_argument("-p", "--password", default=None)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _transport_flags(p)
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("logout", help="forget the credentials for a registry")
+    p.add_argument("server", nargs="?", default="docker.io")
+    p.set_defaults(func=cmd_logout)
+
+    p = sub.add_parser("save", help="write images to a tar archive (docker-save or OCI)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", default=None, help="file to write (default stdout)")
+    p.add_argument("--format", choices=("docker", "oci", "oci-dir"), default="docker")
+    p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser("load", help="load images from a docker-save or OCI archive (or an OCI layout dir)")
+    p.add_argument("-i", "--input", default=None, help="archive or directory to read (default stdin)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the loaded names")
+    p.set_defaults(func=cmd_load)

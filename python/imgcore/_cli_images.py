@@ -1,0 +1,614 @@
+"""The image commands, in docker's output formats: images, tag, rmi, history, inspect, import, export, df, prune.
+
+Only argument parsing and formatting; the work is :mod:`imgcore.images`. Loaded by :mod:`imgcore.cli` through
+:func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["register"]
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from imgcore.store import Store
+
+    return Store(args.root)
+
+
+def _err(message: object) -> None:
+    print(f"imgcore: error: {message}", file=sys.stderr)
+
+
+def _go_json(obj: Any, indent: int | None = None) -> str:
+    """JSON as Go's encoder writes it: ``<``, ``>`` and ``&`` escaped, non-ASCII kept."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, separators=(",", ":") if indent is None else None)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+_FIELD = re.compile(r"\{\{\s*(json\s+)?\.(\w*)\s*\}\}")
+
+
+def _render(template: str, objs: list[dict[str, Any]], headers: dict[str, str]) -> str:
+    """A docker ``--format`` Go template, the common subset: ``{{.Field}}``, ``{{json .Field}}``, ``{{json .}}``,
+    ``\\t``, and a ``table`` prefix for aligned columns with headers."""
+    from imgcore._humanize import tabwrite
+    from imgcore.errors import InvalidArgument
+
+    table = template.startswith("table")
+    body = (template[5:].lstrip() if table else template).replace("\\t", "\t").replace("\\n", "\n")
+    for m in _FIELD.finditer(body):
+        if m.group(2) and m.group(2) not in headers:
+            raise InvalidArgument(
+                f"invalid --format {template!r}: no field {m.group(2)!r} (fields: {', '.join(sorted(headers))})"
+            )
+    if "{{" in _FIELD.sub("", body):
+        raise InvalidArgument(
+            f"invalid --format {template!r}: only {{{{.Field}}}} and {{{{json .Field}}}} are supported"
+        )
+
+    def fill(obj: dict[str, Any] | None) -> str:
+        def one(m: re.Match[str]) -> str:
+            field = m.group(2)
+            if obj is None:
+                return headers.get(field, "") if field else ""
+            value = obj[field] if field else obj
+            return _go_json(value) if m.group(1) else str(value)
+
+        return _FIELD.sub(one, body)
+
+    lines = ([fill(None)] if table else []) + [fill(o) for o in objs]
+    if table:
+        return tabwrite([line.split("\t") for line in lines])
+    return "".join(line + "\n" for line in lines)
+
+
+def _unequal(value: str | None) -> str | None:
+    """``-m="msg"`` arrives as ``=msg`` (argparse keeps the ``=`` of a short option); docker stores ``msg``."""
+    return value[1:] if value is not None and value.startswith("=") else value
+
+
+def _created_at(when: _dt.datetime | None) -> str:
+    """Go's ``time.Time.String()`` in UTC: ``2023-05-04 17:37:03 +0000 UTC``."""
+    if when is None:
+        return ""
+    return when.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+# ------------------------------------------------------------------------------------------------- images
+
+
+_IMAGE_HEADERS = {
+    "Containers": "CONTAINERS",
+    "CreatedAt": "CREATED AT",
+    "CreatedSince": "CREATED",
+    "Digest": "DIGEST",
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "SharedSize": "SHARED SIZE",
+    "Size": "SIZE",
+    "Tag": "TAG",
+    "UniqueSize": "UNIQUE SIZE",
+    "VirtualSize": "SIZE",
+}
+_HISTORY_HEADERS = {
+    "Comment": "COMMENT",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "CreatedSince": "CREATED",
+    "ID": "IMAGE",
+    "Size": "SIZE",
+}
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from imgcore._humanize import human_size, since, tabwrite
+    from imgcore.images import list_images
+
+    rows = list_images(_store(args), args.filter or (), reference=args.reference)
+    trunc = not args.no_trunc
+
+    def ident(image_id: str) -> str:
+        return image_id.partition(":")[2][:12] if trunc else image_id
+
+    if args.quiet:
+        for row in rows:
+            print(ident(row.image.id))
+        return 0
+    if args.format != "table":
+        objs = [
+            {
+                "Containers": "N/A",
+                "CreatedAt": _created_at(row.image.created),
+                "CreatedSince": since(row.image.created),
+                "Digest": row.image.digest
+                if (args.digests or ".Digest" in args.format) and not row.dangling
+                else "<none>",
+                "ID": ident(row.image.id),
+                "Repository": row.repository,
+                "SharedSize": "N/A",
+                "Size": human_size(row.size),
+                "Tag": row.tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": human_size(row.size, 4),
+            }
+            for row in rows
+        ]
+        if args.format == "json":
+            for obj in objs:
+                print(_go_json(obj))
+        else:
+            sys.stdout.write(_render(args.format, objs, _IMAGE_HEADERS))
+        return 0
+    header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
+    table = [header]
+    for row in rows:
+        digest = [row.image.digest if not row.dangling else "<none>"] if args.digests else []
+        table.append(
+            [row.repository, row.tag, *digest, ident(row.image.id), since(row.image.created), human_size(row.size)]
+        )
+    sys.stdout.write(tabwrite(table))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- tag, rmi
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from imgcore.images import tag
+
+    tag(_store(args), args.source, args.target)
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    from imgcore.errors import ImgcoreError
+    from imgcore.images import remove_image
+
+    store = _store(args)
+    failed = 0
+    for name in args.images:
+        try:
+            records = remove_image(store, name, force=args.force)
+        except ImgcoreError as e:
+            _err(e)
+            failed += 1
+            continue
+        for r in records:
+            print(r)
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------- history
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from imgcore._humanize import ellipsis, format_created, human_size, since, tabwrite
+    from imgcore.images import history
+
+    rows = history(_store(args), args.image)
+    trunc = not args.no_trunc
+
+    def ident(value: str) -> str:
+        return value.partition(":")[2][:12] if trunc and ":" in value else value
+
+    if args.quiet:
+        for row in rows:
+            print(ident(row.id))
+        return 0
+    if args.format != "table":
+        objs = []
+        for row in rows:
+            created_by = row.created_by.replace("\t", " ")
+            objs.append(
+                {
+                    "Comment": row.comment,
+                    "CreatedAt": format_created(row.created),
+                    "CreatedBy": ellipsis(created_by, 45) if trunc else created_by,
+                    "CreatedSince": since(row.created) if args.human else format_created(row.created),
+                    "ID": ident(row.id),
+                    "Size": human_size(row.size) if args.human else str(row.size),
+                }
+            )
+        if args.format == "json":
+            for obj in objs:
+                print(_go_json(obj))
+        else:
+            sys.stdout.write(_render(args.format, objs, _HISTORY_HEADERS))
+        return 0
+    table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for row in rows:
+        created_by = row.created_by.replace("\t", " ")
+        table.append(
+            [
+                ident(row.id),
+                since(row.created) if args.human else format_created(row.created),
+                ellipsis(created_by, 45) if trunc else created_by,
+                human_size(row.size) if args.human else str(row.size),
+                row.comment,
+            ]
+        )
+    sys.stdout.write(tabwrite(table))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- inspect
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from imgcore.errors import ImgcoreError
+    from imgcore.images import inspect
+
+    store = _store(args)
+    found = []
+    failed = 0
+    for name in args.images:
+        try:
+            found.append(inspect(store, name))
+        except ImgcoreError as e:
+            _err(e)
+            failed += 1
+    print(_go_json(found, indent=4) if found else "[]")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------- import, export
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from imgcore.images import import_image
+    from imgcore.models import Platform
+
+    platform = None
+    if args.platform:
+        from imgcore.errors import InvalidArgument
+
+        try:
+            platform = Platform.parse(args.platform)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+    store = _store(args)
+    changes = [c for c in (_unequal(c) for c in args.change or ()) if c is not None]
+    if args.file == "-":
+        img = import_image(
+            store,
+            sys.stdin.buffer,
+            args.reference,
+            message=_unequal(args.message),
+            changes=changes,
+            source_name="-",
+            platform=platform,
+        )
+    else:
+        img = import_image(
+            store, args.file, args.reference, message=_unequal(args.message), changes=changes, platform=platform
+        )
+    print(img.id)
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[BinaryIO]:
+    """The file ``-o`` names, written whole or not at all (temp file + rename); stdout otherwise."""
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from imgcore.images import export
+
+    if args.output is None and sys.stdout.isatty():
+        _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        return 1
+    store = _store(args)
+    with _output(args.output) as out:
+        export(store, args.container, out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- df, prune
+
+
+def _familiar(name: str) -> str:
+    """``docker.io/library/tomcat:latest`` -> ``tomcat:latest``, as docker prints image names."""
+    from imgcore.errors import InvalidReference
+    from imgcore.reference import parse
+
+    try:
+        return parse(name).familiar
+    except InvalidReference:
+        return name
+
+
+def _pct(part: int, total: int) -> str:
+    from imgcore._humanize import human_size
+
+    if total > 0:
+        return f"{human_size(part, 4)} ({part * 100 // total}%)"
+    return human_size(part, 4)
+
+
+def cmd_df(args: argparse.Namespace) -> int:
+    from imgcore._humanize import ago, human_size, short_id, since, tabwrite
+    from imgcore.images import disk_usage
+
+    du = disk_usage(_store(args))
+    hs = human_size
+    if args.format == "json":
+        print(
+            _go_json(
+                {
+                    "Images": {
+                        "TotalCount": len(du.images),
+                        "ActiveCount": du.images_active,
+                        "Size": du.images_size,
+                        "SizeWithoutSharing": du.images_size_without_sharing,
+                        "SavedBySharing": du.saved_by_sharing,
+                        "Reclaimable": du.images_reclaimable,
+                        "Stored": du.stored,
+                    },
+                    "Containers": {"TotalCount": len(du.containers), "Size": du.containers_size},
+                    "Layers": [
+                        {
+                            "Digest": layer.digest,
+                            "DiffID": layer.diff_id,
+                            "Size": layer.size,
+                            "Stored": layer.stored,
+                            "Unpacked": layer.unpacked,
+                            "Images": list(layer.images),
+                        }
+                        for layer in du.layers
+                    ],
+                    "UnreferencedBlobs": du.other_blobs,
+                    "Baselines": du.baselines,
+                }
+            )
+        )
+        return 0
+    if not args.verbose:
+        table = [
+            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            [
+                "Images",
+                str(len(du.images)),
+                str(du.images_active),
+                hs(du.images_size, 4),
+                _pct(du.images_reclaimable, du.images_size),
+            ],
+            [
+                "Containers",
+                str(len(du.containers)),
+                "0",
+                hs(du.containers_size, 4),
+                _pct(du.containers_size, du.containers_size),
+            ],
+        ]
+        sys.stdout.write(tabwrite(table))
+    else:
+        print("Images space usage:\n")
+        table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]]
+        for iu in du.images:
+            ref = iu.image.references[0] if iu.image.references else None
+            table.append(
+                [
+                    ref.familiar_repository if ref else "<none>",
+                    (ref.tag or "<none>") if ref else "<none>",
+                    iu.image.short_id,
+                    since(iu.image.created),
+                    hs(iu.size, 4),
+                    hs(iu.shared_size, 4),
+                    hs(iu.unique_size, 4),
+                    str(iu.containers),
+                ]
+            )
+        sys.stdout.write(tabwrite(table))
+        print("\nContainers space usage:\n")
+        table = [["CONTAINER ID", "IMAGE", "DRIVER", "SIZE", "CREATED", "NAMES"]]
+        for cu in du.containers:
+            table.append([cu.id[:12], _familiar(cu.image), cu.driver, hs(cu.size, 4), ago(cu.created), cu.name])
+        sys.stdout.write(tabwrite(table))
+        print("\nLayers space usage:\n")
+        table = [["LAYER", "SIZE", "STORED", "UNPACKED", "IMAGES", "SHARED"]]
+        for layer in du.layers:
+            table.append(
+                [
+                    short_id(layer.digest),
+                    hs(layer.size, 4),
+                    hs(layer.stored, 4),
+                    hs(layer.unpacked, 4) if layer.unpacked else "-",
+                    str(len(layer.images)),
+                    "yes" if layer.shared else "no",
+                ]
+            )
+        sys.stdout.write(tabwrite(table))
+        print()
+    shared = [layer for layer in du.layers if layer.shared]
+    print(
+        f"Layers: {len(du.layers)} stored once in {hs(du.stored, 4)} compressed ({hs(du.images_size, 4)} "
+        f"uncompressed); {len(shared)} shared by more than one image, saving {hs(du.saved_by_sharing, 4)} "
+        f"(without sharing: {hs(du.images_size_without_sharing, 4)})"
+    )
+    if du.baselines:
+        print(
+            f"Copy-driver baselines: {hs(du.baselines, 4)} (flattened image copies that copy containers diff against)"
+        )
+    if du.other_blobs:
+        print(f"Unreferenced blobs: {hs(du.other_blobs, 4)} (imgcore prune removes them)")
+    return 0
+
+
+def _confirm(message: str) -> bool:
+    print(f"{message}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from imgcore._humanize import human_size
+    from imgcore.images import prune
+
+    if not args.force:
+        what = "all images without at least one container associated to them" if args.all else "all dangling images"
+        if not _confirm(f"WARNING! This will remove {what}."):
+            return 0
+    report = prune(_store(args), all=args.all)
+    if report.records:
+        print("Deleted Images:")
+        for r in report.records:
+            print(r)
+        print()
+    if report.deleted_blobs:
+        n = len(report.deleted_blobs)
+        print(f"Deleted {n} unreferenced {'blob' if n == 1 else 'blobs'}.")
+    if report.deleted_unpacked:
+        n = len(report.deleted_unpacked)
+        print(f"Deleted {n} unused unpacked layer {'directory' if n == 1 else 'directories'}.")
+    print(f"Total reclaimed space: {human_size(report.reclaimed, 4)}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- parsers
+
+
+def _add_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]", help="only images matching this")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument("--digests", action="store_true", help="show digests")
+    p.add_argument(
+        "--format",
+        default="table",
+        metavar="FORMAT",
+        help="table (default), json, or a Go template: '{{.Repository}}:{{.Tag}}', 'table {{.ID}}\\t{{.Size}}'",
+    )
+    p.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE",
+    )
+    p.set_defaults(func=cmd_images)
+
+
+def _add_tag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(func=cmd_tag)
+
+
+def _add_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="force removal of the image")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_rmi)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
+
+
+def _add_history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument(
+        "-H",
+        "--human",
+        type=_bool,
+        default=True,
+        metavar="BOOL",
+        help="print sizes and dates in human readable format (default true)",
+    )
+    p.add_argument(
+        "--format",
+        default="table",
+        metavar="FORMAT",
+        help="table (default), json, or a Go template: '{{.ID}} {{.CreatedBy}}'",
+    )
+    p.set_defaults(func=cmd_history)
+
+
+def _add_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_inspect)
+
+
+def _add_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE|-", help="a root filesystem tarball (plain, gzip, zstd, bzip2, xz)")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("-m", "--message", help="commit message for the imported image")
+    p.add_argument(
+        "-c",
+        "--change",
+        action="append",
+        metavar="INSTRUCTION",
+        help="apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, ...)",
+    )
+    p.add_argument("--platform", help="os/arch[/variant] of the image (default: this host)")
+    p.set_defaults(func=cmd_import)
+
+
+def _add_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_prune)
+
+
+def register(sub: Any) -> None:
+    """Adds the image commands to ``imgcore``'s subparsers (``images``, ``tag``, ``rmi``, ``history``, ``inspect``,
+    ``import``, ``export``, ``df``, ``prune`` and the ``image`` group: ``image ls|tag|rm|history|inspect|import|
+    prune``)."""
+    _add_images(sub.add_parser("images", help="list images"))
+    _add_tag(sub.add_parser("tag", help="create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"))
+    _add_rmi(sub.add_parser("rmi", help="remove one or more images"))
+    _add_history(sub.add_parser("history", help="show the history of an image"))
+    _add_inspect(sub.add_parser("inspect", help="display detailed information on images (JSON)"))
+    _add_import(sub.add_parser("import", help="import a root filesystem tarball as an image"))
+    p = sub.add_parser("export", help="export a container's filesystem as a tar archive")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to a file instead of stdout")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("df", help="show disk usage: images, containers, layers (shared and unique)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show detailed information on space usage")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    p.set_defaults(func=cmd_df)
+    _add_prune(sub.add_parser("prune", help="remove dangling images (-a: unused ones) and unreferenced blobs"))
+
+    image = sub.add_parser("image", help="manage images").add_subparsers(
+        dest="image_command", metavar="COMMAND", required=True
+    )
+    _add_images(image.add_parser("ls", aliases=["list"], help="list images"))
+    _add_tag(image.add_parser("tag", help="create a tag"))
+    _add_rmi(image.add_parser("rm", aliases=["remove"], help="remove one or more images"))
+    _add_history(image.add_parser("history", help="show the history of an image"))
+    _add_inspect(image.add_parser("inspect", help="display detailed information on images"))
+    _add_import(image.add_parser("import", help="import a root filesystem tarball"))
+    _add_prune(image.add_parser("prune", help="remove unused images and unreferenced blobs"))
