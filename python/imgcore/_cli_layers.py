@@ -1,4 +1,5 @@
-"""CLI: ``layer apply LAYER DIR`` (extract one layer blob) and ``layer index LAYER...`` (the merged view)."""
+"""CLI: ``ls IMAGE [PATH]`` (an image's merged tree and the layer providing each path, read from the blobs),
+``layer apply LAYER DIR`` (extract one layer blob) and ``layer index LAYER...`` (the merged view of blobs)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,46 @@ def cmd_layer_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def select_rows(rows: list[tuple[Any, ...]], path: str, recursive: bool) -> list[tuple[Any, ...]]:
+    """The rows ``ls PATH`` shows: a directory's children (all descendants with ``recursive``), or the entry."""
+    want = path.strip("/")
+    if want:
+        own = [r for r in rows if r[0] == want]
+        if not own:
+            import errno
+
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory in the image", "/" + want)
+        if own[0][1] != "dir":
+            return own
+    prefix = want + "/" if want else ""
+    out = [r for r in rows if r[0].startswith(prefix) and r[0] != want]
+    if not recursive:
+        out = [r for r in out if "/" not in r[0][len(prefix) :]]
+    return out
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    import imgcore
+    from imgcore.images import resolve
+    from imgcore.store import Store
+
+    store = Store(args.root)
+    image = resolve(store, args.image)
+    digests = [d.digest for d in image.manifest.layers]
+    rows = imgcore.layer_index([store.blob_path(d) for d in digests])
+    for row in select_rows(rows, args.path, args.recursive):
+        line = format_index_row(row)
+        print(line.rsplit("  [layer ", 1)[0] + f"  [layer {row[8]} {digests[row[8]].split(':')[1][:12]}]")
+    return 0
+
+
 def register(sub: Any) -> None:
+    p = sub.add_parser("ls", help="list an image's files (merged layers) and the layer each one comes from")
+    p.add_argument("image")
+    p.add_argument("path", nargs="?", default="/")
+    p.add_argument("-R", "--recursive", action="store_true", help="list everything below PATH")
+    p.set_defaults(func=cmd_ls)
+
     p = sub.add_parser("layer", help="layer blobs: apply one to a directory, list a stack's merged view")
     lsub = p.add_subparsers(dest="layer_command", required=True)
 

@@ -214,3 +214,24 @@ def test_cli_layer_apply_and_index(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "/d/f  [layer 0]" in capsys.readouterr().out
     assert main(["layer", "apply", str(src), str(dest), "--digest", "sha256:" + "0" * 64]) == 1
     assert "digest mismatch" in capsys.readouterr().err
+
+
+def test_cli_ls_image_shows_providing_layer(store: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from imgcore.cli import main
+    from tests.images_helpers import make_image
+
+    make_image(store, "base:1", {"etc/a": b"1", "etc/b": b"22", "bin/sh": b"#!"})
+    top = make_image(store, "app:1", {"etc/.wh.a": b"", "etc/c": b"333", "opt/app/run": b"x"}, parent="base:1")
+    root = ["--root", str(store.root)]
+    assert main([*root, "ls", "app:1", "/etc"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("  [")[0].split()[-1] for ln in lines] == ["/etc/b", "/etc/c"]
+    layer1 = top.manifest.layers[1].digest.split(":")[1][:12]
+    assert lines[1].endswith(f"[layer 1 {layer1}]")
+    assert lines[0].split("[layer ")[1].startswith("0 ")
+    assert main([*root, "ls", "-R", "app:1"]) == 0
+    out = capsys.readouterr().out
+    assert "/opt/app/run" in out
+    assert "/etc/a " not in out
+    assert main([*root, "ls", "app:1", "/etc/nope"]) == 1
+    assert "no such file or directory in the image" in capsys.readouterr().err
