@@ -235,3 +235,48 @@ def test_cli_ls_image_shows_providing_layer(store: Any, capsys: pytest.CaptureFi
     assert "/etc/a " not in out
     assert main([*root, "ls", "app:1", "/etc/nope"]) == 1
     assert "no such file or directory in the image" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_long_extraction(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import zstandard
+
+    size = 4 << 30  # a 4 GiB file of zeros: a few MiB compressed, seconds to write
+    ti = tarfile.TarInfo("zeros")
+    ti.size = size
+    comp = zstandard.ZstdCompressor(level=1).compressobj()
+    with open(tmp_path / "big.tar.zst", "wb") as f:
+        f.write(comp.compress(ti.tobuf(tarfile.PAX_FORMAT)))
+        chunk = bytes(1 << 20)
+        for _ in range(size >> 20):
+            f.write(comp.compress(chunk))
+        f.write(comp.compress(b"\0" * 1024))
+        f.write(comp.flush())
+    (tmp_path / "out").mkdir()
+    script = (
+        "import signal, sys, time, imgcore\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "print('start', flush=True)\n"
+        "try:\n"
+        "    imgcore.extract_layer(sys.argv[1], sys.argv[2])\n"
+        "    print('completed', flush=True)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "big.tar.zst"), str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "start"
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert out.strip() == "interrupted"
+    assert time.monotonic() - t0 < 2.0

@@ -76,6 +76,8 @@ pub struct ExtractOptions {
     pub max_entries: u64,
     /// Resolve paths component by component even where `openat2` exists (for tests).
     pub force_walk: bool,
+    /// Set from another thread to stop between entries with [`CoreError::Interrupted`] (Ctrl-C).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ExtractOptions {
@@ -91,6 +93,7 @@ impl Default for ExtractOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
             force_walk: false,
+            cancel: None,
         }
     }
 }
@@ -665,6 +668,9 @@ impl<'o> Extractor<'o> {
     }
 
     fn entry(&mut self, meta: &Meta, data: &mut dyn Read) -> Result<()> {
+        if self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(CoreError::Interrupted);
+        }
         let comps = clean(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
         let Some((name, parent)) = comps.split_last() else {
             if meta.kind == Kind::Dir {
@@ -875,6 +881,9 @@ impl<'o> Extractor<'o> {
             file.write_all(&self.buf[..n])
                 .map_err(|e| self.fs_err(&meta.path, "write", e))?;
             written += n as u64;
+            if self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(CoreError::Interrupted);
+            }
         }
         if written != meta.size {
             return Err(self.invalid(
