@@ -9,7 +9,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=IMGCORE_NO_ISAL");
     let header = Path::new("/usr/include/isa-l/igzip_lib.h");
     if std::env::var_os("IMGCORE_NO_ISAL").is_some() || !header.exists() {
-        println!("cargo:warning=ISA-L (libisal-dev) not found: gzip uses zlib-rs, about 2x slower to inflate");
+        println!("cargo:warning=ISA-L (libisal-dev) not found: gzip uses zlib-rs (slower inflate)");
         return;
     }
     cc::Build::new()

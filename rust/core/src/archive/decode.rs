@@ -91,18 +91,16 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// An error raised inside a decoder with a message meant for the user.
-fn bad_stream(reason: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, reason.into())
-}
-
 #[cfg(have_isal)]
 mod isal {
     //! Streaming gzip inflate with ISA-L through `isal_shim.c`.
     use std::ffi::c_void;
     use std::io::{self, Read};
 
-    use super::bad_stream;
+    /// An error raised inside the decoder with a message meant for the user.
+    fn bad_stream(reason: impl Into<String>) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, reason.into())
+    }
 
     extern "C" {
         fn imgcore_isal_new() -> *mut c_void;
@@ -591,17 +589,15 @@ fn decode_into(
     mut diff: Option<&mut Hasher>,
 ) -> Result<u64> {
     let ctx = || path.display().to_string();
+    // An OS error (it has an errno) is about reading the blob; anything else came from the decoder.
     let stream_err = |e: io::Error| -> CoreError {
-        if e.kind() == io::ErrorKind::InvalidData
-            || e.kind() == io::ErrorKind::UnexpectedEof
-            || e.kind() == io::ErrorKind::Other
-        {
+        if e.raw_os_error().is_some() {
+            CoreError::io(path, e)
+        } else {
             CoreError::InvalidArchive {
                 context: ctx(),
                 reason: format!("bad {} stream: {e}", compression.name()),
             }
-        } else {
-            CoreError::io(path, e)
         }
     };
     let mut total = 0u64;
