@@ -141,8 +141,8 @@ def extract_layer(
         uid_map: ``(archive_id, host_id, count)`` ranges; ids outside them are an error.
         gid_map: as ``uid_map`` for groups.
         allow_devices: create device nodes and FIFOs (else skipped and reported).
-        max_bytes: limit on uncompressed bytes (``LimitExceeded``); default 64 GiB.
-        max_entries: limit on entries (``LimitExceeded``); default 4,000,000.
+        max_bytes: limit on uncompressed bytes per layer (``LimitExceeded``); default 64 GiB.
+        max_entries: limit on entries per layer (``LimitExceeded``); default 4,000,000.
 
     Raises:
         imgcore.errors.DigestMismatch: a digest differs. The content is already written: discard ``dest``.
