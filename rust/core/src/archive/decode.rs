@@ -660,7 +660,7 @@ fn produce(
         pos: 0,
     };
     let mut diff = Hasher::sha256();
-    let bytes = decode_into(
+    let decoded = decode_into(
         &mut input,
         compression,
         tx,
@@ -668,9 +668,12 @@ fn produce(
         max_bytes,
         path,
         hash_decoded.then_some(&mut diff),
-    )?;
+    );
+    // Closing the channel stops the reader at its next block; it is always joined, never left running.
     drop(input);
-    let raw = reader.join().map_err(|_| CoreError::InvalidArchive {
+    let raw = reader.join();
+    let bytes = decoded?;
+    let raw = raw.map_err(|_| CoreError::InvalidArchive {
         context: path.display().to_string(),
         reason: "reader thread failed".into(),
     })?;
