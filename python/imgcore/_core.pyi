@@ -10,7 +10,24 @@ from _typeshed import StrPath
 from typing_extensions import Buffer
 
 __version__: str
-__all__: list[str]
+__all__ = [
+    "Change",
+    "Digest",
+    "Hasher",
+    "LayerResult",
+    "LayerStats",
+    "__version__",
+    "diff",
+    "extract_layer",
+    "gzip_backend",
+    "hash_files",
+    "layer_index",
+    "sha256",
+    "sha256_file",
+    "sha256_files",
+    "unpack_layers",
+    "write_layer",
+]
 
 def sha256(data: Buffer) -> str:
     """The ``sha256:<hex>`` digest of a bytes-like object; the GIL is released for large inputs.
@@ -54,7 +71,7 @@ class Digest:
     @property
     def short(self) -> str:
         """The first 12 hex characters (docker's short ID)."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final

@@ -384,7 +384,12 @@ class Containers:
             empty = self.layers_dir / "empty"
             empty.mkdir(exist_ok=True)
             lowers = ["empty"]
-        opts = f"lowerdir={':'.join(lowers)},upperdir={c.upper},workdir={c.path / 'work'}"
+        # index/redirect_dir/metacopy off: every change in upper/ is then a plain file, directory, whiteout or
+        # opaque marker, which is what the layer diff reads (a renamed directory is copied up whole, not redirected).
+        opts = (
+            f"lowerdir={':'.join(lowers)},upperdir={c.upper},workdir={c.path / 'work'},"
+            "index=off,redirect_dir=off,metacopy=off"
+        )
         # Relative lowerdirs, resolved against the layers directory, keep the option string short (docker does
         # the same) so that deep images fit the kernel's one-page limit on mount data.
         r = subprocess.run(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import importlib
 import io
 import os
 import stat
@@ -459,7 +460,9 @@ def _ovl_entry(acc: _Acc, upper: str, rel: str, name: str, stack: _Stack, opaque
         _ovl_dir(acc, upper, crel, child_stack, child_opaque)
     else:
         payload_same = True if (u.kind == _FILE and u.metacopy) else _same_payload(u, upath, low, lpath, True)
-        identical = payload_same and u.same_attrs(low) and not (u.kind == _FILE and u.nlink > 1)
+        # A copy-up of a hardlinked lower file breaks the link in the merged view (overlayfs without index=on).
+        linked = u.kind == _FILE and (u.nlink > 1 or low.nlink > 1)
+        identical = payload_same and u.same_attrs(low) and not linked
         if not identical or opaque:
             acc.changes.append(("C", crel, payload_same))
     return True
@@ -475,7 +478,10 @@ def _overlay(layers: list[str], upper: str) -> list[Change]:
 def _base_list(base: StrPath | Sequence[StrPath]) -> list[str]:
     if isinstance(base, str | os.PathLike):
         return [os.fspath(base)]
-    paths = [os.fspath(p) for p in base]
+    try:
+        paths = [os.fspath(p) for p in base]
+    except TypeError:
+        raise TypeError("base must be a path or a list of paths") from None
     if not paths:
         raise ValueError("base must name at least one directory")
     return paths
@@ -599,6 +605,10 @@ def _write_tar(
         if c.kind == "D":
             if overlay and _under(rel, opaque_dirs):
                 continue  # hidden by the opaque marker already written for an ancestor
+            # A deletion of something the target still has would make the image lose it: refuse.
+            there = _read_meta(tpath)
+            if there is not None and not (overlay and there.is_whiteout()):
+                raise InvalidTree(f"{tpath}: D change for a path that exists in the target", path=tpath)
             parent, _, name = rel.rpartition("/")
             tf.addfile(_empty(f"{parent}/.wh.{name}" if parent else f".wh.{name}", clamp(0)))
             entries += 1
@@ -703,7 +713,7 @@ def write_layer(
                 )
             elif compression == "zstd":
                 try:
-                    import zstandard  # type: ignore[import-not-found]
+                    zstandard: Any = importlib.import_module("zstandard")  # optional; typed loosely on purpose
                 except ImportError:
                     raise ValueError("the pure-Python twin writes zstd only with the 'zstandard' package") from None
                 codec = zstandard.ZstdCompressor(level=3 if level is None else level).stream_writer(blob, closefd=False)

@@ -18,6 +18,12 @@
 //! - The layer bytes depend only on the trees' contents and the options: entries in change order, headers
 //!   built like Python's `tarfile` PAX format with empty uname/gname, whole-second mtimes (docker's rule),
 //!   fixed-size compression blocks whatever the thread count. Same inputs, same digest.
+//!
+//! Limits (shared with docker): sub-second mtimes are not kept; an xattr removed from a directory that stays a
+//! directory cannot be expressed (appliers merge an existing directory's attributes); the root directory's
+//! own metadata is not part of a layer; sockets are skipped. overlayfs `redirect_dir` (renamed lower
+//! directories) is refused with [`CoreError::InvalidTree`]: mount with `redirect_dir=off`, as docker's
+//! overlay2 prefers; `metacopy` is read through to the lower data.
 
 mod meta;
 mod tar;
@@ -250,7 +256,7 @@ mod tests {
             digests.push(r.digest);
             if codec == Compression::Gzip {
                 let mut raw = Vec::new();
-                flate2::read::GzDecoder::new(fs::File::open(&out).unwrap())
+                flate2::read::MultiGzDecoder::new(fs::File::open(&out).unwrap())
                     .read_to_end(&mut raw)
                     .unwrap();
                 assert_eq!(raw, fs::read(&plain).unwrap());

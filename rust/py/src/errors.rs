@@ -10,6 +10,7 @@ use imgcore_core::CoreError;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3::IntoPyObjectExt;
 
 pyo3::import_exception!(imgcore.errors, InvalidDigest);
 pyo3::import_exception!(imgcore.errors, DigestMismatch);
@@ -33,6 +34,11 @@ fn with_attrs<T: pyo3::PyTypeInfo>(py: Python<'_>, message: String, attrs: &[(&s
     build().unwrap_or_else(|e| e)
 }
 
+/// A Python value for an exception attribute (None if it cannot be converted, which plain data never fails).
+fn attr<'py>(py: Python<'py>, value: impl IntoPyObjectExt<'py>) -> Py<PyAny> {
+    value.into_py_any(py).unwrap_or_else(|_| py.None())
+}
+
 /// Maps a core error to its Python exception.
 pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
     let message = err.to_string();
@@ -41,49 +47,16 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
         CoreError::DigestMismatch { expected, actual, .. } => with_attrs::<DigestMismatch>(
             py,
             message,
-            &[
-                (
-                    "expected",
-                    expected
-                        .into_pyobject(py)
-                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
-                ),
-                (
-                    "actual",
-                    actual
-                        .into_pyobject(py)
-                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
-                ),
-            ],
+            &[("expected", attr(py, expected)), ("actual", attr(py, actual))],
         ),
         CoreError::SizeMismatch { expected, actual, .. } => with_attrs::<SizeMismatch>(
             py,
             message,
-            &[
-                (
-                    "expected",
-                    expected
-                        .into_pyobject(py)
-                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
-                ),
-                (
-                    "actual",
-                    actual
-                        .into_pyobject(py)
-                        .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
-                ),
-            ],
+            &[("expected", attr(py, expected)), ("actual", attr(py, actual))],
         ),
-        CoreError::UnsafePath { entry, .. } => with_attrs::<UnsafeArchiveEntry>(
-            py,
-            message,
-            &[(
-                "entry",
-                entry
-                    .into_pyobject(py)
-                    .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
-            )],
-        ),
+        CoreError::UnsafePath { entry, .. } => {
+            with_attrs::<UnsafeArchiveEntry>(py, message, &[("entry", attr(py, entry))])
+        }
         CoreError::InvalidArchive { .. } => InvalidArchive::new_err(message),
         CoreError::LimitExceeded { .. } => LimitExceeded::new_err(message),
         CoreError::Io { path, source } => match source.raw_os_error() {
@@ -91,16 +64,9 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, source.to_string(), path.display().to_string())),
             None => PyOSError::new_err(format!("{}: {source}", path.display())),
         },
-        CoreError::InvalidTree { path, .. } => with_attrs::<InvalidTree>(
-            py,
-            message,
-            &[(
-                "path",
-                path.into_os_string()
-                    .into_pyobject(py)
-                    .map_or_else(|_| py.None(), |v| v.into_any().unbind()),
-            )],
-        ),
+        CoreError::InvalidTree { path, .. } => {
+            with_attrs::<InvalidTree>(py, message, &[("path", attr(py, path.into_os_string()))])
+        }
         CoreError::Interrupted => PyKeyboardInterrupt::new_err(message),
         // `CoreError` is non_exhaustive; a variant added later without a mapping is still an imgcore error.
         #[allow(unreachable_patterns)]

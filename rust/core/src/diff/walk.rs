@@ -481,7 +481,10 @@ fn ovl_entry(ctx: &OvlCtx<'_>, rel: &Path, name: &OsString, stack: &Stack, opaqu
                 } else {
                     same_payload(&u, &upath, &l, &lpath, true)?
                 };
-                let identical = payload_same && u.same_attrs(&l) && !(u.kind == Kind::File && u.nlink > 1);
+                // A copy-up of a hardlinked lower file breaks the link in the merged view (overlayfs without
+                // index=on): that is a change even when nothing else differs.
+                let linked = u.kind == Kind::File && (u.nlink > 1 || l.nlink > 1);
+                let identical = payload_same && u.same_attrs(&l) && !linked;
                 if !identical || opaque {
                     acc.push(ChangeKind::Changed, &crel, payload_same);
                 }

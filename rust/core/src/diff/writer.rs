@@ -3,9 +3,9 @@
 //!
 //! Invariants:
 //! - Output bytes never depend on the thread count: gzip compresses fixed 1 MiB slices of the tar stream
-//!   independently (pigz's scheme: each slice ends on a byte-aligned sync flush, the CRC-32s are combined,
-//!   one gzip member), zstd always runs its multi-threaded mode with >= 1 worker (whose output is the same
-//!   for any worker count).
+//!   independently with libdeflate, each as its own gzip member (RFC 1952 2.2: a gzip file is a series of
+//!   members; bgzip's layout; Go's, pgzip's, Python's and GNU gzip's readers all read every member);
+//!   zstd always runs its multi-threaded mode with >= 1 worker (whose output is the same for any worker count).
 //! - Whiteouts (`.wh.<name>`) and opaque markers (`.wh..wh..opq`, right after its directory) are empty
 //!   regular files with mode 0, uid/gid 0 and mtime 0 (clamped like every other mtime).
 //! - A regular file is read for exactly the size `lstat` reported; a file that shrinks while being read is an
@@ -142,6 +142,15 @@ fn plan(base: &[PathBuf], target: &Path, changes: &[Change], opts: DiffOptions) 
             if opts.overlay && under_opaque(&c.path, &opaque_dirs) {
                 continue; // hidden by the opaque marker already written for an ancestor
             }
+            // A deletion of something the target still has would make the image lose it: refuse.
+            if let Some(m) = Meta::read_opt(&tpath)?.filter(|m| m.kind != Kind::Socket) {
+                if !(opts.overlay && m.is_whiteout()) {
+                    return Err(CoreError::InvalidTree {
+                        path: tpath,
+                        reason: "D change for a path that exists in the target".into(),
+                    });
+                }
+            }
             items.push(Item::Whiteout { rel: c.path.clone() });
             continue;
         }
@@ -254,7 +263,7 @@ pub(super) fn write(
                 )
             }
             Compression::Gzip => {
-                let level = layer.level.unwrap_or(6).clamp(0, 9).unsigned_abs();
+                let level = layer.level.unwrap_or(6).clamp(0, 9);
                 let (digest, diff_id, size, stats) = par_gzip(&items, layer, file, out, level, threads)?;
                 finish(stats, digest, diff_id, size, changes, layer.compression)
             }
@@ -489,107 +498,71 @@ impl<W: Write> Write for HashingWriter<W> {
 struct Job {
     seq: u64,
     data: Vec<u8>,
-    last: bool,
 }
 
 struct Done {
     seq: u64,
-    deflated: Vec<u8>,
-    crc: crc32fast::Hasher,
-    len: u64,
-    last: bool,
+    member: Vec<u8>,
 }
 
-/// Raw deflate of one slice, ending byte-aligned (sync flush) unless it is the last one.
-fn deflate_slice(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    use flate2::{Compress, FlushCompress, Status};
-    let mut c = Compress::new(flate2::Compression::new(level), false);
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
-    let mode = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(out.capacity().max(64 * 1024));
-        }
-        let consumed = c.total_in() as usize;
-        let status = c
-            .compress_vec(&data[consumed..], &mut out, mode)
-            .map_err(io::Error::other)?;
-        let all_in = c.total_in() as usize == data.len();
-        let room_left = out.capacity() > out.len();
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError if all_in && !last && room_left => break,
-            _ => {}
-        }
-    }
+/// One slice as a complete gzip member (libdeflate: header with mtime 0, deflate, CRC-32 and length).
+fn gzip_member(c: &mut libdeflater::Compressor, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+    let n = c
+        .gzip_compress(data, &mut out)
+        .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
+    out.truncate(n);
     Ok(out)
 }
 
 type GzOut = (Digest, Digest, u64, Stats);
 
-fn par_gzip(items: &[Item], layer: &LayerOptions, file: File, out: &Path, level: u32, threads: usize) -> Result<GzOut> {
+/// Producer (this thread) → `threads` libdeflate workers → an in-order writer thread.
+fn par_gzip(items: &[Item], layer: &LayerOptions, file: File, out: &Path, level: i32, threads: usize) -> Result<GzOut> {
     let (job_tx, job_rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(threads * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<io::Result<Done>>(threads * 2);
+    let lvl = libdeflater::CompressionLvl::new(level).unwrap_or_default();
     std::thread::scope(|s| {
         for _ in 0..threads {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
-            s.spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
-                };
-                let Ok(job) = job else { return };
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&job.data);
-                let done = deflate_slice(&job.data, level, job.last).map(|deflated| Done {
-                    seq: job.seq,
-                    deflated,
-                    crc,
-                    len: job.data.len() as u64,
-                    last: job.last,
-                });
-                if tx.send(done).is_err() {
-                    return;
+            s.spawn(move || {
+                let mut c = libdeflater::Compressor::new(lvl);
+                loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let done = gzip_member(&mut c, &job.data).map(|member| Done { seq: job.seq, member });
+                    if tx.send(done).is_err() {
+                        return;
+                    }
                 }
             });
         }
         drop(done_tx);
-        let writer = s.spawn(move || -> io::Result<(Digest, u64)> {
+        let writer = s.spawn(move || -> io::Result<(Digest, u64, u64)> {
             let mut w = HashingWriter {
                 inner: BufWriter::with_capacity(SLICE, file),
                 hasher: Hasher::sha256(),
             };
-            // gzip header: deflate, no name, mtime 0, no extra flags, OS unknown (deterministic).
-            w.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
-            let mut crc = crc32fast::Hasher::new();
-            let mut total: u64 = 0;
             let mut next = 0u64;
-            let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-            let mut finished = false;
+            let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
             for done in done_rx {
                 let done = done?;
-                pending.insert(done.seq, done);
-                while let Some(d) = pending.remove(&next) {
-                    w.write_all(&d.deflated)?;
-                    total += d.len;
-                    crc.combine(&d.crc);
+                pending.insert(done.seq, done.member);
+                while let Some(member) = pending.remove(&next) {
+                    w.write_all(&member)?;
                     next += 1;
-                    finished |= d.last;
                 }
             }
-            if !finished {
+            if !pending.is_empty() {
                 return Err(io::Error::other("compression stopped early"));
             }
-            w.write_all(&crc.finalize().to_le_bytes())?;
-            w.write_all(&((total & 0xffff_ffff) as u32).to_le_bytes())?;
             w.flush()?;
-            Ok((w.hasher.digest(), w.hasher.len()))
+            Ok((w.hasher.digest(), w.hasher.len(), next))
         });
         let mut tar_hasher = Hasher::sha256();
         let mut seq = 0u64;
@@ -597,25 +570,22 @@ fn par_gzip(items: &[Item], layer: &LayerOptions, file: File, out: &Path, level:
         let mut send = |b: &[u8], last: bool| -> io::Result<()> {
             tar_hasher.update(b);
             let mut b = b;
-            loop {
+            while !b.is_empty() {
                 let take = (SLICE - pending.len()).min(b.len());
                 pending.extend_from_slice(&b[..take]);
                 b = &b[take..];
-                if pending.len() == SLICE && !(last && b.is_empty()) {
+                if pending.len() == SLICE {
                     let data = std::mem::replace(&mut pending, Vec::with_capacity(SLICE));
                     job_tx
-                        .send(Job { seq, data, last: false })
+                        .send(Job { seq, data })
                         .map_err(|_| io::Error::other("compressor gone"))?;
                     seq += 1;
                 }
-                if b.is_empty() {
-                    break;
-                }
             }
-            if last {
+            if last && !pending.is_empty() {
                 let data = std::mem::take(&mut pending);
                 job_tx
-                    .send(Job { seq, data, last: true })
+                    .send(Job { seq, data })
                     .map_err(|_| io::Error::other("compressor gone"))?;
                 seq += 1;
             }
@@ -629,7 +599,13 @@ fn par_gzip(items: &[Item], layer: &LayerOptions, file: File, out: &Path, level:
             .join()
             .map_err(|_| CoreError::io(out, io::Error::other("gzip writer panicked")))?;
         let stats = stats?;
-        let (digest, size) = written.at(out)?;
+        let (digest, size, members) = written.at(out)?;
+        if members != seq {
+            return Err(CoreError::io(
+                out,
+                io::Error::other("gzip: a compressed slice went missing"),
+            ));
+        }
         Ok((digest, diff_id, size, stats))
     })
 }
