@@ -280,3 +280,17 @@ def test_ctrl_c_stops_a_long_extraction(tmp_path: Path) -> None:
     out, _ = p.communicate(timeout=60)
     assert out.strip() == "interrupted"
     assert time.monotonic() - t0 < 2.0
+
+
+def test_binary_xattr_values_with_newlines(extract: Callable[..., Any], tmp_path: Path) -> None:
+    # PAX records are cut by their length prefix: a value may hold newlines and any byte (security.capability).
+    value = b"\x01\n\x00\xff\n="
+    pax = {"SCHILY.xattr.user.bin": value.decode("utf-8", "surrogateescape")}
+    dest = tmp_path / "out"
+    dest.mkdir()
+    extract(blob(tmp_path, [F("f", b"x", pax=pax)]), dest)
+    try:
+        got = os.getxattr(dest / "f", "user.bin")
+    except OSError as e:  # pragma: no cover - filesystems without user xattrs
+        pytest.skip(f"no user xattrs here: {e}")
+    assert got == value

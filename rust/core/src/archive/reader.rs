@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 
-use tar::{Archive, EntryType, PaxExtensions};
+use tar::{Archive, EntryType};
 
 use super::decode::{ErrorSlot, Pipeline};
 use crate::error::{CoreError, Result};
@@ -113,6 +113,37 @@ fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
         return Some((secs - 1, 1_000_000_000 - nsec));
     }
     Some((secs, nsec))
+}
+
+/// Splits PAX extended-header records (`"%d %s=%s\n"`, the length counting the whole record). Values may hold
+/// any byte, newlines included (binary xattrs such as `security.capability`): records are cut by their length
+/// prefix, never at a newline (POSIX pax; tarfile, GNU tar and Go read them so).
+fn pax_records(data: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), String>> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let parsed = (|| {
+            let sp = rest.iter().position(|&b| b == b' ').ok_or("no length")?;
+            let len: usize = std::str::from_utf8(&rest[..sp])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("bad length")?;
+            if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+                return Err("length out of range");
+            }
+            let body = &rest[sp + 1..len - 1];
+            let eq = body.iter().position(|&b| b == b'=').ok_or("no '='")?;
+            let rec = (&body[..eq], &body[eq + 1..]);
+            rest = &rest[len..];
+            Ok(rec)
+        })();
+        if parsed.is_err() {
+            rest = &[];
+        }
+        Some(parsed.map_err(str::to_owned))
+    })
 }
 
 fn read_capped(r: &mut impl Read, size: u64, cap: u64, what: &str, ctx: &str) -> Result<Vec<u8>> {
@@ -241,10 +272,8 @@ pub fn for_each_entry(
         let mut mtime_nsec = 0u32;
         let mut xattrs = Vec::new();
         if let Some(records) = pax.take() {
-            for rec in PaxExtensions::new(&records) {
-                let rec = rec.map_err(|e| bad("PAX record", &e))?;
-                let key = rec.key_bytes();
-                let val = rec.value_bytes();
+            for rec in pax_records(&records) {
+                let (key, val) = rec.map_err(|e| bad("PAX record", &e))?;
                 match key {
                     b"path" => path = val.to_vec(),
                     b"linkpath" => link = val.to_vec(),
@@ -346,6 +375,21 @@ pub fn for_each_entry(
 #[cfg(test)]
 mod tests {
     use super::pax_time;
+
+    #[test]
+    fn pax_records_keep_newlines_in_values() {
+        let data = b"28 SCHILY.xattr.user.a=\x01\n\x00\xff\n12 path=a/b\n";
+        let recs: Vec<_> = super::pax_records(data).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            recs,
+            vec![
+                (&b"SCHILY.xattr.user.a"[..], &b"\x01\n\x00\xff"[..]),
+                (&b"path"[..], &b"a/b"[..])
+            ]
+        );
+        assert!(super::pax_records(b"99 path=x\n").next().unwrap().is_err());
+        assert!(super::pax_records(b"x path=x\n").next().unwrap().is_err());
+    }
 
     #[test]
     fn pax_times() {
