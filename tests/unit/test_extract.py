@@ -294,3 +294,20 @@ def test_binary_xattr_values_with_newlines(extract: Callable[..., Any], tmp_path
     except OSError as e:  # pragma: no cover - filesystems without user xattrs
         pytest.skip(f"no user xattrs here: {e}")
     assert got == value
+
+
+@pytest.mark.parametrize("writers", ["0", "2", "4"])
+def test_same_layer_replacements_in_archive_order(
+    extract: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writers: str
+) -> None:
+    # A file replacing a directory whose children were just written (maybe still in flight in the writer pool),
+    # a directory replacing a file, a file written twice: the last entry wins, as in a serial extraction.
+    monkeypatch.setenv("IMGCORE_WRITERS", writers)
+    entries = [D("a"), *(F(f"a/f{i}", b"x" * i) for i in range(50)), F("a", b"now a file")]
+    entries += [F("b", b"file"), D("b"), *(F(f"b/g{i}", b"y") for i in range(20)), F("c", b"1"), F("c", b"2")]
+    dest = tmp_path / "out"
+    dest.mkdir()
+    extract(blob(tmp_path, entries), dest)
+    assert (dest / "a").read_bytes() == b"now a file"
+    assert len(list((dest / "b").iterdir())) == 20
+    assert (dest / "c").read_bytes() == b"2"

@@ -482,6 +482,8 @@ struct Extractor<'o> {
     pool: Pool,
     /// Files handed to the pool and not yet drained.
     pending: HashSet<Vec<u8>>,
+    /// Directories above those files (an entry replacing one of them must wait for the files below it).
+    pending_dirs: HashSet<Vec<u8>>,
     ctx_arc: Arc<str>,
 }
 
@@ -504,6 +506,7 @@ impl<'o> Extractor<'o> {
             decoder_errors: None,
             pool: Pool::new(writer_threads()),
             pending: HashSet::new(),
+            pending_dirs: HashSet::new(),
             ctx_arc: Arc::from(""),
         })
     }
@@ -552,6 +555,7 @@ impl<'o> Extractor<'o> {
             return Ok(());
         }
         self.pending.clear();
+        self.pending_dirs.clear();
         let (removed, skipped) = self.pool.drain()?;
         self.stats.skipped.extend(skipped);
         if removed {
@@ -560,10 +564,13 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    /// Drains the pool when `comps` or one of its ancestors is a file still being written.
+    /// Drains the pool when `comps` or one of its ancestors is a file still being written, or when files below
+    /// `comps` are (the entry may replace their directory).
     fn drain_if_pending(&mut self, comps: &[Vec<u8>]) -> Result<()> {
         if self.pool.failed()
-            || (!self.pending.is_empty() && (1..=comps.len()).any(|i| self.pending.contains(&join(&comps[..i]))))
+            || (!self.pending.is_empty()
+                && (self.pending_dirs.contains(&join(comps))
+                    || (1..=comps.len()).any(|i| self.pending.contains(&join(&comps[..i])))))
         {
             self.drain()?;
         }
@@ -836,6 +843,11 @@ impl<'o> Extractor<'o> {
         let create_mode = meta.mode & 0o777;
         let chmod = meta.mode & 0o7777 != create_mode & !self.umask || owner.0.is_some() && meta.mode & 0o6000 != 0;
         self.pending.insert(join(comps));
+        for i in (1..comps.len()).rev() {
+            if !self.pending_dirs.insert(join(&comps[..i])) {
+                break;
+            }
+        }
         self.pool.submit(Job {
             pdir,
             name: name.to_vec(),
