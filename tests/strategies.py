@@ -132,7 +132,7 @@ def tree_snapshot(root: Path, *, nlink: bool = True, owners: bool = True) -> dic
             elif stat.S_ISDIR(m):
                 kind, content = "dir", None
             elif stat.S_ISLNK(m):
-                kind, content = "symlink", os.readlink(p)
+                kind, content = "symlink", str(p.readlink())
             elif stat.S_ISCHR(m) and s.st_rdev == 0:
                 kind, content = "whiteout", None
             else:
@@ -213,7 +213,12 @@ def layer_stacks(draw: st.DrawFn, max_layers: int = 4, max_ops: int = 6) -> tupl
         layer_files: list[str] = []  # files written in this layer (hardlink targets)
         written_dirs: set[str] = set()
 
-        def ensure_parents(path: str) -> bool:
+        def ensure_parents(
+            path: str,
+            entries: list[TarEntry] = entries,
+            touched: set[str] = touched,
+            written_dirs: set[str] = written_dirs,
+        ) -> bool:
             for par in _parents(path):
                 if par in written_dirs:
                     continue
@@ -248,9 +253,7 @@ def layer_stacks(draw: st.DrawFn, max_layers: int = 4, max_ops: int = 6) -> tupl
                 path = draw(st.sampled_from(dirs))
             if path in touched or any(q in touched and q not in written_dirs for q in _parents(path)):
                 continue
-            if any(p in touched for p in _children(model, path)) or any(
-                e.name.startswith(path + "/") for e in entries
-            ):
+            if any(p in touched for p in _children(model, path)) or any(e.name.startswith(path + "/") for e in entries):
                 continue
             if not ensure_parents(path):
                 continue

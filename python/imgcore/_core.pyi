@@ -98,7 +98,7 @@ class Hasher:
 
 # -- layers (rust/py/src/archive.rs) ----------------------------------------------------------------------------
 
-IdMap = Sequence[tuple[int, int, int]]
+_IdMap = Sequence[tuple[int, int, int]]
 
 @final
 class LayerStats:
@@ -139,11 +139,11 @@ def extract_layer(
     expected_digest: str | None = None,
     expected_diff_id: str | None = None,
     same_owner: bool | None = None,
-    uid_map: IdMap | None = None,
-    gid_map: IdMap | None = None,
+    uid_map: _IdMap | None = None,
+    gid_map: _IdMap | None = None,
     allow_devices: bool = False,
-    max_bytes: int = 68719476736,
-    max_entries: int = 4000000,
+    max_bytes: int = ...,
+    max_entries: int = ...,
 ) -> LayerStats:
     """Extracts one layer blob (tar, tar+gzip or tar+zstd, detected from its bytes) into ``dest``, streaming.
 
@@ -162,8 +162,8 @@ def extract_layer(
         uid_map: ``(archive_id, host_id, count)`` ranges; ids outside them are an error.
         gid_map: as ``uid_map`` for groups.
         allow_devices: create device nodes and FIFOs (else skipped and reported).
-        max_bytes: limit on uncompressed bytes (``LimitExceeded``).
-        max_entries: limit on entries (``LimitExceeded``).
+        max_bytes: limit on uncompressed bytes per layer (``LimitExceeded``); default 64 GiB.
+        max_entries: limit on entries per layer (``LimitExceeded``); default 4,000,000.
 
     Raises:
         imgcore.errors.DigestMismatch: a digest differs. The content is already written: discard ``dest``.
@@ -178,11 +178,11 @@ def unpack_layers(
     dest: StrPath,
     *,
     same_owner: bool | None = None,
-    uid_map: IdMap | None = None,
-    gid_map: IdMap | None = None,
+    uid_map: _IdMap | None = None,
+    gid_map: _IdMap | None = None,
     allow_devices: bool = False,
-    max_bytes: int = 68719476736,
-    max_entries: int = 4000000,
+    max_bytes: int = ...,
+    max_entries: int = ...,
     expected_diff_ids: Sequence[str] | None = None,
 ) -> list[LayerStats]:
     """Unpacks an image's layers, lowest first, into one root filesystem (flatten form); see ``extract_layer``.
@@ -192,7 +192,7 @@ def unpack_layers(
     """
 
 def layer_index(
-    layers: Sequence[StrPath], *, max_bytes: int = 68719476736, max_entries: int = 4000000
+    layers: Sequence[StrPath], *, max_bytes: int = ..., max_entries: int = ...
 ) -> list[tuple[str, str, int, int, int, int, int, str, int]]:
     """The merged union view of a layer stack, read from the blobs without extracting.
 

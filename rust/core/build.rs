@@ -9,10 +9,13 @@ fn main() {
     println!("cargo:rerun-if-env-changed=IMGCORE_NO_ISAL");
     let header = Path::new("/usr/include/isa-l/igzip_lib.h");
     if std::env::var_os("IMGCORE_NO_ISAL").is_some() || !header.exists() {
-        println!("cargo:warning=ISA-L (libisal-dev) not found: gzip uses zlib-rs, about 2x slower to inflate");
+        println!("cargo:warning=ISA-L (libisal-dev) not found: gzip uses zlib-rs (slower inflate)");
         return;
     }
-    cc::Build::new().file("src/archive/isal_shim.c").opt_level(2).compile("imgcore_isal_shim");
+    cc::Build::new()
+        .file("src/archive/isal_shim.c")
+        .opt_level(2)
+        .compile("imgcore_isal_shim");
     println!("cargo:rustc-link-lib=isal");
     println!("cargo:rustc-cfg=have_isal");
 }

@@ -123,7 +123,9 @@ def test_kernel_overlayfs_agrees(stack: tuple[list[Layer], dict[str, Node]], com
             # One layer: overlay needs two lowers; an empty bottom layer changes nothing.
             (d / "empty").mkdir()
             opts = f"lowerdir={lowers[0]}:{d / 'empty'}"
-        r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True
+        )
         if r.returncode != 0:
             pytest.skip(f"mounting overlayfs is not permitted here: {r.stderr.strip()}")
         try:

@@ -1,3 +1,4 @@
+#![allow(clippy::cast_precision_loss, clippy::unwrap_used)] // a measuring tool
 //! Measures decode throughput of a blob through the pipeline: `cargo run --release --example inflate_speed FILE`.
 use std::io::Read;
 use std::time::Instant;
@@ -17,5 +18,11 @@ fn main() {
     }
     let s = p.finish().unwrap();
     let dt = t.elapsed().as_secs_f64();
-    eprintln!("{} {} bytes in {dt:.3}s = {:.0} MB/s ({})", s.compression.name(), n, n as f64 / dt / 1e6, imgcore_core::archive::decode::gzip_backend());
+    eprintln!(
+        "{} {} bytes in {dt:.3}s = {:.0} MB/s ({})",
+        s.compression.name(),
+        n,
+        n as f64 / dt / 1e6,
+        imgcore_core::archive::decode::gzip_backend()
+    );
 }

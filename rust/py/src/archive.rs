@@ -12,7 +12,63 @@ use imgcore_core::archive::index;
 use imgcore_core::digest::Digest;
 use pyo3::prelude::*;
 
-use crate::errors::{detached, to_pyerr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imgcore_core::CoreError;
+
+use crate::errors::{detached, to_pyerr, InternalError};
+
+/// Runs `f` on a worker thread without the GIL, waking every 100 ms to let Python handle signals: on Ctrl-C
+/// the `cancel` flag stops the work between entries and `KeyboardInterrupt` is raised once it has stopped.
+fn cancellable<T, F>(py: Python<'_>, cancel: &Arc<AtomicBool>, f: F) -> PyResult<T>
+where
+    F: FnOnce() -> Result<T, CoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("imgcore-layers".into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        return Err(InternalError::new_err(format!("cannot start a thread: {e}")));
+    }
+    let mut interrupted: Option<PyErr> = None;
+    let mut rx = Some(rx);
+    loop {
+        // The receiver is moved into the GIL-free closure and back (it is `Send` but not `Sync`).
+        let Some(r) = rx.take() else {
+            return Err(InternalError::new_err("internal error: the layer thread vanished"));
+        };
+        let (received, r) = py.detach(move || (r.recv_timeout(Duration::from_millis(100)), r));
+        rx = Some(r);
+        match received {
+            Ok(Ok(Ok(value))) => return interrupted.map_or(Ok(value), Err),
+            Ok(Ok(Err(err))) => return Err(interrupted.unwrap_or_else(|| to_pyerr(py, err))),
+            Ok(Err(_)) => {
+                return Err(InternalError::new_err(
+                    "internal error (a bug in imgcore, please report it): panic",
+                ));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if interrupted.is_none() {
+                    if let Err(e) = py.check_signals() {
+                        cancel.store(true, Ordering::Relaxed);
+                        interrupted = Some(e);
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(InternalError::new_err("internal error: the layer thread vanished"));
+            }
+        }
+    }
+}
 
 /// What one layer extraction did (frozen).
 #[pyclass(name = "LayerStats", module = "imgcore._core", frozen, get_all, eq)]
@@ -74,7 +130,10 @@ impl PyLayerStats {
 }
 
 fn id_maps(maps: Option<Vec<(u64, u64, u64)>>) -> Vec<IdMap> {
-    maps.unwrap_or_default().into_iter().map(|(inner, outer, count)| IdMap { inner, outer, count }).collect()
+    maps.unwrap_or_default()
+        .into_iter()
+        .map(|(inner, outer, count)| IdMap { inner, outer, count })
+        .collect()
 }
 
 fn digest_arg(py: Python<'_>, d: Option<String>) -> PyResult<Option<Digest>> {
@@ -115,8 +174,12 @@ pub fn extract_layer(
         max_bytes,
         max_entries,
         force_walk: force_walk(),
+        cancel: Some(Arc::new(AtomicBool::new(false))),
     };
-    detached(py, move || extract::extract_layer(&src, &dest, &opts).map(PyLayerStats::from))
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    cancellable(py, &cancel, move || {
+        extract::extract_layer(&src, &dest, &opts).map(PyLayerStats::from)
+    })
 }
 
 /// Unpacks layers (lowest first) into one root filesystem; see `imgcore.unpack_layers`.
@@ -150,10 +213,13 @@ pub fn unpack_layers(
         max_bytes,
         max_entries,
         force_walk: force_walk(),
+        cancel: Some(Arc::new(AtomicBool::new(false))),
         ..ExtractOptions::default()
     };
-    detached(py, move || {
-        extract::unpack_layers(&layers, &dest, &opts, &expected).map(|v| v.into_iter().map(PyLayerStats::from).collect())
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    cancellable(py, &cancel, move || {
+        extract::unpack_layers(&layers, &dest, &opts, &expected)
+            .map(|v| v.into_iter().map(PyLayerStats::from).collect())
     })
 }
 

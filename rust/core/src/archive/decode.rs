@@ -2,7 +2,7 @@
 //! else zlib-rs) and zstd, and the two-thread pipeline that hashes and decompresses on one thread while the
 //! caller parses and writes on another.
 //!
-//! Invariants: the compressed digest covers every byte of the blob and the diff_id every byte of the
+//! Invariants: the compressed digest covers every byte of the blob and the `diff_id` every byte of the
 //! uncompressed stream, both computed in the same pass; memory stays bounded by `CHUNK * (DEPTH + 2)` whatever
 //! the blob's size; a corrupt or truncated stream is an error (never a silently short stream); bytes after the
 //! last gzip member must be zero padding; the uncompressed size never exceeds `max_bytes`.
@@ -91,18 +91,16 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// An error raised inside a decoder with a message meant for the user.
-fn bad_stream(reason: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, reason.into())
-}
-
 #[cfg(have_isal)]
 mod isal {
     //! Streaming gzip inflate with ISA-L through `isal_shim.c`.
     use std::ffi::c_void;
     use std::io::{self, Read};
 
-    use super::bad_stream;
+    /// An error raised inside the decoder with a message meant for the user.
+    fn bad_stream(reason: impl Into<String>) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, reason.into())
+    }
 
     extern "C" {
         fn imgcore_isal_new() -> *mut c_void;
@@ -327,7 +325,7 @@ impl ErrorSlot {
     }
 
     fn is_set(&self) -> bool {
-        self.0.lock().map(|s| s.is_some()).unwrap_or(true)
+        self.0.lock().map_or(true, |s| s.is_some())
     }
 }
 
@@ -342,12 +340,16 @@ pub struct Pipeline {
     error: ErrorSlot,
     handle: Option<JoinHandle<Option<StreamSummary>>>,
     path: PathBuf,
+    /// For compressed blobs the `diff_id` is hashed on a third thread that relays the decoded chunks, so
+    /// neither decompression nor the writers carry the second hash.
+    relay: Option<JoinHandle<Hasher>>,
 }
 
 impl Pipeline {
     /// Starts decoding `path` on a new thread; at most `max_bytes` uncompressed bytes are accepted.
     pub fn start(path: &Path, max_bytes: u64) -> Result<Self> {
         let (file, compression) = open_blob(path)?;
+        let relay_hash = compression != Compression::None;
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let (recycle, free) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let error = ErrorSlot::default();
@@ -355,14 +357,35 @@ impl Pipeline {
         let owned = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
-            .spawn(move || match produce(file, compression, &tx, &free, max_bytes, &owned) {
-                Ok(summary) => Some(summary),
-                Err(e) => {
-                    slot.set(e);
-                    None
-                }
-            })
+            .spawn(
+                move || match produce(file, compression, &tx, &free, max_bytes, &owned, !relay_hash) {
+                    Ok(summary) => Some(summary),
+                    Err(e) => {
+                        slot.set(e);
+                        None
+                    }
+                },
+            )
             .at(path)?;
+        let (rx, relay) = if relay_hash {
+            let (tx2, rx2) = sync_channel::<Vec<u8>>(DEPTH);
+            let relay = std::thread::Builder::new()
+                .name("imgcore-hash".into())
+                .spawn(move || {
+                    let mut h = Hasher::sha256();
+                    for chunk in rx {
+                        h.update(&chunk);
+                        if tx2.send(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    h
+                })
+                .at(path)?;
+            (rx2, Some(relay))
+        } else {
+            (rx, None)
+        };
         Ok(Pipeline {
             rx,
             recycle,
@@ -373,6 +396,7 @@ impl Pipeline {
             error,
             handle: Some(handle),
             path: path.to_path_buf(),
+            relay,
         })
     }
 
@@ -407,7 +431,10 @@ impl Pipeline {
             if let Some(i) = rest.iter().position(|&b| b != 0) {
                 return Err(CoreError::InvalidArchive {
                     context: ctx,
-                    reason: format!("trailing garbage after the end-of-archive marker at offset {}", self.consumed + i as u64),
+                    reason: format!(
+                        "trailing garbage after the end-of-archive marker at offset {}",
+                        self.consumed + i as u64
+                    ),
                 });
             }
             self.consumed += rest.len() as u64;
@@ -415,7 +442,16 @@ impl Pipeline {
         }
         let summary = self.handle.take().and_then(|h| h.join().ok()).flatten();
         match summary {
-            Some(s) => Ok(s),
+            Some(mut s) => {
+                if let Some(relay) = self.relay.take() {
+                    let h = relay.join().map_err(|_| CoreError::InvalidArchive {
+                        context: ctx.clone(),
+                        reason: "hashing thread failed".into(),
+                    })?;
+                    s.diff_id = h.digest();
+                }
+                Ok(s)
+            }
             None => Err(self.take_error().unwrap_or_else(|| CoreError::InvalidArchive {
                 context: ctx,
                 reason: "decoder thread failed".into(),
@@ -475,10 +511,121 @@ impl Drop for Pipeline {
         // Dropping the receiver makes the decoder's next send fail, so it stops; then join it.
         let (_, dummy) = sync_channel(0);
         drop(std::mem::replace(&mut self.rx, dummy));
+        if let Some(h) = self.relay.take() {
+            let _ = h.join();
+        }
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
     }
+}
+
+/// Reads a blob on its own thread, hashing it, so the decompressor never waits on the compressed digest.
+/// Blocks of the blob, or the read error that ended them.
+type Blocks = Receiver<io::Result<Vec<u8>>>;
+
+fn spawn_reader(mut file: File) -> io::Result<(Blocks, JoinHandle<Hasher>)> {
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+    let handle = std::thread::Builder::new().name("imgcore-read".into()).spawn(move || {
+        let mut h = Hasher::sha256();
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    h.update(&buf);
+                    if tx.send(Ok(buf)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        }
+        h
+    })?;
+    Ok((rx, handle))
+}
+
+/// A `Read` over the blocks the reader thread sends.
+struct ChannelReader {
+    rx: Blocks,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(block)) => {
+                    self.cur = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.cur.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Decompresses `input` into chunks sent to `tx`; returns the uncompressed byte count (and hashes it when
+/// `diff` is given).
+fn decode_into(
+    input: &mut (dyn Read + Send),
+    compression: Compression,
+    tx: &SyncSender<Vec<u8>>,
+    free: &Receiver<Vec<u8>>,
+    max_bytes: u64,
+    path: &Path,
+    mut diff: Option<&mut Hasher>,
+) -> Result<u64> {
+    let ctx = || path.display().to_string();
+    // An OS error (it has an errno) is about reading the blob; anything else came from the decoder.
+    let stream_err = |e: io::Error| -> CoreError {
+        if e.raw_os_error().is_some() {
+            CoreError::io(path, e)
+        } else {
+            CoreError::InvalidArchive {
+                context: ctx(),
+                reason: format!("bad {} stream: {e}", compression.name()),
+            }
+        }
+    };
+    let mut total = 0u64;
+    let mut dec = decoder(compression, input).map_err(stream_err)?;
+    loop {
+        let mut chunk = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        chunk.resize(CHUNK, 0);
+        let n = fill_full(&mut *dec, &mut chunk).map_err(stream_err)?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        if let Some(h) = diff.as_deref_mut() {
+            h.update(&chunk);
+        }
+        total += n as u64;
+        if total > max_bytes {
+            return Err(CoreError::LimitExceeded {
+                context: ctx(),
+                reason: format!("more than {max_bytes} uncompressed bytes (max_bytes)"),
+            });
+        }
+        if tx.send(chunk).is_err() {
+            // The writer stopped (it failed or finished early); nothing more to do.
+            return Err(CoreError::Interrupted);
+        }
+    }
+    Ok(total)
 }
 
 fn produce(
@@ -488,50 +635,54 @@ fn produce(
     free: &Receiver<Vec<u8>>,
     max_bytes: u64,
     path: &Path,
+    hash_decoded: bool,
 ) -> Result<StreamSummary> {
-    let ctx = || path.display().to_string();
-    let mut raw = HashingReader { inner: io::BufReader::with_capacity(256 * 1024, file), hasher: Hasher::sha256() };
-    let mut diff = Hasher::sha256();
-    let stream_err = |e: io::Error| -> CoreError {
-        if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::Other {
-            CoreError::InvalidArchive { context: ctx(), reason: format!("bad {} stream: {e}", compression.name()) }
-        } else {
-            CoreError::io(path, e)
-        }
-    };
-    {
-        let mut dec = decoder(compression, &mut raw).map_err(stream_err)?;
-        let mut total = 0u64;
-        loop {
-            let mut chunk = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-            chunk.resize(CHUNK, 0);
-            let n = fill_full(&mut *dec, &mut chunk).map_err(stream_err)?;
-            if n == 0 {
-                break;
-            }
-            chunk.truncate(n);
-            if compression != Compression::None {
-                diff.update(&chunk);
-            }
-            total += n as u64;
-            if total > max_bytes {
-                return Err(CoreError::LimitExceeded {
-                    context: ctx(),
-                    reason: format!("more than {max_bytes} uncompressed bytes (max_bytes)"),
-                });
-            }
-            if tx.send(chunk).is_err() {
-                // The writer stopped (it failed or finished early); nothing more to do.
-                return Err(CoreError::Interrupted);
-            }
-        }
+    if compression == Compression::None {
+        // Plain tar: the blob is the tar, one hash serves as digest and diff_id.
+        let mut raw = HashingReader {
+            inner: file,
+            hasher: Hasher::sha256(),
+        };
+        let bytes = decode_into(&mut raw, compression, tx, free, max_bytes, path, None)?;
+        let digest = raw.hasher.digest();
+        return Ok(StreamSummary {
+            diff_id: digest.clone(),
+            digest,
+            compression,
+            compressed_bytes: bytes,
+            bytes,
+        });
     }
-    let digest = raw.hasher.digest();
-    let compressed_bytes = raw.hasher.len();
-    let (diff_id, bytes) = if compression == Compression::None {
-        (digest.clone(), compressed_bytes)
-    } else {
-        (diff.digest(), diff.len())
+    let (rx, reader) = spawn_reader(file).at(path)?;
+    let mut input = ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
     };
-    Ok(StreamSummary { digest, diff_id, compression, compressed_bytes, bytes })
+    let mut diff = Hasher::sha256();
+    let decoded = decode_into(
+        &mut input,
+        compression,
+        tx,
+        free,
+        max_bytes,
+        path,
+        hash_decoded.then_some(&mut diff),
+    );
+    // Closing the channel stops the reader at its next block; it is always joined, never left running.
+    drop(input);
+    let raw = reader.join();
+    let bytes = decoded?;
+    let raw = raw.map_err(|_| CoreError::InvalidArchive {
+        context: path.display().to_string(),
+        reason: "reader thread failed".into(),
+    })?;
+    // Without `hash_decoded` the relay thread fills in the diff_id.
+    Ok(StreamSummary {
+        digest: raw.digest(),
+        diff_id: diff.digest(),
+        compression,
+        compressed_bytes: raw.len(),
+        bytes,
+    })
 }

@@ -15,7 +15,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use rustix::fs::{
     chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mkdirat, mknodat, openat, statat, symlinkat,
@@ -73,6 +76,8 @@ pub struct ExtractOptions {
     pub max_entries: u64,
     /// Resolve paths component by component even where `openat2` exists (for tests).
     pub force_walk: bool,
+    /// Set from another thread to stop between entries with [`CoreError::Interrupted`] (Ctrl-C).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ExtractOptions {
@@ -88,6 +93,7 @@ impl Default for ExtractOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
             force_walk: false,
+            cancel: None,
         }
     }
 }
@@ -127,6 +133,222 @@ struct DirFix {
     mtime: (i64, u32),
 }
 
+/// Maps an OS error on an entry to the core error users see (ELOOP and EXDEV are confinement refusals).
+fn fs_error(ctx: &str, path: &[u8], what: &str, e: impl Into<io::Error>) -> CoreError {
+    let e: io::Error = e.into();
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => CoreError::UnsafePath {
+            context: ctx.to_owned(),
+            entry: entry_name(path),
+            reason: format!("{what}: too many levels of symbolic links"),
+        },
+        Some(libc::ENOTDIR) => CoreError::InvalidArchive {
+            context: format!("{ctx}: entry {:?}", entry_name(path)),
+            reason: format!("{what}: a parent of the entry is not a directory"),
+        },
+        Some(libc::EXDEV) => CoreError::UnsafePath {
+            context: ctx.to_owned(),
+            entry: entry_name(path),
+            reason: format!("{what}: path resolves outside the root"),
+        },
+        _ => CoreError::Io {
+            path: PathBuf::from(format!("{ctx}: entry {:?} ({what})", entry_name(path))),
+            source: e,
+        },
+    }
+}
+
+/// Files up to this size are written by the worker pool; larger ones stream on the parsing thread.
+const POOL_MAX_FILE: u64 = 1 << 20;
+/// Jobs queued for the workers (so at most this many MiB of file data are buffered).
+const POOL_DEPTH: usize = 32;
+
+/// One small regular file for a worker: the parsing thread already resolved its parent; the worker
+/// creates, writes and finishes it. Only descriptors and owned data cross threads.
+struct Job {
+    pdir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    path: Vec<u8>,
+    data: Vec<u8>,
+    mode: u32,
+    chmod: bool,
+    owner: (Option<Uid>, Option<Gid>),
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    mtime: (i64, u32),
+    ctx: Arc<str>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    inflight: usize,
+    error: Option<CoreError>,
+    removed: bool,
+    skipped: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct PoolShared {
+    state: Mutex<PoolState>,
+    idle: Condvar,
+    failed: AtomicBool,
+}
+
+/// Writer threads for small files, so file creation and writes overlap with parsing (ext4 spends most of an
+/// extraction in `openat(O_CREAT)` and `write`). Invariant: the parsing thread does every namespace change
+/// that could conflict (it drains the pool before removing anything, before touching a path in flight or below
+/// one, and before hardlinks and whiteouts), so the result is the same as a serial extraction.
+struct Pool {
+    tx: Option<SyncSender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+    shared: Arc<PoolShared>,
+}
+
+impl Pool {
+    fn new(workers: usize) -> Pool {
+        let shared = Arc::new(PoolShared::default());
+        let (tx, rx) = sync_channel::<Job>(POOL_DEPTH);
+        let rx = Arc::new(Mutex::new(rx));
+        let handles = (0..workers)
+            .filter_map(|i| {
+                let rx = Arc::clone(&rx);
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("imgcore-write-{i}"))
+                    .spawn(move || loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let path = job.path.clone();
+                        let ctx = Arc::clone(&job.ctx);
+                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_job(&job)))
+                            .unwrap_or_else(|_| {
+                                Err(CoreError::InvalidArchive {
+                                    context: format!("{ctx}: entry {:?}", entry_name(&path)),
+                                    reason: "internal error in a writer thread".into(),
+                                })
+                            });
+                        if let Ok(mut st) = shared.state.lock() {
+                            st.inflight -= 1;
+                            match outcome {
+                                Ok((removed, skipped)) => {
+                                    st.removed |= removed;
+                                    st.skipped.extend(skipped);
+                                }
+                                Err(e) => {
+                                    shared.failed.store(true, Ordering::Relaxed);
+                                    st.error.get_or_insert(e);
+                                }
+                            }
+                        }
+                        shared.idle.notify_all();
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        let tx = if handles.is_empty() { None } else { Some(tx) };
+        Pool { tx, handles, shared }
+    }
+
+    fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        if let Ok(mut st) = self.shared.state.lock() {
+            st.inflight += 1;
+        }
+        let Some(tx) = &self.tx else { return Ok(()) };
+        if tx.send(job).is_err() {
+            if let Ok(mut st) = self.shared.state.lock() {
+                st.inflight -= 1;
+            }
+            return Err(CoreError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Waits until every job is done; returns (an entry was removed, skipped attributes) or the first error.
+    fn drain(&self) -> Result<(bool, Vec<(String, String)>)> {
+        let Ok(mut st) = self.shared.state.lock() else {
+            return Err(CoreError::Interrupted);
+        };
+        while st.inflight > 0 {
+            st = match self.shared.idle.wait(st) {
+                Ok(g) => g,
+                Err(_) => return Err(CoreError::Interrupted),
+            };
+        }
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        let removed = std::mem::take(&mut st.removed);
+        Ok((removed, std::mem::take(&mut st.skipped)))
+    }
+
+    fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Creates, writes and finishes one file; returns whether something had to be removed first.
+fn write_job(job: &Job) -> Result<(bool, Vec<(String, String)>)> {
+    let err = |what: &str, e: Errno| fs_error(&job.ctx, &job.path, what, e);
+    let pdir = job.pdir.as_fd();
+    let name = job.name.as_slice();
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let create = Mode::from_raw_mode(job.mode & 0o777);
+    let mut removed = false;
+    let fd = match openat(pdir, name, flags, create) {
+        Ok(fd) => fd,
+        Err(Errno::EXIST) => {
+            removed = true;
+            let st = statat(pdir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| err("stat existing", e))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                prune(pdir, name, &job.path, &|_| Keep::Remove, 0)
+                    .map_err(|e| fs_error(&job.ctx, &job.path, "remove existing directory", e))?;
+            } else {
+                unlinkat(pdir, name, AtFlags::empty()).map_err(|e| err("remove existing", e))?;
+            }
+            openat(pdir, name, flags, create).map_err(|e| err("create", e))?
+        }
+        Err(e) => return Err(err("create", e)),
+    };
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&job.data)
+        .map_err(|e| fs_error(&job.ctx, &job.path, "write", e))?;
+    if job.owner.0.is_some() || job.owner.1.is_some() {
+        fchown(&file, job.owner.0, job.owner.1).map_err(|e| err("chown", e))?;
+    }
+    if job.chmod {
+        fchmod(&file, Mode::from_raw_mode(job.mode)).map_err(|e| err("chmod", e))?;
+    }
+    let mut skipped = Vec::new();
+    for (k, v) in &job.xattrs {
+        let name = String::from_utf8_lossy(k).into_owned();
+        if k.starts_with(b"trusted.overlay.") {
+            skipped.push((
+                entry_name(&job.path),
+                format!("xattr {name}: overlayfs metadata is not taken from archives"),
+            ));
+        } else if let Err(e) = fsetxattr(&file, k.as_slice(), v, XattrFlags::empty()) {
+            skipped.push((entry_name(&job.path), format!("xattr {name}: {}", io::Error::from(e))));
+        }
+    }
+    futimens(&file, &ts(job.mtime.0, job.mtime.1)).map_err(|e| err("set mtime", e))?;
+    Ok((removed, skipped))
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -136,7 +358,10 @@ fn current_umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("Umask:")
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
         })
         .unwrap_or(0o022)
 }
@@ -145,12 +370,20 @@ fn map_id(id: u64, maps: &[IdMap]) -> Option<u64> {
     if maps.is_empty() {
         return Some(id);
     }
-    maps.iter().find(|m| id >= m.inner && id - m.inner < m.count).map(|m| m.outer + (id - m.inner))
+    maps.iter()
+        .find(|m| id >= m.inner && id - m.inner < m.count)
+        .map(|m| m.outer + (id - m.inner))
 }
 
 fn ts(sec: i64, nsec: u32) -> Timestamps {
-    let t = Timespec { tv_sec: sec, tv_nsec: i64::from(nsec) };
-    Timestamps { last_access: t, last_modification: t }
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: i64::from(nsec),
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 /// Removes `name` in `dir` and everything below it, without following symlinks. Entries for which
@@ -162,13 +395,19 @@ fn prune(dir: BorrowedFd<'_>, name: &[u8], path: &[u8], keep: &dyn Fn(&[u8]) -> 
     let decision = keep(path);
     if decision == Keep::Remove {
         match unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) => return Ok(()),
-            Err(Errno::NOENT) => return Ok(()),
+            Ok(()) | Err(Errno::NOENT) => return Ok(()),
             Err(Errno::ISDIR | Errno::PERM) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let open = || openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+    let open = || {
+        openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
     let fd = match open() {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
@@ -200,7 +439,11 @@ fn prune(dir: BorrowedFd<'_>, name: &[u8], path: &[u8], keep: &dyn Fn(&[u8]) -> 
             cpath.push(b'/');
         }
         cpath.extend_from_slice(&child);
-        let sub_keep: &dyn Fn(&[u8]) -> Keep = if decision == Keep::Remove { &|_| Keep::Remove } else { keep };
+        let sub_keep: &dyn Fn(&[u8]) -> Keep = if decision == Keep::Remove {
+            &|_| Keep::Remove
+        } else {
+            keep
+        };
         prune(fd.as_fd(), &child, &cpath, sub_keep, depth + 1)?;
     }
     if decision == Keep::Remove {
@@ -233,9 +476,15 @@ struct Extractor<'o> {
     dirs: HashMap<Vec<u8>, DirFix>,
     stats: LayerStats,
     buf: Vec<u8>,
-    dir_cache: HashMap<Vec<u8>, Rc<OwnedFd>>,
+    dir_cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
     /// The current layer's decoder error slot: a failed read of entry data reports the decoder's real cause.
     decoder_errors: Option<ErrorSlot>,
+    pool: Pool,
+    /// Files handed to the pool and not yet drained.
+    pending: HashSet<Vec<u8>>,
+    /// Directories above those files (an entry replacing one of them must wait for the files below it).
+    pending_dirs: HashSet<Vec<u8>>,
+    ctx_arc: Arc<str>,
 }
 
 impl<'o> Extractor<'o> {
@@ -255,10 +504,15 @@ impl<'o> Extractor<'o> {
             buf: vec![0u8; COPY_BUF],
             dir_cache: HashMap::new(),
             decoder_errors: None,
+            pool: Pool::new(writer_threads()),
+            pending: HashSet::new(),
+            pending_dirs: HashSet::new(),
+            ctx_arc: Arc::from(""),
         })
     }
 
     fn reset_layer(&mut self, ctx: String) {
+        self.ctx_arc = Arc::from(ctx.as_str());
         self.ctx = ctx;
         self.written.clear();
         self.ancestors.clear();
@@ -277,38 +531,69 @@ impl<'o> Extractor<'o> {
     }
 
     fn unsafe_path(&self, path: &[u8], reason: &str) -> CoreError {
-        CoreError::UnsafePath { context: self.ctx.clone(), entry: entry_name(path), reason: reason.to_owned() }
+        CoreError::UnsafePath {
+            context: self.ctx.clone(),
+            entry: entry_name(path),
+            reason: reason.to_owned(),
+        }
     }
 
     fn invalid(&self, path: &[u8], reason: impl Into<String>) -> CoreError {
-        CoreError::InvalidArchive { context: self.entry_ctx(path), reason: reason.into() }
+        CoreError::InvalidArchive {
+            context: self.entry_ctx(path),
+            reason: reason.into(),
+        }
     }
 
     fn fs_err(&self, path: &[u8], what: &str, e: impl Into<io::Error>) -> CoreError {
-        let e: io::Error = e.into();
-        match e.raw_os_error() {
-            Some(libc::ELOOP) => self.unsafe_path(path, &format!("{what}: too many levels of symbolic links")),
-            Some(libc::ENOTDIR) => self.invalid(path, format!("{what}: a parent of the entry is not a directory")),
-            Some(libc::EXDEV) => self.unsafe_path(path, &format!("{what}: path resolves outside the root")),
-            _ => CoreError::Io { path: PathBuf::from(format!("{} ({what})", self.entry_ctx(path))), source: e },
+        fs_error(&self.ctx, path, what, e)
+    }
+
+    /// Waits for the writer pool; forgets cached directories if a worker removed something.
+    fn drain(&mut self) -> Result<()> {
+        if self.pending.is_empty() && !self.pool.failed() {
+            return Ok(());
         }
+        self.pending.clear();
+        self.pending_dirs.clear();
+        let (removed, skipped) = self.pool.drain()?;
+        self.stats.skipped.extend(skipped);
+        if removed {
+            self.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Drains the pool when `comps` or one of its ancestors is a file still being written, or when files below
+    /// `comps` are (the entry may replace their directory).
+    fn drain_if_pending(&mut self, comps: &[Vec<u8>]) -> Result<()> {
+        if self.pool.failed()
+            || (!self.pending.is_empty()
+                && (self.pending_dirs.contains(&join(comps))
+                    || (1..=comps.len()).any(|i| self.pending.contains(&join(&comps[..i])))))
+        {
+            self.drain()?;
+        }
+        Ok(())
     }
 
     /// The directory `comps` inside the root, created if asked.
-    fn dir(&mut self, comps: &[Vec<u8>], create: bool, entry: &[u8]) -> Result<Rc<OwnedFd>> {
+    fn dir(&mut self, comps: &[Vec<u8>], create: bool, entry: &[u8]) -> Result<Arc<OwnedFd>> {
         let key = join(comps);
         if let Some(fd) = self.dir_cache.get(&key) {
-            return Ok(Rc::clone(fd));
+            return Ok(Arc::clone(fd));
         }
         let fd = match self.root.dir(comps, create) {
-            Ok(fd) => fd.try_clone_to_owned().map_err(|e| self.fs_err(entry, "open parent", e))?,
+            Ok(fd) => fd
+                .try_clone_to_owned()
+                .map_err(|e| self.fs_err(entry, "open parent", e))?,
             Err(e) => return Err(self.fs_err(entry, "open parent", e)),
         };
-        let fd = Rc::new(fd);
+        let fd = Arc::new(fd);
         if self.dir_cache.len() > 64 {
             self.dir_cache.clear();
         }
-        self.dir_cache.insert(key, Rc::clone(&fd));
+        self.dir_cache.insert(key, Arc::clone(&fd));
         Ok(fd)
     }
 
@@ -335,17 +620,21 @@ impl<'o> Extractor<'o> {
     /// Removes whatever is at `name` in `dir` so a new entry can take its place (a directory is kept when
     /// `keep_dir`). Returns true when an existing directory was kept.
     fn clear(&mut self, dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool, entry: &[u8]) -> Result<bool> {
+        // The entry's own path and its ancestors are not in flight (checked before each entry), so a stat needs
+        // no drain; a removal does (files below the removed path may still be in flight).
         let st = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(false),
             Err(e) => return Err(self.fs_err(entry, "stat existing", e)),
         };
+        if keep_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Ok(true);
+        }
+        self.drain()?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if keep_dir {
-                return Ok(true);
-            }
             let path = entry.to_vec();
-            prune(dir, name, &path, &|_| Keep::Remove, 0).map_err(|e| self.fs_err(entry, "remove existing directory", e))?;
+            prune(dir, name, &path, &|_| Keep::Remove, 0)
+                .map_err(|e| self.fs_err(entry, "remove existing directory", e))?;
         } else {
             unlinkat(dir, name, AtFlags::empty()).map_err(|e| self.fs_err(entry, "remove existing", e))?;
         }
@@ -371,17 +660,25 @@ impl<'o> Extractor<'o> {
             let name = String::from_utf8_lossy(k).into_owned();
             if k.starts_with(b"trusted.overlay.") {
                 // Overlay metadata from an archive could redirect a mount; only imgcore writes these.
-                self.stats.skipped.push((entry_name(&meta.path), format!("xattr {name}: overlayfs metadata is not taken from archives")));
+                self.stats.skipped.push((
+                    entry_name(&meta.path),
+                    format!("xattr {name}: overlayfs metadata is not taken from archives"),
+                ));
                 continue;
             }
             if let Err(e) = fsetxattr(fd, k.as_slice(), v, XattrFlags::empty()) {
-                self.stats.skipped.push((entry_name(&meta.path), format!("xattr {name}: {}", io::Error::from(e))));
+                self.stats
+                    .skipped
+                    .push((entry_name(&meta.path), format!("xattr {name}: {}", io::Error::from(e))));
             }
         }
     }
 
     fn entry(&mut self, meta: &Meta, data: &mut dyn Read) -> Result<()> {
-        let comps = clean(&meta.path).map_err(|()| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
+        if self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(CoreError::Interrupted);
+        }
+        let comps = clean(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
         let Some((name, parent)) = comps.split_last() else {
             if meta.kind == Kind::Dir {
                 // "./": the root itself; its metadata stays the caller's.
@@ -391,19 +688,32 @@ impl<'o> Extractor<'o> {
         };
         let name = name.clone();
         if name.starts_with(WH_PREFIX) {
+            self.drain()?;
             return self.whiteout(meta, parent, &name);
+        }
+        if meta.kind == Kind::Hardlink {
+            self.drain()?;
+        } else {
+            self.drain_if_pending(&comps)?;
         }
         self.mark_written(&comps);
         let pdir = self.dir(parent, true, &meta.path)?;
         let pdir = pdir.as_fd();
         match meta.kind {
+            Kind::File if self.pool.enabled() && meta.size <= POOL_MAX_FILE => {
+                let pdir = self.dir(parent, true, &meta.path)?;
+                self.submit_file(pdir, &name, &comps, meta, data)
+            }
             Kind::File => self.file(pdir, &name, meta, data),
             Kind::Dir => self.directory(pdir, &name, &comps, meta),
             Kind::Symlink => self.symlink(pdir, &name, meta),
             Kind::Hardlink => self.hardlink(pdir, &name, &comps, meta),
             Kind::Char | Kind::Block | Kind::Fifo => self.special(pdir, &name, meta),
             Kind::Other(t) => {
-                self.stats.skipped.push((entry_name(&meta.path), format!("unsupported entry type {:?}", t as char)));
+                self.stats.skipped.push((
+                    entry_name(&meta.path),
+                    format!("unsupported entry type {:?}", t as char),
+                ));
                 Ok(())
             }
         }
@@ -414,8 +724,13 @@ impl<'o> Extractor<'o> {
         if name == WH_OPAQUE {
             let pdir = self.dir(parent, true, &meta.path)?;
             if self.opts.overlay {
-                let fd = openat(pdir.as_fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
+                let fd = openat(
+                    pdir.as_fd(),
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
                 fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                     .map_err(|e| self.fs_err(&meta.path, "set trusted.overlay.opaque (needs root)", e))?;
                 return Ok(());
@@ -423,9 +738,16 @@ impl<'o> Extractor<'o> {
             // Opaque: hide every lower child of the directory (its own entries from this layer stay).
             let ppath = join(parent);
             let mut names = Vec::new();
-            let rd = openat(pdir.as_fd(), ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
-            for ent in rustix::fs::Dir::read_from(&rd).map_err(|e| self.fs_err(&meta.path, "read opaque directory", e))? {
+            let rd = openat(
+                pdir.as_fd(),
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.fs_err(&meta.path, "open opaque directory", e))?;
+            for ent in
+                rustix::fs::Dir::read_from(&rd).map_err(|e| self.fs_err(&meta.path, "read opaque directory", e))?
+            {
                 let ent = ent.map_err(|e| self.fs_err(&meta.path, "read opaque directory", e))?;
                 let n = ent.file_name().to_bytes();
                 if n != b"." && n != b".." {
@@ -449,7 +771,9 @@ impl<'o> Extractor<'o> {
         }
         if name.starts_with(b".wh..wh.") {
             // Other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): meaningless here, as docker treats it.
-            self.stats.skipped.push((entry_name(&meta.path), "aufs metadata entry".into()));
+            self.stats
+                .skipped
+                .push((entry_name(&meta.path), "aufs metadata entry".into()));
             return Ok(());
         }
         let target = &name[WH_PREFIX.len()..];
@@ -459,12 +783,20 @@ impl<'o> Extractor<'o> {
         if self.opts.overlay {
             let pdir = self.dir(parent, true, &meta.path)?;
             self.clear(pdir.as_fd(), target, false, &meta.path)?;
-            mknodat(pdir.as_fd(), target, FileType::CharacterDevice, Mode::empty(), makedev(0, 0))
-                .map_err(|e| self.fs_err(&meta.path, "create overlay whiteout (char 0/0, needs root)", e))?;
+            mknodat(
+                pdir.as_fd(),
+                target,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                makedev(0, 0),
+            )
+            .map_err(|e| self.fs_err(&meta.path, "create overlay whiteout (char 0/0, needs root)", e))?;
             return Ok(());
         }
         let pdir = match self.root.dir(parent, false) {
-            Ok(fd) => fd.try_clone_to_owned().map_err(|e| self.fs_err(&meta.path, "open parent", e))?,
+            Ok(fd) => fd
+                .try_clone_to_owned()
+                .map_err(|e| self.fs_err(&meta.path, "open parent", e))?,
             // Nothing below: nothing to hide.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(()),
             Err(e) => return Err(self.fs_err(&meta.path, "open parent", e)),
@@ -483,6 +815,55 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
+    fn submit_file(
+        &mut self,
+        pdir: Arc<OwnedFd>,
+        name: &[u8],
+        comps: &[Vec<u8>],
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let mut buf = Vec::with_capacity(meta.size as usize);
+        if let Err(e) = data.read_to_end(&mut buf) {
+            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                return Err(err);
+            }
+            return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
+        }
+        if buf.len() as u64 != meta.size {
+            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                return Err(err);
+            }
+            return Err(self.invalid(
+                &meta.path,
+                format!("truncated: entry data ends after {} of {} bytes", buf.len(), meta.size),
+            ));
+        }
+        let owner = self.ids(meta)?;
+        let create_mode = meta.mode & 0o777;
+        let chmod = meta.mode & 0o7777 != create_mode & !self.umask || owner.0.is_some() && meta.mode & 0o6000 != 0;
+        self.pending.insert(join(comps));
+        for i in (1..comps.len()).rev() {
+            if !self.pending_dirs.insert(join(&comps[..i])) {
+                break;
+            }
+        }
+        self.pool.submit(Job {
+            pdir,
+            name: name.to_vec(),
+            path: meta.path.clone(),
+            data: buf,
+            mode: meta.mode & 0o7777,
+            chmod,
+            owner,
+            xattrs: meta.xattrs.clone(),
+            mtime: (meta.mtime, meta.mtime_nsec),
+            ctx: Arc::clone(&self.ctx_arc),
+        })?;
+        self.stats.files += 1;
+        Ok(())
+    }
+
     fn file(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<()> {
         let create_mode = meta.mode & 0o777;
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -490,7 +871,8 @@ impl<'o> Extractor<'o> {
             Ok(fd) => fd,
             Err(Errno::EXIST) => {
                 self.clear(pdir, name, false, &meta.path)?;
-                openat(pdir, name, flags, Mode::from_raw_mode(create_mode)).map_err(|e| self.fs_err(&meta.path, "create", e))?
+                openat(pdir, name, flags, Mode::from_raw_mode(create_mode))
+                    .map_err(|e| self.fs_err(&meta.path, "create", e))?
             }
             Err(e) => return Err(self.fs_err(&meta.path, "create", e)),
         };
@@ -508,11 +890,18 @@ impl<'o> Extractor<'o> {
                     return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
                 }
             };
-            file.write_all(&self.buf[..n]).map_err(|e| self.fs_err(&meta.path, "write", e))?;
+            file.write_all(&self.buf[..n])
+                .map_err(|e| self.fs_err(&meta.path, "write", e))?;
             written += n as u64;
+            if self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(CoreError::Interrupted);
+            }
         }
         if written != meta.size {
-            return Err(self.invalid(&meta.path, format!("truncated: entry data ends after {written} of {} bytes", meta.size)));
+            return Err(self.invalid(
+                &meta.path,
+                format!("truncated: entry data ends after {written} of {} bytes", meta.size),
+            ));
         }
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
@@ -543,14 +932,26 @@ impl<'o> Extractor<'o> {
         }
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
-            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.fs_err(&meta.path, "chown", e))?;
+            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.fs_err(&meta.path, "chown", e))?;
         }
         if !meta.xattrs.is_empty() {
-            let fd = openat(pdir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| self.fs_err(&meta.path, "open directory", e))?;
+            let fd = openat(
+                pdir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.fs_err(&meta.path, "open directory", e))?;
             self.set_xattrs(fd.as_fd(), meta);
         }
-        self.dirs.insert(join(comps), DirFix { mode: meta.mode & 0o7777, mtime: (meta.mtime, meta.mtime_nsec) });
+        self.dirs.insert(
+            join(comps),
+            DirFix {
+                mode: meta.mode & 0o7777,
+                mtime: (meta.mtime, meta.mtime_nsec),
+            },
+        );
         self.stats.dirs += 1;
         Ok(())
     }
@@ -577,12 +978,17 @@ impl<'o> Extractor<'o> {
     fn after_node(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<()> {
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
-            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.fs_err(&meta.path, "chown", e))?;
+            chownat(pdir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.fs_err(&meta.path, "chown", e))?;
         }
         for (k, _) in &meta.xattrs {
             self.stats.skipped.push((
                 entry_name(&meta.path),
-                format!("xattr {} on a {} is not applied", String::from_utf8_lossy(k), meta.kind.name()),
+                format!(
+                    "xattr {} on a {} is not applied",
+                    String::from_utf8_lossy(k),
+                    meta.kind.name()
+                ),
             ));
         }
         utimensat(pdir, name, &ts(meta.mtime, meta.mtime_nsec), AtFlags::SYMLINK_NOFOLLOW)
@@ -591,7 +997,8 @@ impl<'o> Extractor<'o> {
     }
 
     fn hardlink(&mut self, pdir: BorrowedFd<'_>, name: &[u8], comps: &[Vec<u8>], meta: &Meta) -> Result<()> {
-        let tcomps = clean(&meta.link).map_err(|()| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
+        let tcomps =
+            clean(&meta.link).ok_or_else(|| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
         let Some((tname, tparent)) = tcomps.split_last() else {
             return Err(self.unsafe_path(&meta.path, "hardlink to the root directory"));
         };
@@ -601,14 +1008,23 @@ impl<'o> Extractor<'o> {
         let tdir = match self.dir(tparent, false, &meta.path) {
             Ok(fd) => fd,
             Err(CoreError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-                return Err(self.invalid(&meta.path, format!("hardlink target {:?} does not exist", entry_name(&meta.link))));
+                return Err(self.invalid(
+                    &meta.path,
+                    format!("hardlink target {:?} does not exist", entry_name(&meta.link)),
+                ));
             }
             Err(e) => return Err(e),
         };
         let link = |s: &Self| {
             linkat(tdir.as_fd(), tname.as_slice(), pdir, name, AtFlags::empty()).map_err(|e| match e {
-                Errno::NOENT => s.invalid(&meta.path, format!("hardlink target {:?} does not exist", entry_name(&meta.link))),
-                Errno::PERM => s.invalid(&meta.path, format!("hardlink target {:?} is a directory", entry_name(&meta.link))),
+                Errno::NOENT => s.invalid(
+                    &meta.path,
+                    format!("hardlink target {:?} does not exist", entry_name(&meta.link)),
+                ),
+                Errno::PERM => s.invalid(
+                    &meta.path,
+                    format!("hardlink target {:?} is a directory", entry_name(&meta.link)),
+                ),
                 e => s.fs_err(&meta.path, "hardlink", e),
             })
         };
@@ -626,7 +1042,10 @@ impl<'o> Extractor<'o> {
 
     fn special(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<()> {
         if !self.opts.allow_devices {
-            self.stats.skipped.push((entry_name(&meta.path), format!("{} node not created (allow_devices is off)", meta.kind.name())));
+            self.stats.skipped.push((
+                entry_name(&meta.path),
+                format!("{} node not created (allow_devices is off)", meta.kind.name()),
+            ));
             return Ok(());
         }
         let (ft, dev) = match meta.kind {
@@ -635,17 +1054,20 @@ impl<'o> Extractor<'o> {
             _ => (FileType::Fifo, 0),
         };
         let mode = Mode::from_raw_mode(meta.mode & 0o777);
-        let made = match mknodat(pdir, name, ft, mode, dev) {
+        let created = match mknodat(pdir, name, ft, mode, dev) {
             Err(Errno::EXIST) => {
                 self.clear(pdir, name, false, &meta.path)?;
                 mknodat(pdir, name, ft, mode, dev)
             }
             other => other,
         };
-        match made {
+        match created {
             Ok(()) => {}
             Err(Errno::PERM) => {
-                self.stats.skipped.push((entry_name(&meta.path), format!("{} node not created: not permitted", meta.kind.name())));
+                self.stats.skipped.push((
+                    entry_name(&meta.path),
+                    format!("{} node not created: not permitted", meta.kind.name()),
+                ));
                 return Ok(());
             }
             Err(e) => return Err(self.fs_err(&meta.path, "mknod", e)),
@@ -655,13 +1077,18 @@ impl<'o> Extractor<'o> {
 
     /// Applies deferred directory modes and mtimes, deepest first.
     fn finish_dirs(&mut self) -> Result<()> {
+        self.drain()?;
         let mut dirs: Vec<(Vec<u8>, DirFix)> = self.dirs.drain().collect();
-        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.split(|&b| b == b'/').count()));
         self.invalidate();
         for (path, fix) in dirs {
             let comps = clean(&path).unwrap_or_default();
-            let Some((name, parent)) = comps.split_last() else { continue };
-            let Ok(pdir) = self.root.dir(parent, false) else { continue };
+            let Some((name, parent)) = comps.split_last() else {
+                continue;
+            };
+            let Ok(pdir) = self.root.dir(parent, false) else {
+                continue;
+            };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let fd = match openat(pdir, name.as_slice(), flags, Mode::empty()) {
                 Ok(fd) => fd,
@@ -679,7 +1106,9 @@ impl<'o> Extractor<'o> {
         let mut pipe = Pipeline::start(src, self.opts.max_bytes)?;
         self.decoder_errors = Some(pipe.errors());
         let ctx = self.ctx.clone();
-        let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, |meta, data| self.entry(meta, data))?;
+        let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, |meta, data| {
+            self.entry(meta, data)
+        })?;
         self.finish_dirs()?;
         let summary = pipe.finish()?;
         let mut stats = std::mem::take(&mut self.stats);
@@ -708,6 +1137,14 @@ impl<'o> Extractor<'o> {
     }
 }
 
+/// Writer threads: two where the machine has the cores, none (serial) when `IMGCORE_WRITERS=0`.
+fn writer_threads() -> usize {
+    if let Some(v) = std::env::var_os("IMGCORE_WRITERS") {
+        return v.to_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
 fn layer_ctx(src: &Path) -> String {
     format!("extract {}", src.display())
 }
@@ -723,11 +1160,20 @@ pub fn extract_layer(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<L
 /// Unpacks a stack of layers, lowest first, into one root filesystem (flatten form).
 ///
 /// `expected_diff_ids`, when not empty, must have one entry per layer.
-pub fn unpack_layers(layers: &[PathBuf], dest: &Path, opts: &ExtractOptions, expected_diff_ids: &[Digest]) -> Result<Vec<LayerStats>> {
+pub fn unpack_layers(
+    layers: &[PathBuf],
+    dest: &Path,
+    opts: &ExtractOptions,
+    expected_diff_ids: &[Digest],
+) -> Result<Vec<LayerStats>> {
     if !expected_diff_ids.is_empty() && expected_diff_ids.len() != layers.len() {
         return Err(CoreError::InvalidArchive {
             context: format!("unpack {}", dest.display()),
-            reason: format!("{} layers but {} expected diff_ids", layers.len(), expected_diff_ids.len()),
+            reason: format!(
+                "{} layers but {} expected diff_ids",
+                layers.len(),
+                expected_diff_ids.len()
+            ),
         });
     }
     let mut out = Vec::with_capacity(layers.len());

@@ -61,11 +61,18 @@ fn child_prefix(p: &[u8]) -> Vec<u8> {
 
 impl Union {
     fn unsafe_path(&self, path: &[u8], reason: &str) -> CoreError {
-        CoreError::UnsafePath { context: self.ctx.clone(), entry: entry_name(path), reason: reason.to_owned() }
+        CoreError::UnsafePath {
+            context: self.ctx.clone(),
+            entry: entry_name(path),
+            reason: reason.to_owned(),
+        }
     }
 
     fn invalid(&self, path: &[u8], reason: impl Into<String>) -> CoreError {
-        CoreError::InvalidArchive { context: format!("{}: entry {:?}", self.ctx, entry_name(path)), reason: reason.into() }
+        CoreError::InvalidArchive {
+            context: format!("{}: entry {:?}", self.ctx, entry_name(path)),
+            reason: reason.into(),
+        }
     }
 
     fn kept(&self, p: &[u8]) -> bool {
@@ -78,7 +85,12 @@ impl Union {
         let mut doomed: Vec<Vec<u8>> = if prefix.is_empty() {
             self.map.keys().filter(|k| !self.kept(k)).cloned().collect()
         } else {
-            self.map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).filter(|k| !self.kept(k)).collect()
+            self.map
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone())
+                .filter(|k| !self.kept(k))
+                .collect()
         };
         if include_self && !self.kept(p) && self.map.contains_key(p) {
             doomed.push(p.to_vec());
@@ -90,7 +102,12 @@ impl Union {
 
     fn remove_subtree(&mut self, p: &[u8]) {
         let prefix = child_prefix(p);
-        let doomed: Vec<Vec<u8>> = self.map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<Vec<u8>> = self
+            .map
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in doomed {
             self.map.remove(&k);
         }
@@ -132,7 +149,18 @@ impl Union {
                 None if create => {
                     self.map.insert(
                         key.clone(),
-                        IndexEntry { path: key, kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, mtime_nsec: 0, link: Vec::new(), layer: self.layer },
+                        IndexEntry {
+                            path: key,
+                            kind: Kind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            size: 0,
+                            mtime: 0,
+                            mtime_nsec: 0,
+                            link: Vec::new(),
+                            layer: self.layer,
+                        },
                     );
                 }
                 None => return Ok(None),
@@ -141,8 +169,9 @@ impl Union {
         Ok(Some(real))
     }
 
+    #[allow(clippy::too_many_lines)] // mirrors the extractor's entry dispatch one to one
     fn entry(&mut self, meta: &Meta) -> Result<()> {
-        let comps = clean(&meta.path).map_err(|()| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
+        let comps = clean(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
         let Some((name, parent)) = comps.split_last() else {
             if meta.kind == Kind::Dir {
                 return Ok(());
@@ -151,7 +180,9 @@ impl Union {
         };
         if name.starts_with(b".wh.") {
             if name == b".wh..wh..opq" {
-                let Some(real) = self.resolve_dir(parent, true, &meta.path)? else { return Ok(()) };
+                let Some(real) = self.resolve_dir(parent, true, &meta.path)? else {
+                    return Ok(());
+                };
                 self.prune(&join(&real), false);
                 return Ok(());
             }
@@ -179,7 +210,9 @@ impl Union {
                 break;
             }
         }
-        let Some(mut real) = self.resolve_dir(parent, true, &meta.path)? else { return Ok(()) };
+        let Some(mut real) = self.resolve_dir(parent, true, &meta.path)? else {
+            return Ok(());
+        };
         real.push(name.clone());
         let key = join(&real);
         let mut e = IndexEntry {
@@ -196,19 +229,32 @@ impl Union {
         };
         match meta.kind {
             Kind::Hardlink => {
-                let tcomps = clean(&meta.link).map_err(|()| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
+                let tcomps = clean(&meta.link)
+                    .ok_or_else(|| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
                 let Some((tname, tparent)) = tcomps.split_last() else {
                     return Err(self.unsafe_path(&meta.path, "hardlink to the root directory"));
                 };
                 if tcomps == comps {
                     return Ok(());
                 }
-                let missing = |s: &Self| s.invalid(&meta.path, format!("hardlink target {:?} does not exist", entry_name(&meta.link)));
-                let Some(mut treal) = self.resolve_dir(tparent, false, &meta.path)? else { return Err(missing(self)) };
+                let missing = |s: &Self| {
+                    s.invalid(
+                        &meta.path,
+                        format!("hardlink target {:?} does not exist", entry_name(&meta.link)),
+                    )
+                };
+                let Some(mut treal) = self.resolve_dir(tparent, false, &meta.path)? else {
+                    return Err(missing(self));
+                };
                 treal.push(tname.clone());
-                let Some(t) = self.map.get(&join(&treal)) else { return Err(missing(self)) };
+                let Some(t) = self.map.get(&join(&treal)) else {
+                    return Err(missing(self));
+                };
                 if t.kind == Kind::Dir {
-                    return Err(self.invalid(&meta.path, format!("hardlink target {:?} is a directory", entry_name(&meta.link))));
+                    return Err(self.invalid(
+                        &meta.path,
+                        format!("hardlink target {:?} is a directory", entry_name(&meta.link)),
+                    ));
                 }
                 e.mode = t.mode;
                 e.uid = t.uid;
@@ -233,7 +279,13 @@ impl Union {
 
 /// Builds the merged view of `layers` (lowest first), sorted by path.
 pub fn layer_index(layers: &[PathBuf], max_bytes: u64, max_entries: u64) -> Result<Vec<IndexEntry>> {
-    let mut u = Union { map: BTreeMap::new(), written: HashSet::new(), ancestors: HashSet::new(), layer: 0, ctx: String::new() };
+    let mut u = Union {
+        map: BTreeMap::new(),
+        written: HashSet::new(),
+        ancestors: HashSet::new(),
+        layer: 0,
+        ctx: String::new(),
+    };
     for (i, src) in layers.iter().enumerate() {
         u.layer = i;
         u.ctx = format!("index layer {} ({})", i, src.display());

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 
-use tar::{Archive, EntryType, PaxExtensions};
+use tar::{Archive, EntryType};
 
 use super::decode::{ErrorSlot, Pipeline};
 use crate::error::{CoreError, Result};
@@ -89,7 +89,10 @@ pub fn entry_name(path: &[u8]) -> String {
 }
 
 fn invalid(ctx: &str, reason: String) -> CoreError {
-    CoreError::InvalidArchive { context: ctx.to_owned(), reason }
+    CoreError::InvalidArchive {
+        context: ctx.to_owned(),
+        reason,
+    }
 }
 
 /// Parses a PAX time `secs[.frac]` (may be negative).
@@ -112,12 +115,48 @@ fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
     Some((secs, nsec))
 }
 
+/// Splits PAX extended-header records (`"%d %s=%s\n"`, the length counting the whole record). Values may hold
+/// any byte, newlines included (binary xattrs such as `security.capability`): records are cut by their length
+/// prefix, never at a newline (POSIX pax; tarfile, GNU tar and Go read them so).
+fn pax_records(data: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), String>> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let parsed = (|| {
+            let sp = rest.iter().position(|&b| b == b' ').ok_or("no length")?;
+            let len: usize = std::str::from_utf8(&rest[..sp])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("bad length")?;
+            if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+                return Err("length out of range");
+            }
+            let body = &rest[sp + 1..len - 1];
+            let eq = body.iter().position(|&b| b == b'=').ok_or("no '='")?;
+            let rec = (&body[..eq], &body[eq + 1..]);
+            rest = &rest[len..];
+            Ok(rec)
+        })();
+        if parsed.is_err() {
+            rest = &[];
+        }
+        Some(parsed.map_err(str::to_owned))
+    })
+}
+
 fn read_capped(r: &mut impl Read, size: u64, cap: u64, what: &str, ctx: &str) -> Result<Vec<u8>> {
     if size > cap {
-        return Err(invalid(ctx, format!("{what} of {size} bytes exceeds the {cap}-byte limit")));
+        return Err(invalid(
+            ctx,
+            format!("{what} of {size} bytes exceeds the {cap}-byte limit"),
+        ));
     }
     let mut buf = Vec::with_capacity(size as usize);
-    r.take(size).read_to_end(&mut buf).map_err(|e| invalid(ctx, format!("reading {what}: {e}")))?;
+    r.take(size)
+        .read_to_end(&mut buf)
+        .map_err(|e| invalid(ctx, format!("reading {what}: {e}")))?;
     if (buf.len() as u64) < size {
         return Err(invalid(ctx, format!("truncated {what}: {} of {size} bytes", buf.len())));
     }
@@ -141,13 +180,14 @@ fn where_(ctx: &str, idx: u64, last: &[u8]) -> String {
 }
 
 /// Maps an I/O error from the tar layer, preferring the decoder thread's own error (the real cause).
-pub fn stream_error(errors: &ErrorSlot, ctx: String, e: &io::Error) -> CoreError {
+pub fn stream_error(errors: &ErrorSlot, ctx: &str, e: &io::Error) -> CoreError {
     if let Some(err) = errors.take() {
         return err;
     }
-    invalid(&ctx, format!("corrupt tar stream: {e}"))
+    invalid(ctx, format!("corrupt tar stream: {e}"))
 }
 
+#[allow(clippy::too_many_lines)] // one linear pass over the header kinds reads best as one function
 /// Calls `f(meta, data)` for each entry of the tar stream in `pipe`, in order.
 pub fn for_each_entry(
     pipe: &mut Pipeline,
@@ -160,24 +200,38 @@ pub fn for_each_entry(
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
     let mut pax: Option<Vec<u8>> = None;
-    let mut idx = 0u64;
     let errors = pipe.errors();
     let mut archive = Archive::new(&mut *pipe);
-    let entries = archive.entries().map_err(|e| invalid(ctx, format!("corrupt tar stream: {e}")))?.raw(true);
-    for entry in entries {
-        idx += 1;
-        let mut entry = entry.map_err(|e| stream_error(&errors, where_(ctx, idx, &last), &e))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| invalid(ctx, format!("corrupt tar stream: {e}")))?
+        .raw(true);
+    for (i, entry) in entries.enumerate() {
+        let idx = i as u64 + 1;
+        let mut entry = entry.map_err(|e| stream_error(&errors, &where_(ctx, idx, &last), &e))?;
         let header = entry.header().clone();
         let etype = header.entry_type();
         let hsize = entry.size();
         let here = || where_(ctx, idx, &last);
         match etype {
             EntryType::GNULongName => {
-                long_name = Some(strip_nuls(read_capped(&mut entry, hsize, MAX_LONG_NAME, "GNU long name", &here())?));
+                long_name = Some(strip_nuls(read_capped(
+                    &mut entry,
+                    hsize,
+                    MAX_LONG_NAME,
+                    "GNU long name",
+                    &here(),
+                )?));
                 continue;
             }
             EntryType::GNULongLink => {
-                long_link = Some(strip_nuls(read_capped(&mut entry, hsize, MAX_LONG_NAME, "GNU long link", &here())?));
+                long_link = Some(strip_nuls(read_capped(
+                    &mut entry,
+                    hsize,
+                    MAX_LONG_NAME,
+                    "GNU long link",
+                    &here(),
+                )?));
                 continue;
             }
             EntryType::XHeader => {
@@ -198,10 +252,18 @@ pub fn for_each_entry(
             });
         }
         let mut path = long_name.take().unwrap_or_else(|| header.path_bytes().into_owned());
-        let mut link = long_link.take().unwrap_or_else(|| header.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default());
+        let mut link = long_link.take().unwrap_or_else(|| {
+            header
+                .link_name_bytes()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default()
+        });
         let name_for_err = entry_name(&path);
         let bad = |what: &str, e: &dyn std::fmt::Display| {
-            invalid(&format!("{ctx}: entry {name_for_err:?}"), format!("corrupt header field {what}: {e}"))
+            invalid(
+                &format!("{ctx}: entry {name_for_err:?}"),
+                format!("corrupt header field {what}: {e}"),
+            )
         };
         let mode = header.mode().map_err(|e| bad("mode", &e))? & 0o7777;
         let mut uid = header.uid().map_err(|e| bad("uid", &e))?;
@@ -210,10 +272,8 @@ pub fn for_each_entry(
         let mut mtime_nsec = 0u32;
         let mut xattrs = Vec::new();
         if let Some(records) = pax.take() {
-            for rec in PaxExtensions::new(&records) {
-                let rec = rec.map_err(|e| bad("PAX record", &e))?;
-                let key = rec.key_bytes();
-                let val = rec.value_bytes();
+            for rec in pax_records(&records) {
+                let (key, val) = rec.map_err(|e| bad("PAX record", &e))?;
                 match key {
                     b"path" => path = val.to_vec(),
                     b"linkpath" => link = val.to_vec(),
@@ -229,12 +289,16 @@ pub fn for_each_entry(
                         }
                     }
                     b"mtime" => {
-                        (mtime, mtime_nsec) = pax_time(val).ok_or_else(|| bad("PAX mtime", &String::from_utf8_lossy(val)))?;
+                        (mtime, mtime_nsec) =
+                            pax_time(val).ok_or_else(|| bad("PAX mtime", &String::from_utf8_lossy(val)))?;
                     }
                     b"size" => {
                         let n: Option<u64> = std::str::from_utf8(val).ok().and_then(|s| s.parse().ok());
                         if n != Some(hsize) {
-                            return Err(bad("PAX size", &"a PAX size that differs from the header size is not supported"));
+                            return Err(bad(
+                                "PAX size",
+                                &"a PAX size that differs from the header size is not supported",
+                            ));
                         }
                     }
                     k if k.starts_with(b"SCHILY.xattr.") => {
@@ -255,7 +319,11 @@ pub fn for_each_entry(
             other => Kind::Other(other.as_byte()),
         };
         // Old tars mark directories only by a trailing slash on a regular entry.
-        let kind = if kind == Kind::File && path.last() == Some(&b'/') { Kind::Dir } else { kind };
+        let kind = if kind == Kind::File && path.last() == Some(&b'/') {
+            Kind::Dir
+        } else {
+            kind
+        };
         let dev = if matches!(kind, Kind::Char | Kind::Block) {
             (
                 header.device_major().map_err(|e| bad("devmajor", &e))?.unwrap_or(0),
@@ -267,19 +335,39 @@ pub fn for_each_entry(
         if path.is_empty() {
             return Err(invalid(&here(), "entry with an empty name".into()));
         }
-        let meta = Meta { path, link, kind, mode, uid, gid, mtime, mtime_nsec, size: hsize, dev, xattrs };
+        let meta = Meta {
+            path,
+            link,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            mtime_nsec,
+            size: hsize,
+            dev,
+            xattrs,
+        };
         f(&meta, &mut entry)?;
         last = meta.path;
     }
     if long_name.is_some() || long_link.is_some() || pax.is_some() {
-        return Err(invalid(ctx, "extension header at the end of the archive describes no entry".into()));
+        return Err(invalid(
+            ctx,
+            "extension header at the end of the archive describes no entry".into(),
+        ));
     }
-    drop(archive);
     if pipe.eof_seen() {
         if let Some(err) = pipe.take_error() {
             return Err(err);
         }
-        return Err(invalid(ctx, format!("truncated tar stream: no end-of-archive marker after entry {:?}", entry_name(&last))));
+        return Err(invalid(
+            ctx,
+            format!(
+                "truncated tar stream: no end-of-archive marker after entry {:?}",
+                entry_name(&last)
+            ),
+        ));
     }
     Ok(count)
 }
@@ -287,6 +375,21 @@ pub fn for_each_entry(
 #[cfg(test)]
 mod tests {
     use super::pax_time;
+
+    #[test]
+    fn pax_records_keep_newlines_in_values() {
+        let data = b"28 SCHILY.xattr.user.a=\x01\n\x00\xff\n12 path=a/b\n";
+        let recs: Vec<_> = super::pax_records(data).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            recs,
+            vec![
+                (&b"SCHILY.xattr.user.a"[..], &b"\x01\n\x00\xff"[..]),
+                (&b"path"[..], &b"a/b"[..])
+            ]
+        );
+        assert!(super::pax_records(b"99 path=x\n").next().unwrap().is_err());
+        assert!(super::pax_records(b"x path=x\n").next().unwrap().is_err());
+    }
 
     #[test]
     fn pax_times() {

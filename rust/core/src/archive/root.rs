@@ -25,21 +25,19 @@ pub type Components = Vec<Vec<u8>>;
 
 /// Splits an untrusted archive path into clean components. A leading `/` is dropped (names are relative to
 /// the root, as GNU tar and docker treat them), `.` and empty components vanish, and `..` pops a component;
-/// a `..` that would climb above the root is refused (`Err(())`).
-pub fn clean(unsafe_path: &[u8]) -> Result<Components, ()> {
+/// a `..` that would climb above the root is refused (`None`).
+pub fn clean(unsafe_path: &[u8]) -> Option<Components> {
     let mut out: Components = Vec::new();
     for comp in unsafe_path.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
             b".." => {
-                if out.pop().is_none() {
-                    return Err(());
-                }
+                out.pop()?;
             }
             c => out.push(c.to_vec()),
         }
     }
-    Ok(out)
+    Some(out)
 }
 
 /// Joins components with `/` (no leading slash).
@@ -64,7 +62,11 @@ impl Root {
     pub fn open(path: &Path, force_walk: bool) -> io::Result<Root> {
         let fd = openat(CWD, path, dir_flags(), Mode::empty())?;
         let use_openat2 = !force_walk && openat2_works(&fd);
-        Ok(Root { fd, use_openat2, cache: HashMap::new() })
+        Ok(Root {
+            fd,
+            use_openat2,
+            cache: HashMap::new(),
+        })
     }
 
     /// True when resolution uses `openat2(RESOLVE_IN_ROOT)`.
@@ -97,7 +99,10 @@ impl Root {
             self.cache.insert(key.clone(), fd);
         }
         // The key was inserted just above when missing.
-        self.cache.get(&key).map(AsFd::as_fd).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        self.cache
+            .get(&key)
+            .map(AsFd::as_fd)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
     fn open_dir(&self, comps: &[Vec<u8>], create: bool) -> io::Result<OwnedFd> {
@@ -115,7 +120,13 @@ impl Root {
     }
 
     fn openat2_dir(&self, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
-        openat2(&self.fd, rel, dir_flags(), Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+        openat2(
+            &self.fd,
+            rel,
+            dir_flags(),
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
     }
 
     /// The portable resolver: one `O_NOFOLLOW` open per component, symlinks expanded by hand inside the root.
@@ -187,10 +198,13 @@ mod tests {
 
     #[test]
     fn clean_refuses_climbing() {
-        assert_eq!(clean(b"/a/./b//c/").unwrap(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            clean(b"/a/./b//c/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(clean(b"a/../b").unwrap(), vec![b"b".to_vec()]);
-        assert!(clean(b"../x").is_err());
-        assert!(clean(b"a/../../x").is_err());
+        assert!(clean(b"../x").is_none());
+        assert!(clean(b"a/../../x").is_none());
         assert!(clean(b"./").unwrap().is_empty());
     }
 
@@ -207,7 +221,8 @@ mod tests {
         let mut r = Root::open(&root, force_walk).unwrap();
         assert_eq!(r.uses_openat2(), !force_walk);
         // abs/outside resolves to root/outside, created inside the root.
-        r.dir(&[b"abs".to_vec(), b"outside".to_vec(), b"new".to_vec()], true).unwrap();
+        r.dir(&[b"abs".to_vec(), b"outside".to_vec(), b"new".to_vec()], true)
+            .unwrap();
         assert!(root.join("outside/new").is_dir());
         r.dir(&[b"d".to_vec(), b"up".to_vec(), b"x".to_vec()], true).unwrap();
         assert!(root.join("x").is_dir());
