@@ -48,7 +48,8 @@ bench:
 	python benches/run.py
 
 fuzz:
-	cd rust/core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run extract -- -max_total_time=300
+	cargo install cargo-fuzz --locked || true
+	cd rust/core && RUSTC_BOOTSTRAP=1 cargo fuzz run extract -- -max_total_time=300
 
 demo:
 	bash scripts/demo.sh

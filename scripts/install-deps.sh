@@ -6,8 +6,9 @@ set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
+# libisal-dev: ISA-L inflate for gzip layers (the build falls back to zlib-rs without it, about 2x slower);
 # busybox-static: the shell tools inside the demo's base image; file: to check that it is static.
-pkgs=(pkg-config busybox-static file)
+pkgs=(pkg-config libisal-dev busybox-static file)
 if [ "$want_test" = 1 ]; then
   # skopeo/umoci: independent OCI peers for interop tests; docker-registry: a real distribution server on
   # loopback; bubblewrap: unprivileged exec; libarchive-tools (bsdtar) and zstd: independent archive readers;
