@@ -132,6 +132,6 @@ def test_type_errors_are_python_type_errors():
 def test_a_rust_panic_is_an_internal_error_not_an_abort():
     from imgcore._core import _panic_for_tests
 
-    with pytest.raises(imgcore.errors.InternalError, match="a bug in imgcore.*boom at the boundary"):
+    with pytest.raises(imgcore.errors.InternalError, match=r"a bug in imgcore.*boom at the boundary"):
         _panic_for_tests("boom at the boundary")
     assert imgcore.sha256(b"") == EMPTY  # the interpreter and the module still work
