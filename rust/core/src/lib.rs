@@ -5,6 +5,7 @@
 //! every failure as a [`CoreError`] that names what and where.
 
 pub mod archive;
+pub mod compression;
 pub mod diff;
 pub mod digest;
 pub mod error;

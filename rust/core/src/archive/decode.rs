@@ -22,45 +22,7 @@ pub const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the two threads.
 const DEPTH: usize = 6;
 
-/// The compression of a layer blob, detected from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar stream.
-    None,
-    /// gzip (RFC 1952), possibly several members.
-    Gzip,
-    /// zstd (RFC 8878), possibly several frames.
-    Zstd,
-}
-
-impl Compression {
-    /// The name used in `LayerStats.compression` and OCI media types.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-
-    /// Detects the compression from the first bytes of a blob.
-    pub fn detect(head: &[u8], context: &str) -> Result<Self> {
-        match head {
-            [0x1f, 0x8b, ..] => Ok(Compression::Gzip),
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Compression::Zstd),
-            [b'B', b'Z', b'h', ..] => Err(unsupported(context, "bzip2")),
-            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Err(unsupported(context, "xz")),
-            _ => Ok(Compression::None),
-        }
-    }
-}
-
-fn unsupported(context: &str, what: &str) -> CoreError {
-    CoreError::InvalidArchive {
-        context: context.to_owned(),
-        reason: format!("{what} compression is not supported (OCI layers are tar, tar+gzip or tar+zstd)"),
-    }
-}
+pub use crate::compression::Compression;
 
 /// What the decoder thread measured once the whole blob was read.
 #[derive(Debug, Clone)]

@@ -29,46 +29,7 @@ use crate::error::{CoreError, IoContext, Result};
 /// Size of the independently compressed gzip slices (and of the write buffer for the other codecs).
 const SLICE: usize = 1 << 20;
 
-/// Layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain tar.
-    None,
-    /// gzip (RFC 1952), compressed on all cores.
-    Gzip,
-    /// zstd, compressed on all cores.
-    Zstd,
-}
-
-impl Compression {
-    /// Parses `gzip`, `zstd` or `none`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "gzip" => Some(Compression::Gzip),
-            "zstd" => Some(Compression::Zstd),
-            "none" => Some(Compression::None),
-            _ => None,
-        }
-    }
-
-    /// The OCI media type of a layer compressed this way.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-
-    /// The name `parse` accepts.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
+pub use crate::compression::Compression;
 
 /// How to write the layer.
 #[derive(Debug, Clone)]
