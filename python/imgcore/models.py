@@ -83,6 +83,20 @@ def _load(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
+def _document(
+    raw: bytes, what: str, media_type: str | None, default: str, allowed: frozenset[str]
+) -> tuple[dict[str, Any], str]:
+    """A manifest or index's JSON and media type (the document's own, else the one given, else ``default``),
+    checked against ``allowed`` and schemaVersion 2."""
+    data = _load(raw, what)
+    mt = data.get("mediaType") or media_type or default
+    if mt not in allowed:
+        raise UnsupportedMediaType(f"{what}: unsupported media type {mt!r}")
+    if data.get("schemaVersion") != 2:
+        raise InvalidManifest(f"{what}: schemaVersion must be 2, got {data.get('schemaVersion')!r}")
+    return data, str(mt)
+
+
 _GOARCH = {
     "x86_64": "amd64",
     "amd64": "amd64",
@@ -223,12 +237,7 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes, media_type: str | None = None) -> Manifest:
-        data = _load(raw, "manifest")
-        mt = data.get("mediaType") or media_type or OCI_MANIFEST
-        if mt not in MANIFEST_TYPES:
-            raise UnsupportedMediaType(f"manifest: unsupported media type {mt!r}")
-        if data.get("schemaVersion") != 2:
-            raise InvalidManifest(f"manifest: schemaVersion must be 2, got {data.get('schemaVersion')!r}")
+        data, mt = _document(raw, "manifest", media_type, OCI_MANIFEST, MANIFEST_TYPES)
         if "config" not in data:
             raise InvalidManifest("manifest: missing config descriptor")
         layers = data.get("layers")
@@ -277,12 +286,7 @@ class Index:
 
     @classmethod
     def from_bytes(cls, raw: bytes, media_type: str | None = None) -> Index:
-        data = _load(raw, "index")
-        mt = data.get("mediaType") or media_type or OCI_INDEX
-        if mt not in INDEX_TYPES:
-            raise UnsupportedMediaType(f"index: unsupported media type {mt!r}")
-        if data.get("schemaVersion") != 2:
-            raise InvalidManifest(f"index: schemaVersion must be 2, got {data.get('schemaVersion')!r}")
+        data, mt = _document(raw, "index", media_type, OCI_INDEX, INDEX_TYPES)
         manifests = data.get("manifests")
         if not isinstance(manifests, list):
             raise InvalidManifest("index: manifests must be a list")
