@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,12 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import imgcore
 import imgcore.pure
+from _common import journaled_ext4, sh
 
 CORPUS = Path("/tmp/imgcore-corpus")
-
-
-def sh(*cmd: str | Path) -> None:
-    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -77,21 +73,6 @@ def small_change(root: Path) -> None:
     for i, d in enumerate(dirs[:: max(1, len(dirs) // 10)][:10]):
         for j in range(10):
             Path(d, f"bench-added-{i}-{j}.txt").write_bytes(bytes([65 + j]) * 4096)
-
-
-@contextlib.contextmanager
-def ext4(workdir: Path, size_gb: int) -> Iterator[tuple[Path, str]]:
-    img, mnt = workdir / "fs.img", workdir / "mnt"
-    mnt.mkdir()
-    with open(img, "wb") as f:
-        f.truncate(size_gb << 30)
-    sh("mkfs.ext4", "-q", "-F", "-O", "has_journal", img)
-    sh("mount", "-o", "loop", img, mnt)
-    try:
-        yield mnt, f"loop-mounted ext4 with journal ({size_gb} GiB image under {workdir})"
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-        img.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -161,7 +142,7 @@ def main() -> None:
             if args.dir:
                 root, fs_note = Path(tmp), f"directory {tmp}"
             else:
-                root, fs_note = stack.enter_context(ext4(Path(tmp), 8))
+                root, fs_note = stack.enter_context(journaled_ext4(Path(tmp), 8))
             print(f"setting up on {fs_note} ...", file=sys.stderr, flush=True)
             app, base, empty = root / "app", root / "base", root / "empty"
             sh("cp", "-a", CORPUS / "app", app)

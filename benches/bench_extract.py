@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import imgcore
 import imgcore.pure
+from _common import journaled_ext4, sh
 
 CORPUS = Path(os.environ.get("IMGCORE_CORPUS", "/tmp/imgcore-corpus"))
-
-
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class Target:
@@ -52,12 +51,8 @@ class Target:
             sh("mount", "-t", "tmpfs", "-o", "size=6g", "tmpfs", str(self.mnt))
             self.desc = "tmpfs"
         else:
-            img = self.tmp / "ext4.img"
-            with open(img, "wb") as f:
-                f.truncate(6 << 30)
-            sh("mkfs.ext4", "-q", "-F", "-O", "has_journal", str(img))
-            sh("mount", "-o", "loop", str(img), str(self.mnt))
-            self.desc = "ext4 with a journal (data=ordered) on a loop device, 6 GiB image in /tmp"
+            self._fs = journaled_ext4(self.tmp, 6)
+            self.mnt, self.desc = self._fs.__enter__()
 
     def fresh(self, name: str) -> Path:
         d = self.mnt / name
@@ -67,8 +62,10 @@ class Target:
         return d
 
     def close(self) -> None:
-        if self.mode != "dir":
+        if self.mode == "tmpfs":
             subprocess.run(["umount", str(self.mnt)], check=False)
+        elif self.mode == "ext4":
+            self._fs.__exit__(None, None, None)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
