@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore .
-exec imgcore demo "$@"
+exec python3 -m imgcore demo "$@"
