@@ -36,7 +36,6 @@ from imgcore._core import Digest, Hasher, sha256
 from imgcore._humanize import parse_time, short_id
 from imgcore.errors import (
     BlobNotFound,
-    ContainerNotFound,
     ImageConflict,
     ImageInUse,
     ImageNotFound,
@@ -217,13 +216,9 @@ class PruneReport:
 
 
 def _containers(store: Store) -> list[Any]:
-    """Every container (the containers API, ``imgcore.containers``); none when that module is not installed."""
-    try:
-        from imgcore.containers import Containers  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as e:
-        if e.name != "imgcore.containers":
-            raise
-        return []  # no containers module => no container can exist in this store
+    """Every container of the store (imported here: ``containers`` builds on this module)."""
+    from imgcore.containers import Containers
+
     return list(Containers(store).list())
 
 
@@ -1388,12 +1383,8 @@ def write_tree_tar(root: str | os.PathLike[str], out: BinaryIO) -> int:
 def export(store: Store, container: str, out: BinaryIO) -> int:
     """``docker export``: the container's root filesystem, flattened (the merged view), as a tar on ``out``.
     Returns the number of entries."""
-    try:
-        from imgcore.containers import Containers  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as e:
-        if e.name != "imgcore.containers":
-            raise
-        raise ContainerNotFound(f"no such container: {container}") from None
+    from imgcore.containers import Containers
+
     cs = Containers(store)
     c = cs.get(container)
     was_mounted = os.path.ismount(c.rootfs)
