@@ -35,6 +35,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import journaled_ext4
+
 CORPUS = Path("/tmp/imgcore-corpus")
 LAYOUT = CORPUS / "oci"
 
@@ -137,6 +141,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=3)
     ap.add_argument("--tmp", default=None, help="scratch directory (default: a temp dir under /tmp)")
+    ap.add_argument("--no-ext4", action="store_true", help="write to --tmp as it is, not to a journaled ext4")
     args = ap.parse_args()
     for tool in ("skopeo", "umoci", "/usr/bin/docker-registry"):
         if not shutil.which(tool):
@@ -153,7 +158,7 @@ def main() -> int:
     py = [sys.executable, "-m", "imgcore"]
     rows: list[tuple[str, float, float | None, str]] = []
     try:
-        with registry(tmp) as host:
+        with contextlib.ExitStack() as stack, registry(tmp) as host:
             flags = ["--dest-tls-verify=false"]
             sh("skopeo", "copy", "--quiet", *flags, f"oci:{LAYOUT}:app", f"docker://{host}/corpus/app:latest")
             layout2, app2_digest = make_second_image(tmp / "layout2")
@@ -162,7 +167,11 @@ def main() -> int:
             app_digest = next(m["digest"] for m in index["manifests"]
                               if m["annotations"]["org.opencontainers.image.ref.name"] == "app")  # fmt: skip
             ref, ref2 = f"{host}/corpus/app:latest", f"{host}/corpus/app2:latest"
-            store_dir, oci_dir, bundle = tmp / "store", tmp / "skopeo-oci", tmp / "bundle"
+            work, fs_note = tmp, f"directory {tmp} (root filesystem)"
+            if os.geteuid() == 0 and shutil.which("mkfs.ext4") and not args.no_ext4:
+                work, fs_note = stack.enter_context(journaled_ext4(tmp / "fs", 6))
+            print(f"stores, skopeo's layout and bundles on: {fs_note}")
+            store_dir, oci_dir, bundle = work / "store", work / "skopeo-oci", work / "bundle"
 
             def clean() -> None:
                 for p in (store_dir, oci_dir, bundle):
