@@ -56,4 +56,5 @@ def test_put_with_wrong_digest_is_refused(tmp_path):
 def test_demo_runs_in_a_fresh_store(tmp_path):
     p = run("demo", "--help")
     assert p.returncode == 0
-    assert main(["demo"]) == 0
+    assert main(["--root", str(tmp_path / "demo"), "demo"]) == 0
+    assert (tmp_path / "demo" / "store" / "index.json").is_file()
