@@ -263,3 +263,27 @@ def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
     assert store.fsck() == []
     c = cs.create("big:1", name="victim", driver="copy")  # the name is free again, and create works
     assert (c.rootfs / "data/0/f0").read_bytes() == files["data/0/f0"]
+
+
+def test_exec_and_mount_errors_are_clear(env, monkeypatch, capsys):
+    from imgcore import containers as containers_mod
+    from imgcore.cli import main
+
+    store, cs = env
+    root = ["--root", str(store.root)]
+    assert main([*root, "create", "--driver", "copy", "--name", "box", "tomcat"]) == 0
+    capsys.readouterr()
+    assert main([*root, "exec", "box", "--"]) == 1
+    assert capsys.readouterr().err == "imgcore: error: exec: no command given\n"
+    assert main([*root, "mount", "nope"]) == 1
+    assert capsys.readouterr().err == "imgcore: error: no such container: nope\n"
+    # neither root (chroot) nor bubblewrap: a clear error instead of a failed exec
+    monkeypatch.setattr(containers_mod.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(containers_mod.shutil, "which", lambda name: None)
+    assert main([*root, "exec", "box", "--", "/bin/true"]) == 1
+    assert "needs root (chroot) or bubblewrap" in capsys.readouterr().err
+    # the overlay driver asked for where it cannot work
+    monkeypatch.setattr(containers_mod, "overlay_supported", lambda scratch: "overlayfs needs root")
+    assert main([*root, "create", "--driver", "overlay", "tomcat"]) == 1
+    assert capsys.readouterr().err == "imgcore: error: create: overlay driver unavailable: overlayfs needs root\n"
+    assert [c.name for c in cs.list()] == ["box"]  # nothing half-made was left behind
