@@ -449,12 +449,18 @@ class Containers:
         except OSError as e:
             raise ImgcoreError(f"exec {c.name}: {e}") from None
 
-    def cleanup(self) -> None:
-        """Removes leftovers of interrupted commands (``.tmp-*``)."""
+    def cleanup(self, max_age: float = 3600.0) -> builtins.list[Path]:
+        """Removes leftovers of interrupted commands (``.tmp-*`` older than ``max_age`` seconds, so a create still
+        copying a large image in another process is left alone); ``prune`` calls it. Returns what it removed."""
+        removed: builtins.list[Path] = []
         for d in (self.dir, self.layers_dir, self.rootfs_dir):
             for p in d.glob(".tmp-*"):
-                if time.time() - p.stat().st_mtime > 60:
+                if time.time() - p.lstat().st_mtime > max_age:
+                    if p.is_dir() and _mounted(p / "merged"):
+                        continue
                     shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
+        return removed
 
 
 def _image_env(store: Store, c: Container) -> dict[str, str]:

@@ -938,6 +938,9 @@ def prune(store: Store, *, all: bool = False) -> PruneReport:
         gone = {v.digest for v in victims}
         remaining = [img for img in catalog if img.digest not in gone]
         unpacked, reclaimed = _sweep_unpacked(store, remaining, containers)
+        from imgcore.containers import Containers
+
+        Containers(store).cleanup()  # half-made containers, layers and roots of interrupted commands
         for d in store.list_blobs():
             if d in keep:
                 continue

@@ -287,3 +287,18 @@ def test_exec_and_mount_errors_are_clear(env, monkeypatch, capsys):
     assert main([*root, "create", "--driver", "overlay", "tomcat"]) == 1
     assert capsys.readouterr().err == "imgcore: error: create: overlay driver unavailable: overlayfs needs root\n"
     assert [c.name for c in cs.list()] == ["box"]  # nothing half-made was left behind
+
+
+def test_prune_removes_leftovers_of_interrupted_commands(env):
+    from imgcore import images
+
+    store, cs = env
+    old = cs.dir / ".tmp-0123"
+    (old / "rootfs").mkdir(parents=True)
+    os.utime(old, (1, 1))
+    fresh = cs.layers_dir / ".tmp-abcd"
+    (fresh / "diff").mkdir(parents=True)  # maybe another process still unpacking: left alone
+    images.prune(store)
+    assert not old.exists()
+    assert fresh.exists()
+    assert resolve_image(store, "tomcat").id  # the image is untouched
