@@ -12,7 +12,8 @@ Two drivers, chosen per container at ``create``:
 
 Consistency: a container directory is built as ``.tmp-<id>`` and renamed into place when complete; unpacked
 layers and flattened roots likewise. A killed command leaves only ``.tmp-*`` entries, which are ignored and
-removed by ``prune`` once an hour old. Mounts are re-established on demand, so containers survive restarts of the program.
+removed by ``prune`` once an hour old. Mounts are re-established on demand, so containers survive restarts of
+the program.
 """
 
 from __future__ import annotations
