@@ -400,6 +400,26 @@ def _map_id(i: int, maps: IdMap) -> int | None:
     return None
 
 
+class _LayerPaths:
+    """The paths one layer has written, and their ancestors: a whiteout or an opaque directory never removes these
+    (whiteouts act only on lower layers, wherever they stand in the archive)."""
+
+    def __init__(self) -> None:
+        self.written: set[bytes] = set()
+        self.ancestors: set[bytes] = set()
+
+    def add(self, comps: list[bytes]) -> None:
+        self.written.add(b"/".join(comps))
+        for i in range(len(comps) - 1, 0, -1):
+            a = b"/".join(comps[:i])
+            if a in self.ancestors:
+                break
+            self.ancestors.add(a)
+
+    def __contains__(self, p: bytes) -> bool:
+        return p in self.written or p in self.ancestors
+
+
 class _Extractor:
     def __init__(self, dest: StrPath, *, overlay: bool, same_owner: bool | None, uid_map: IdMap | None,
                  gid_map: IdMap | None, allow_devices: bool) -> None:  # fmt: skip
@@ -415,8 +435,7 @@ class _Extractor:
 
     def reset(self, ctx: str) -> None:
         self.ctx = ctx
-        self.written: set[bytes] = set()
-        self.ancestors: set[bytes] = set()
+        self.layer_paths = _LayerPaths()
         self.dirs: dict[bytes, tuple[int, int, int]] = {}
         self.counts = {"files": 0, "dirs": 0, "symlinks": 0, "hardlinks": 0, "whiteouts": 0}
         self.skipped: list[tuple[str, str]] = []
@@ -442,7 +461,7 @@ class _Extractor:
             raise self.fs_err(entry, "open parent", e) from None
 
     def keep(self, p: bytes) -> bool:
-        return p in self.written or p in self.ancestors
+        return p in self.layer_paths
 
     def ids(self, m: _Meta) -> tuple[int, int] | None:
         if not self.chown:
@@ -491,12 +510,7 @@ class _Extractor:
         if name.startswith(_WH):
             self.whiteout(m, parent, name)
             return
-        self.written.add(b"/".join(comps))
-        for i in range(len(comps) - 1, 0, -1):
-            a = b"/".join(comps[:i])
-            if a in self.ancestors:
-                break
-            self.ancestors.add(a)
+        self.layer_paths.add(comps)
         pdir = self.dir(parent, True, m.path)
         try:
             if m.kind == "file":
@@ -795,11 +809,10 @@ class _Union:
         self.map: dict[bytes, list[Any]] = {}
         self.layer = 0
         self.ctx = ""
-        self.written: set[bytes] = set()
-        self.ancestors: set[bytes] = set()
+        self.layer_paths = _LayerPaths()
 
     def kept(self, p: bytes) -> bool:
-        return p in self.written or p in self.ancestors
+        return p in self.layer_paths
 
     def prune(self, p: bytes, include_self: bool) -> None:
         prefix = p + b"/" if p else b""
@@ -875,12 +888,7 @@ class _Union:
             if real is not None:
                 self.prune(b"/".join([*real, target]), True)
             return
-        self.written.add(b"/".join(comps))
-        for i in range(len(comps) - 1, 0, -1):
-            a = b"/".join(comps[:i])
-            if a in self.ancestors:
-                break
-            self.ancestors.add(a)
+        self.layer_paths.add(comps)
         real = self.resolve_dir(parent, True, m.path)
         if real is None:
             return
@@ -928,8 +936,7 @@ def layer_index(
     for i, src in enumerate(layers):
         u.layer = i
         u.ctx = f"index layer {i} ({os.fspath(src)})"
-        u.written = set()
-        u.ancestors = set()
+        u.layer_paths = _LayerPaths()
         stream = _Stream(src, max_bytes, u.ctx)
         try:
             for meta, _data in _entries(stream, max_entries):
