@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import imgcore
 import imgcore.pure
 from _common import Row, best_of, have, print_table, run_cmd
-from imgcore.store import Store
+from imgcore.store import ContentStore
 
 FSCK_WORKER = """
 import sys
-from imgcore.store import Store
-assert Store(sys.argv[1]).fsck() == []
+from imgcore.store import ContentStore
+assert ContentStore(sys.argv[1]).fsck() == []
 """
 
 
@@ -88,7 +88,7 @@ def main() -> None:
     )
 
     # 3. verifying a store of 2,000 blobs
-    store = Store(work / "store")
+    store = ContentStore(work / "store")
     sizes = [(i * 7919) % (256 * 1024) + 1 for i in range(args.blobs)]
     seed = os.urandom(256 * 1024)
     for i, n in enumerate(sizes):

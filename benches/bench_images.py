@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import imgcore
 from _common import Row, best_of, have, print_table, run_cmd
-from imgcore import images
-from imgcore.store import Store
+from imgcore.image import catalog, importer
+from imgcore.store import ContentStore
 
 
 def imgcore_cmd(root: Path, *args: str) -> list[str]:
@@ -58,8 +58,8 @@ def main() -> None:
                 subprocess.run(imgcore_cmd(root, "import", str(tar), "app:1"), check=True, stdout=subprocess.DEVNULL)
                 shutil.rmtree(root)
 
-            check = Store(work / "check")
-            img = images.import_image(check, tar, "app:1")
+            check = ContentStore(work / "check")
+            img = importer.import_image(check, tar, "app:1")
             assert img.config.diff_ids == [diff_id]
             case = f"import app.tar ({mb:.0f} MB) as a gzip layer"
             ours = best_of(ours_plain, args.repeat)
@@ -89,7 +89,7 @@ def main() -> None:
                 subprocess.run(imgcore_cmd(root, "import", str(tgz), "app:1"), check=True, stdout=subprocess.DEVNULL)
                 shutil.rmtree(root)
 
-            img = images.import_image(check, tgz, "app:2")
+            img = importer.import_image(check, tgz, "app:2")
             assert img.config.diff_ids == [diff_id]
             assert img.layers[0].digest == imgcore.sha256_file(tgz)
             case = f"import app.tar.gz ({tgz.stat().st_size / 1e6:.0f} MB) as it is"
@@ -101,14 +101,14 @@ def main() -> None:
             print(f"(corpus not found at {corpus}: import cases skipped)")
 
         # 3. listing and GC on many images
-        store = Store(work / "many")
+        store = ContentStore(work / "many")
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         from tests.images_helpers import make_image
 
         base = make_image(store, "base:1", {f"usr/lib/f{i}": bytes([i % 256]) * 4096 for i in range(50)})
         for i in range(args.images):
             make_image(store, f"app{i}:1" if i % 5 else None, {f"app/{i}": str(i).encode() * 100}, parent=base)
-        assert len(images.list_images(store)) == args.images + 1
+        assert len(catalog.list_images(store)) == args.images + 1
         case = f"{args.images + 1} images"
         t = best_of(run_cmd(imgcore_cmd(store.root, "images")), args.repeat)
         rows.append(Row(f"{case}: imgcore images", "imgcore images", t, None, None))

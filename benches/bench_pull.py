@@ -150,7 +150,7 @@ def main() -> int:
         raise SystemExit(f"{LAYOUT} is missing: build the corpus first (shared/corpus/make_corpus.sh)")
 
     import imgcore
-    from imgcore.store import Store
+    from imgcore.store import ContentStore
 
     has_extract = hasattr(imgcore, "extract_layer")
     sh(sys.executable, "-m", "compileall", "-q", Path(imgcore.__file__).parent)
@@ -179,7 +179,7 @@ def main() -> int:
 
             def check_store(digest: str) -> Callable[[], None]:
                 def check() -> None:
-                    store = Store(store_dir)
+                    store = ContentStore(store_dir)
                     got = store.resolve(ref if digest == app_digest else ref2).digest
                     if got != digest or store.fsck():
                         raise SystemExit(f"imgcore pull produced a wrong store: {got} {store.fsck()}")
@@ -217,13 +217,13 @@ def main() -> int:
             rows.append(("second image sharing the base layer (+32 MB layer)", t2_imgcore, t2_skopeo, "skopeo copy"))
 
             # The same through the library, in this process: what is left once the interpreter is up.
-            from imgcore import distribution
+            from imgcore.transfer import pull as pulling
 
             def lib_pull() -> None:
-                distribution.pull(ref2, store=Store(store_dir), jobs=args.jobs)
+                pulling.pull(ref2, store=ContentStore(store_dir), jobs=args.jobs)
 
             t2_lib = best(args.runs, prime, lib_pull, check_store(app2_digest))
-            rows.append(("  same, imgcore.distribution.pull() in-process", t2_lib, t2_skopeo, "skopeo copy"))
+            rows.append(("  same, imgcore.transfer.pull.pull() in-process", t2_lib, t2_skopeo, "skopeo copy"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

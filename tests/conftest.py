@@ -56,6 +56,6 @@ def load_vectors(relpath: str) -> list[list[str]]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> object:
-    from imgcore.store import Store
+    from imgcore.store import ContentStore
 
-    return Store(tmp_path / "store")
+    return ContentStore(tmp_path / "store")

@@ -18,7 +18,9 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from imgcore.images import Image, load_image, record_layer_size, resolve
+from imgcore.image.catalog import load_image, resolve
+from imgcore.image.model import Image
+from imgcore.image.sizes import record_layer_size
 from imgcore.models import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -33,7 +35,7 @@ from imgcore.models import (
     canonical_json,
 )
 from imgcore.reference import parse
-from imgcore.store import Store
+from imgcore.store import ContentStore
 
 __all__ = ["layer_tar", "make_image", "rfc3339"]
 
@@ -79,7 +81,7 @@ def layer_tar(files: Mapping[str, bytes | None], *, mtime: int = 0, mode: int = 
 
 
 def make_image(
-    store: Store,
+    store: ContentStore,
     ref: str | None,
     files: Mapping[str, bytes | None],
     parent: Image | str | None = None,
@@ -104,7 +106,7 @@ def make_image(
         parent = resolve(store, parent)
     when = created if created is not None else _dt.datetime.now(_dt.UTC)
     created_text = when if isinstance(when, str) else rfc3339(when)
-    layers: list[Descriptor] = list(parent.layers) if parent else []
+    layers: list[Descriptor] = list(parent.manifest.layers) if parent else []
     diff_ids: list[str] = list(parent.config.diff_ids) if parent else []
     history: list[dict[str, Any]] = [dict(h) for h in parent.config.history] if parent else []
     history.extend(dict(h) for h in extra_history)

@@ -106,7 +106,7 @@ def _validate_manifest(store: Any, raw: bytes, media_type: str, where: str) -> d
 
 def assert_valid_image(store: Any, ref: str) -> None:
     """Asserts the image ``ref`` names (tag, ID or name@digest) is whole and self-consistent."""
-    from imgcore.images import resolve
+    from imgcore.image.catalog import resolve
 
     img = resolve(store, ref)
     index = json.loads((store.root / "index.json").read_text())

@@ -1,6 +1,15 @@
-"""imgcore: Docker/OCI container images as a Python library and command-line tool, with Rust hot paths."""
+"""imgcore: Docker/OCI container images as a Python library and command-line tool, with Rust hot paths.
+
+The front door is :class:`Store` (and the :class:`Image`, :class:`Layer` and :class:`Container` values it
+returns); the Rust entry points (``sha256``, ``extract_layer``, ``diff``, ``write_layer``, ...) are here too.
+``Store``, ``Container`` and ``ExecResult`` are loaded on first use, so ``import imgcore`` (and ``imgcore
+--version``) stays as cheap as the extension module.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from imgcore import errors
 from imgcore._core import (
@@ -13,6 +22,7 @@ from imgcore._core import (
     diff,
     extract_layer,
     hash_files,
+    inspect_blob,
     layer_index,
     sha256,
     sha256_file,
@@ -21,17 +31,27 @@ from imgcore._core import (
     write_layer,
 )
 
+if TYPE_CHECKING:
+    from imgcore.api import Container, ExecResult, Store
+    from imgcore.image.model import Image, Layer
+
 __all__ = [
     "Change",
+    "Container",
     "Digest",
+    "ExecResult",
     "Hasher",
+    "Image",
+    "Layer",
     "LayerResult",
     "LayerStats",
+    "Store",
     "__version__",
     "diff",
     "errors",
     "extract_layer",
     "hash_files",
+    "inspect_blob",
     "layer_index",
     "sha256",
     "sha256_file",
@@ -39,3 +59,27 @@ __all__ = [
     "unpack_layers",
     "write_layer",
 ]
+
+# The front door's names, imported on first access (PEP 562) so that the command line's start-up and
+# ``import imgcore`` do not pay for the workflow modules. No cycle hides here: imgcore.api imports this
+# package's submodules, never this file's names.
+_LAZY = {
+    "Store": "imgcore.api",
+    "Container": "imgcore.api",
+    "ExecResult": "imgcore.api",
+    "Image": "imgcore.image.model",
+    "Layer": "imgcore.image.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgcore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,5 +1,5 @@
-import sys
+"""``python -m imgcore``: the command line."""
 
-from imgcore.cli import main
+from imgcore.cli import run
 
-sys.exit(main())
+run()

@@ -22,6 +22,7 @@ __all__ = [
     "extract_layer",
     "gzip_backend",
     "hash_files",
+    "inspect_blob",
     "layer_index",
     "sha256",
     "sha256_file",
@@ -200,6 +201,18 @@ def layer_index(
     root-relative without a leading slash, ``type`` one of file, dir, symlink, hardlink, char, block, fifo;
     ``layer`` is the index (0 = lowest) of the layer that provides the entry. Implied parent directories appear
     as ``dir`` with mode 0o755. A hardlink row carries its target's metadata and path.
+    """
+
+def inspect_blob(src: StrPath, *, max_bytes: int = ...) -> tuple[str, str, str, int, int]:
+    """Decodes a layer blob once (compression detected from its bytes) and measures it.
+
+    Returns ``(digest, diff_id, compression, compressed_bytes, bytes)``: the blob's digest, the digest of its
+    uncompressed tar stream, ``none``/``gzip``/``zstd``, and both sizes. This is the one decompression path for
+    every reader of a layer that does not extract it (sizes, diff_id checks).
+
+    Raises:
+        InvalidArchive: corrupt or truncated stream, or an unsupported compression (bzip2, xz).
+        LimitExceeded: more than ``max_bytes`` uncompressed bytes (default 64 GiB).
     """
 
 def gzip_backend() -> str:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from imgcore.commit import commit
-from imgcore.containers import Containers, resolve_image
+from imgcore.containers.commit import commit
+from imgcore.containers.manager import Containers
 from imgcore.errors import ContainerNotFound, ImgcoreError
-from imgcore.store import Store
+from imgcore.gc import collect
+from imgcore.image.catalog import resolve as resolve_image
+from imgcore.store import ContentStore
 from tests.conftest import can_mount_overlay, require_tool
 from tests.images_helpers import make_image
 from tests.strategies import tree_snapshot
@@ -46,7 +48,7 @@ DRIVERS = [
 
 @pytest.fixture
 def env(tmp_path):
-    store = Store(tmp_path / "store")
+    store = ContentStore(tmp_path / "store")
     make_image(store, "tomcat:latest", BASE_FILES, config={"Cmd": ["catalina.sh", "run"], "Env": ["A=1"]})
     cs = Containers(store)
     yield store, cs
@@ -137,7 +139,7 @@ def test_containers_survive_a_restart_and_exec_runs_inside(env, driver):
     c = cs.create("tomcat", name="keep", driver=driver)
     (cs.mount(c) / "marker").write_text("x")
     cs.unmount(c)  # as after a reboot
-    again = Containers(Store(store.root)).get("keep")
+    again = Containers(ContentStore(store.root)).get("keep")
     assert again.id == c.id
     root = Containers(store).mount(again)
     assert (root / "marker").read_text() == "x"
@@ -149,8 +151,10 @@ def test_containers_survive_a_restart_and_exec_runs_inside(env, driver):
             pytest.skip("no static busybox to run inside the test image")
         sh.write_bytes(busybox.read_bytes())
         sh.chmod(0o755)
-        assert cs.exec(again, ["/bin/sh", "-c", 'test -f /marker && test "$A" = 1']) == 0
-        assert cs.exec(again, ["/bin/sh", "-c", "exit 7"]) == 7
+        assert cs.exec(again, ["/bin/sh", "-c", 'test -f /marker && test "$A" = 1']).returncode == 0
+        assert cs.exec(again, ["/bin/sh", "-c", "exit 7"]).returncode == 7
+        out = cs.exec(again, ["/bin/sh", "-c", "echo out; echo err >&2; pwd"], capture=True)
+        assert (out.returncode, out.stdout, out.stderr) == (0, b"out\n/\n", b"err\n")
 
 
 def test_container_lookup_and_errors(env):
@@ -158,11 +162,11 @@ def test_container_lookup_and_errors(env):
     c = cs.create("tomcat", name="one", driver="copy")
     assert cs.get(c.id[:12]).id == c.id
     assert cs.get("one").id == c.id
-    with pytest.raises(ContainerNotFound, match="no such container: nope"):
+    with pytest.raises(ContainerNotFound, match="No such container: nope"):
         cs.get("nope")
     with pytest.raises(ImgcoreError, match="already in use"):
         cs.create("tomcat", name="one", driver="copy")
-    with pytest.raises(ImgcoreError, match="invalid container name"):
+    with pytest.raises(ImgcoreError, match="Invalid container name"):
         cs.create("tomcat", name="../evil", driver="copy")
     with pytest.raises(ImgcoreError, match="unknown driver"):
         cs.create("tomcat", driver="zfs")
@@ -215,7 +219,7 @@ def test_cli_workflow_with_docker_spelling(env):
     assert "c1" in r.stdout
     r = _cli(store, "commit", "nope", "x:1")
     assert r.returncode == 1
-    assert r.stderr == "imgcore: error: no such container: nope\n"
+    assert r.stderr == "Error: No such container: nope\n"
     r = _cli(store, "commit", "c1", "Bad:Tag!")
     assert r.returncode == 1
     assert "invalid reference" in r.stderr
@@ -230,7 +234,7 @@ def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
     import signal
     import time
 
-    store = Store(tmp_path / "store")
+    store = ContentStore(tmp_path / "store")
     files = {f"data/{i // 100}/f{i}": os.urandom(2048) for i in range(3000)}
     make_image(store, "big:1", files)
     proc = subprocess.Popen(
@@ -266,39 +270,37 @@ def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
 
 
 def test_exec_and_mount_errors_are_clear(env, monkeypatch, capsys):
-    from imgcore import containers as containers_mod
     from imgcore.cli import main
+    from imgcore.containers import manager as containers_mod
 
     store, cs = env
     root = ["--root", str(store.root)]
     assert main([*root, "create", "--driver", "copy", "--name", "box", "tomcat"]) == 0
     capsys.readouterr()
     assert main([*root, "exec", "box", "--"]) == 1
-    assert capsys.readouterr().err == "imgcore: error: exec: no command given\n"
+    assert capsys.readouterr().err == "Error: exec: no command given\n"
     assert main([*root, "mount", "nope"]) == 1
-    assert capsys.readouterr().err == "imgcore: error: no such container: nope\n"
+    assert capsys.readouterr().err == "Error: No such container: nope\n"
     # neither root (chroot) nor bubblewrap: a clear error instead of a failed exec
     monkeypatch.setattr(containers_mod.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(containers_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(containers_mod, "BWRAP", "/nonexistent/bwrap")
     assert main([*root, "exec", "box", "--", "/bin/true"]) == 1
-    assert "needs root (chroot) or bubblewrap" in capsys.readouterr().err
+    assert "needs root or bubblewrap" in capsys.readouterr().err
     # the overlay driver asked for where it cannot work
     monkeypatch.setattr(containers_mod, "overlay_supported", lambda scratch: "overlayfs needs root")
     assert main([*root, "create", "--driver", "overlay", "tomcat"]) == 1
-    assert capsys.readouterr().err == "imgcore: error: create: overlay driver unavailable: overlayfs needs root\n"
+    assert capsys.readouterr().err == "Error: create: overlay driver unavailable: overlayfs needs root\n"
     assert [c.name for c in cs.list()] == ["box"]  # nothing half-made was left behind
 
 
 def test_prune_removes_leftovers_of_interrupted_commands(env):
-    from imgcore import images
-
     store, cs = env
     old = cs.dir / ".tmp-0123"
     (old / "rootfs").mkdir(parents=True)
     os.utime(old, (1, 1))
-    fresh = cs.layers_dir / ".tmp-abcd"
+    fresh = cs.layers.layers_dir / ".tmp-abcd"
     (fresh / "diff").mkdir(parents=True)  # maybe another process still unpacking: left alone
-    images.prune(store)
+    collect.prune(store)
     assert not old.exists()
     assert fresh.exists()
     assert resolve_image(store, "tomcat").id  # the image is untouched

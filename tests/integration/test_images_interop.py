@@ -14,7 +14,8 @@ import subprocess
 
 import pytest
 
-from imgcore import images
+from imgcore.gc import collect
+from imgcore.image import catalog, importer
 from tests.conftest import require_tool
 from tests.images_helpers import layer_tar, make_image
 from tests.validate import assert_valid_image
@@ -46,8 +47,8 @@ def populated(store, tmp_path):
     )
     src = tmp_path / "rootfs.tar.gz"
     src.write_bytes(gzip.compress(layer_tar({"bin/sh": b"#!", "etc/hostname": b"mini\n"})))
-    imported = images.import_image(store, src, "localhost:5000/base/mini:1.0", message="mini rootfs")
-    images.tag(store, "tomcat", "tomcat:9")
+    imported = importer.import_image(store, src, "localhost:5000/base/mini:1.0", message="mini rootfs")
+    catalog.tag(store, "tomcat", "tomcat:9")
     for ref in ("tomcat", "new_tomcat:1.0", "localhost:5000/base/mini:1.0"):
         assert_valid_image(store, ref)
     return base, child, imported
@@ -96,21 +97,21 @@ def test_skopeo_copies_out_of_our_store_and_back(store, populated, tmp_path):
     _, child, _ = populated
     other = tmp_path / "other"
     _run(skopeo, "copy", f"oci:{store.root}:docker.io/library/new_tomcat:1.0", f"oci:{other}:copied")
-    from imgcore.store import Store
+    from imgcore.store import ContentStore
 
-    copied = Store(other)
+    copied = ContentStore(other)
     index = json.loads((other / "index.json").read_text())
     assert [m["digest"] for m in index["manifests"]] == [child.digest]
     # skopeo's tag is a bare "copied": imgcore reads it as docker.io/library/copied:latest, as docker would
-    assert images.resolve(copied, "copied").digest == child.digest
-    assert images.resolve(copied, "docker.io/library/copied:latest").id == child.id
-    assert [(r.repository, r.tag) for r in images.list_images(copied)] == [("copied", "latest")]
+    assert catalog.resolve(copied, "copied").digest == child.digest
+    assert catalog.resolve(copied, "docker.io/library/copied:latest").id == child.id
+    assert [(r.repository, r.tag) for r in catalog.list_images(copied)] == [("copied", "latest")]
     assert_valid_image(copied, "copied")
     other_image = make_image(copied, None, {"z": b"1"})
-    images.tag(copied, other_image.id, "copied")  # moves the tag, whatever its spelling
-    assert images.resolve(copied, "copied").id == other_image.id
-    images.tag(copied, child.id, "copied:latest")
-    assert [str(r) for r in images.remove_image(copied, "copied")][:2] == [
+    catalog.tag(copied, other_image.id, "copied")  # moves the tag, whatever its spelling
+    assert catalog.resolve(copied, "copied").id == other_image.id
+    catalog.tag(copied, child.id, "copied:latest")
+    assert [str(r) for r in collect.remove_image(copied, "copied")][:2] == [
         "Untagged: copied:latest",
         f"Deleted: {child.id}",
     ]

@@ -68,6 +68,6 @@ def test_cli_pull_unknown_image_is_a_clean_error(registry: Registry, tmp_path: P
     env = {**os.environ, "IMGCORE_ROOT": str(tmp_path / "store"), "IMGCORE_CONFIG": str(tmp_path / "cfg")}
     r = imgcore("pull", f"{registry.host}/nope/nothing:1", env=env)
     assert r.returncode == 1
-    assert r.stderr.decode().startswith("imgcore: error: get manifest ")
+    assert r.stderr.decode().startswith("Error: get manifest ")
     assert b"manifest unknown" in r.stderr
     assert b"Traceback" not in r.stderr

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from imgcore import distribution
 from imgcore._progress import PlainProgress
 from imgcore.errors import AuthError, DigestMismatch, NotFound
+from imgcore.image import catalog
 from imgcore.registry import Credentials, RegistryClient
-from imgcore.store import Store
+from imgcore.store import ContentStore
+from imgcore.transfer import pull as pulling
+from imgcore.transfer import push as pushing
 from tests.validate import assert_valid_image
 
 from .conftest import FaultProxy, OciImage, Registry, build_oci_image, require_tool, run, skopeo_push
@@ -21,20 +23,20 @@ from .conftest import FaultProxy, OciImage, Registry, build_oci_image, require_t
 pytestmark = pytest.mark.integration
 
 
-def _store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
+def _store(tmp_path: Path) -> ContentStore:
+    return ContentStore(tmp_path / "store")
 
 
 def test_pull_matches_skopeo_digests(pushed_image: tuple[OciImage, str], tmp_path: Path) -> None:
     image, ref = pushed_image
     store = _store(tmp_path)
     out = io.StringIO()
-    result = distribution.pull(ref, store=store, progress=PlainProgress(out))
+    result = pulling.pull(ref, store=store, progress=PlainProgress(out))
     assert result.digest == image.manifest_digest
     assert result.manifest.digest == image.manifest_digest
     for d in [*image.layer_digests, image.config_digest, image.manifest_digest]:
         assert store.has_blob(d), d
-    assert store.resolve(ref).digest == image.manifest_digest
+    assert catalog.resolve(store, ref).digest == image.manifest_digest
     assert not store.fsck()
     assert_valid_image(store, ref)
     lines = out.getvalue().splitlines()
@@ -48,7 +50,7 @@ def test_pull_matches_skopeo_digests(pushed_image: tuple[OciImage, str], tmp_pat
 
     # Second pull: nothing downloaded, everything "Already exists", image up to date.
     out2 = io.StringIO()
-    again = distribution.pull(ref, store=store, progress=PlainProgress(out2))
+    again = pulling.pull(ref, store=store, progress=PlainProgress(out2))
     assert again.downloaded == 0
     assert again.status == f"Image is up to date for {ref}"
     assert sum("Already exists" in line for line in out2.getvalue().splitlines()) == len(image.layer_digests)
@@ -60,7 +62,7 @@ def test_pull_by_digest_and_store_is_an_oci_layout_skopeo_reads(
     image, _ = pushed_image
     store = _store(tmp_path)
     by_digest = f"{registry.host}/test/app@{image.manifest_digest}"
-    result = distribution.pull(by_digest, store=store)
+    result = pulling.pull(by_digest, store=store)
     assert result.digest == image.manifest_digest
     # umoci reads imgcore's store as an OCI layout and unpacks the image into the same tree as the original.
     umoci = require_tool("umoci")
@@ -107,19 +109,19 @@ def test_pull_multiplatform_index(registry: Registry, tmp_path: Path) -> None:
     run(skopeo, "copy", "--quiet", "--all", *registry.skopeo_dest_flags(), f"oci:{layout}:multi",
         f"docker://{registry.host}/test/multi:1")  # fmt: skip
     store = _store(tmp_path)
-    arm = distribution.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/arm64")
+    arm = pulling.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/arm64")
     assert arm.digest == idx_digest
     assert arm.manifest.digest == descs["arm"]["digest"]
-    amd = distribution.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/amd64")
+    amd = pulling.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/amd64")
     assert amd.manifest.digest == descs["amd"]["digest"]
     assert_valid_image(store, f"{registry.host}/test/multi:1")
     with pytest.raises(Exception, match="no manifest for platform linux/s390x"):
-        distribution.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/s390x")
+        pulling.pull(f"{registry.host}/test/multi:1", store=store, platform="linux/s390x")
 
 
 def test_pull_unknown_tag_is_not_found(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(NotFound, match=r"manifest unknown"):
-        distribution.pull(f"{registry.host}/test/nothing-here:v9", store=_store(tmp_path))
+        pulling.pull(f"{registry.host}/test/nothing-here:v9", store=_store(tmp_path))
 
 
 def test_corrupted_blob_is_refused_and_nothing_stored(
@@ -130,7 +132,7 @@ def test_corrupted_blob_is_refused_and_nothing_stored(
     fault_proxy.corrupt.add(bad)
     store = _store(tmp_path)
     with pytest.raises(DigestMismatch) as exc:
-        distribution.pull(f"{fault_proxy.host}/test/app:v1", store=store)
+        pulling.pull(f"{fault_proxy.host}/test/app:v1", store=store)
     assert exc.value.expected == bad
     assert not store.has_blob(bad)
     assert not list((store.root / "imgcore" / "ingest").glob(f"*{bad.split(':')[1]}*"))
@@ -145,7 +147,7 @@ def test_cut_connection_resumes_with_range(
     fault_proxy.cut_after[big] = 100_000
     fault_proxy.cuts_left[big] = 2
     store = _store(tmp_path)
-    result = distribution.pull(f"{fault_proxy.host}/test/app:v1", store=store)
+    result = pulling.pull(f"{fault_proxy.host}/test/app:v1", store=store)
     assert result.manifest.digest == image.manifest_digest
     assert store.has_blob(big)
     gets = [(p, r) for m, p, r in fault_proxy.requests if m == "GET" and p.endswith(big)]
@@ -167,7 +169,7 @@ def test_killed_pull_resumes_from_partial(
         ing.write(blob[:12345])  # then "killed": leave without commit
     proxy = FaultProxy(registry.host)
     try:
-        distribution.pull(f"{proxy.host}/test/app:v1", store=store)
+        pulling.pull(f"{proxy.host}/test/app:v1", store=store)
     finally:
         proxy.close()
     ranges = [r for m, p, r in proxy.requests if m == "GET" and p.endswith(big)]
@@ -181,19 +183,19 @@ def test_tls_and_basic_auth(oci_image: OciImage, tls_registry: Registry, tmp_pat
     store = _store(tmp_path)
     good = RegistryClient(tls_registry.host, credentials=Credentials("alice", "s3cret-pw"),
                           ca_file=tls_registry.ca_file)  # fmt: skip
-    result = distribution.pull(ref, store=store, client=good)
+    result = pulling.pull(ref, store=store, client=good)
     assert result.digest == oci_image.manifest_digest
     assert good.base_url == f"https://{tls_registry.host}"
 
     bad = RegistryClient(tls_registry.host, credentials=Credentials("alice", "wrong-password-123"),
                          ca_file=tls_registry.ca_file)  # fmt: skip
     with pytest.raises(AuthError) as exc:
-        distribution.pull(ref, store=_store(tmp_path / "2"), client=bad)
+        pulling.pull(ref, store=_store(tmp_path / "2"), client=bad)
     assert "wrong-password-123" not in str(exc.value)
     assert exc.value.status == 401
     anon = RegistryClient(tls_registry.host, credentials=None, ca_file=tls_registry.ca_file)
     with pytest.raises(AuthError, match="requires authentication"):
-        distribution.pull(ref, store=_store(tmp_path / "3"), client=anon)
+        pulling.pull(ref, store=_store(tmp_path / "3"), client=anon)
 
 
 def test_tls_verification_without_ca_fails_for_non_loopback_policy(tls_registry: Registry) -> None:
@@ -225,7 +227,7 @@ def test_credentials_from_docker_config(
     (docker / "config.json").write_text(json.dumps({"auths": {tls_registry.host: {"auth": auth}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(docker))
     monkeypatch.setenv("IMGCORE_CONFIG", str(tmp_path / "imgcore-config"))
-    result = distribution.pull(f"{tls_registry.host}/secure/app:v1", store=_store(tmp_path),
+    result = pulling.pull(f"{tls_registry.host}/secure/app:v1", store=_store(tmp_path),
                                ca_file=tls_registry.ca_file)  # fmt: skip
     assert result.digest == oci_image.manifest_digest
 
@@ -233,7 +235,7 @@ def test_credentials_from_docker_config(
 def test_second_image_shares_base_layer(registry: Registry, oci_image: OciImage, tmp_path: Path) -> None:
     skopeo_push(oci_image, registry, "test/app:v1")
     store = _store(tmp_path)
-    distribution.pull(f"{registry.host}/test/app:v1", store=store)
+    pulling.pull(f"{registry.host}/test/app:v1", store=store)
     # Same base layer (same bytes), a different top layer.
     layout = oci_image.layout
     umoci = require_tool("umoci")
@@ -244,7 +246,7 @@ def test_second_image_shares_base_layer(registry: Registry, oci_image: OciImage,
     img2 = OciImage(layout, "v2", "", [], "")
     skopeo_push(img2, registry, "test/app2:v2")
     out = io.StringIO()
-    res = distribution.pull(f"{registry.host}/test/app2:v2", store=store, progress=PlainProgress(out))
+    res = pulling.pull(f"{registry.host}/test/app2:v2", store=store, progress=PlainProgress(out))
     base = oci_image.layer_digests[0].split(":")[1][:12]
     assert f"{base}: Already exists" in out.getvalue().splitlines()
     assert res.downloaded < 100_000
@@ -287,7 +289,7 @@ def test_sigkill_mid_pull_then_rerun_resumes(
     assert len(ranges) == 1
     assert ranges[0] is not None
     assert int(ranges[0].removeprefix("bytes=").rstrip("-")) >= have
-    store = Store(tmp_path / "store")
+    store = ContentStore(tmp_path / "store")
     assert store.has_blob(big)
     assert not store.fsck()
 
@@ -300,30 +302,30 @@ def test_bearer_token_auth_pull_and_push(
     skopeo_push(oci_image, reg, "tok/app:v1")
     store = _store(tmp_path)
     client = RegistryClient(reg.host, credentials=Credentials("bob", "tok-pw"))
-    res = distribution.pull(f"{reg.host}/tok/app:v1", store=store, client=client)
+    res = pulling.pull(f"{reg.host}/tok/app:v1", store=store, client=client)
     assert res.digest == oci_image.manifest_digest
     assert_valid_image(store, f"{reg.host}/tok/app:v1")
     scopes = [q for q, had_auth in server.requests if had_auth]  # type: ignore[attr-defined]
     assert any("scope=repository%3Atok%2Fapp%3Apull" in q for q in scopes)
     assert all("service=imgcore-test" in q for q in scopes)
-    pushed = distribution.push(f"{reg.host}/tok/copy:v1", source=f"{reg.host}/tok/app:v1", store=store, client=client)
+    pushed = pushing.push(f"{reg.host}/tok/copy:v1", source=f"{reg.host}/tok/app:v1", store=store, client=client)
     assert pushed.digest == oci_image.manifest_digest
     # mounting from tok/app asks for pull on the source and push on the target in one token
     assert any("tok%2Fapp%3Apull" in q and "tok%2Fcopy%3Apull%2Cpush" in q for q, _ in server.requests)  # type: ignore[attr-defined]
 
     anon = RegistryClient(reg.host, credentials=None)
     with pytest.raises(AuthError):
-        distribution.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "anon"), client=anon)
+        pulling.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "anon"), client=anon)
     wrong = RegistryClient(reg.host, credentials=Credentials("bob", "nope-nope"))
     with pytest.raises(AuthError, match="credentials were refused") as exc:
-        distribution.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "wrong"), client=wrong)
+        pulling.pull(f"{reg.host}/tok/app:v1", store=_store(tmp_path / "wrong"), client=wrong)
     assert "nope-nope" not in str(exc.value)
 
 
 def test_jobs_one_queues_layers_as_waiting(pushed_image: tuple[OciImage, str], tmp_path: Path) -> None:
     image, ref = pushed_image
     out = io.StringIO()
-    distribution.pull(ref, store=_store(tmp_path), jobs=1, progress=PlainProgress(out))
+    pulling.pull(ref, store=_store(tmp_path), jobs=1, progress=PlainProgress(out))
     second = image.layer_digests[1].split(":")[1][:12]
     seq = [line.split(": ", 1)[1] for line in out.getvalue().splitlines() if line.startswith(second + ":")]
     assert seq[:3] == ["Pulling fs layer", "Waiting", "Downloading"]
@@ -340,7 +342,7 @@ def test_many_cuts_with_progress_still_complete(
     fault_proxy.cuts_left[big] = 8
     client = RegistryClient(fault_proxy.host, credentials=None, retries=2, backoff=0.01)
     store = _store(tmp_path)
-    distribution.pull(f"{fault_proxy.host}/test/app:v1", store=store, client=client)
+    pulling.pull(f"{fault_proxy.host}/test/app:v1", store=store, client=client)
     assert store.has_blob(big)
     gets = [r for m, p, r in fault_proxy.requests if m == "GET" and p.endswith(big)]
     assert len(gets) == 9

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from imgcore import distribution
 from imgcore._progress import PlainProgress
 from imgcore.registry import Credentials, RegistryClient
-from imgcore.store import Store
+from imgcore.store import ContentStore
+from imgcore.transfer import pull as pulling
+from imgcore.transfer import push as pushing
 
 from .conftest import OciImage, Registry, require_tool, run
 
@@ -39,10 +40,10 @@ def _same_tree_as_original(image: OciImage, registry: Registry, ref_path: str, t
 
 def test_push_mounts_then_skips(pushed_image: tuple[OciImage, str], registry: Registry, tmp_path: Path) -> None:
     image, ref = pushed_image
-    store = Store(tmp_path / "store")
-    distribution.pull(ref, store=store)
+    store = ContentStore(tmp_path / "store")
+    pulling.pull(ref, store=store)
     out = io.StringIO()
-    res = distribution.push(f"{registry.host}/other/copy:v1", source=ref, store=store, progress=PlainProgress(out))
+    res = pushing.push(f"{registry.host}/other/copy:v1", source=ref, store=store, progress=PlainProgress(out))
     assert res.digest == image.manifest_digest
     lines = out.getvalue().splitlines()
     assert lines[0] == f"The push refers to repository [{registry.host}/other/copy]"
@@ -52,7 +53,7 @@ def test_push_mounts_then_skips(pushed_image: tuple[OciImage, str], registry: Re
     assert res.uploaded == 0
     # Again: everything is there already.
     out2 = io.StringIO()
-    distribution.push(f"{registry.host}/other/copy:v1", source=ref, store=store, progress=PlainProgress(out2))
+    pushing.push(f"{registry.host}/other/copy:v1", source=ref, store=store, progress=PlainProgress(out2))
     assert sum("Layer already exists" in line for line in out2.getvalue().splitlines()) == len(image.layer_digests)
     _same_tree_as_original(image, registry, "other/copy:v1", tmp_path)
 
@@ -63,13 +64,13 @@ def test_push_uploads_to_tls_registry(
     chunk_size: int | None,
 ) -> None:  # fmt: skip
     image, ref = pushed_image
-    store = Store(tmp_path / "store")
-    distribution.pull(ref, store=store)
+    store = ContentStore(tmp_path / "store")
+    pulling.pull(ref, store=store)
     client = RegistryClient(tls_registry.host, credentials=Credentials("alice", "s3cret-pw"),
                             ca_file=tls_registry.ca_file)  # fmt: skip
     repo = f"up/{'chunked' if chunk_size else 'mono'}"
     out = io.StringIO()
-    res = distribution.push(f"{tls_registry.host}/{repo}:v1", source=ref, store=store, client=client,
+    res = pushing.push(f"{tls_registry.host}/{repo}:v1", source=ref, store=store, client=client,
                             chunk_size=chunk_size, progress=PlainProgress(out))  # fmt: skip
     assert res.digest == image.manifest_digest
     for d in image.layer_digests:

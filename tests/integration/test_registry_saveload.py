@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from imgcore import distribution, sha256
+from imgcore import sha256
 from imgcore._progress import PlainProgress
 from imgcore.errors import DigestMismatch, InvalidArchive
-from imgcore.store import Store
+from imgcore.image import catalog
+from imgcore.store import ContentStore
+from imgcore.transfer import archive as archiving
 from tests.validate import assert_valid_image
 
 from .conftest import OciImage, require_tool, run
@@ -31,13 +33,13 @@ def _unpack_same(layout_ref: str, image: OciImage, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def loaded(oci_image: OciImage, tmp_path: Path) -> Store:
+def loaded(oci_image: OciImage, tmp_path: Path) -> ContentStore:
     """A store holding the test image as example.com/test/app:v1 (loaded from the umoci layout directory)."""
-    store = Store(tmp_path / "store")
+    store = ContentStore(tmp_path / "store")
     skopeo = require_tool("skopeo")
     run(skopeo, "copy", "--quiet", f"oci:{oci_image.layout}:{oci_image.tag}",
         f"oci:{tmp_path / 'named'}:example.com/test/app:v1")  # fmt: skip
-    res = distribution.load(tmp_path / "named", store=store)
+    res = archiving.load(tmp_path / "named", store=store)
     assert res.format == "oci"
     assert res.images == (("example.com/test/app:v1", res.images[0][1]),)
     assert res.images[0][1].digest == oci_image.manifest_digest
@@ -46,10 +48,10 @@ def loaded(oci_image: OciImage, tmp_path: Path) -> Store:
 
 
 def test_save_docker_format_is_read_by_skopeo_and_loads_back(
-    loaded: Store, oci_image: OciImage, tmp_path: Path
+    loaded: ContentStore, oci_image: OciImage, tmp_path: Path
 ) -> None:
     out = tmp_path / "img.tar"
-    distribution.save(["example.com/test/app:v1"], out, store=loaded)
+    archiving.save(["example.com/test/app:v1"], out, store=loaded)
     with tarfile.open(out) as tf:
         names = set(tf.getnames())
         manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
@@ -59,25 +61,25 @@ def test_save_docker_format_is_read_by_skopeo_and_loads_back(
     run(skopeo, "copy", "--quiet", f"docker-archive:{out}", f"oci:{tmp_path / 'from-docker'}:x")
     _unpack_same(f"{tmp_path / 'from-docker'}:x", oci_image, tmp_path)
     # and back into an empty store, with the same manifest digest
-    store2 = Store(tmp_path / "store2")
+    store2 = ContentStore(tmp_path / "store2")
     msg = io.StringIO()
-    res = distribution.load(out, store=store2, progress=PlainProgress(msg))
+    res = archiving.load(out, store=store2, progress=PlainProgress(msg))
     assert res.format == "docker"
-    assert store2.resolve("example.com/test/app:v1").digest == oci_image.manifest_digest
+    assert catalog.resolve(store2, "example.com/test/app:v1").digest == oci_image.manifest_digest
     assert msg.getvalue() == "Loaded image: example.com/test/app:v1\n"
     assert_valid_image(store2, "example.com/test/app:v1")
     assert not store2.fsck()
 
 
-def test_save_oci_tar_is_read_by_skopeo(loaded: Store, oci_image: OciImage, tmp_path: Path) -> None:
+def test_save_oci_tar_is_read_by_skopeo(loaded: ContentStore, oci_image: OciImage, tmp_path: Path) -> None:
     out = tmp_path / "oci.tar"
-    distribution.save(["example.com/test/app:v1"], out, store=loaded, format="oci")
+    archiving.save(["example.com/test/app:v1"], out, store=loaded, format="oci")
     skopeo = require_tool("skopeo")
     run(skopeo, "copy", "--quiet", f"oci-archive:{out}:v1", f"oci:{tmp_path / 'o'}:x")
     _unpack_same(f"{tmp_path / 'o'}:x", oci_image, tmp_path)
-    store2 = Store(tmp_path / "s2")
+    store2 = ContentStore(tmp_path / "s2")
     with out.open("rb") as f:  # a stream, as from stdin
-        res = distribution.load(f, store=store2)
+        res = archiving.load(f, store=store2)
     assert res.images[0] == ("example.com/test/app:v1", res.images[0][1])
 
 
@@ -87,16 +89,16 @@ def test_load_skopeo_docker_archive(oci_image: OciImage, tmp_path: Path) -> None
     archive = tmp_path / "d.tar"
     run(skopeo, "copy", "--quiet", f"oci:{oci_image.layout}:{oci_image.tag}",
         f"docker-archive:{archive}:example.com/ns/classic:1")  # fmt: skip
-    store = Store(tmp_path / "store")
-    res = distribution.load(archive, store=store)
+    store = ContentStore(tmp_path / "store")
+    res = archiving.load(archive, store=store)
     assert res.format in ("docker-classic", "docker")
-    desc = store.resolve("example.com/ns/classic:1")
+    desc = catalog.resolve(store, "example.com/ns/classic:1").manifest_desc
     manifest = json.loads(store.get_blob(desc.digest))
     assert manifest["config"]["digest"] == oci_image.config_digest
     assert_valid_image(store, "example.com/ns/classic:1")
     # Round trip through a store-backed save and skopeo: same tree.
     out = tmp_path / "again.tar"
-    distribution.save(["example.com/ns/classic:1"], out, store=store)
+    archiving.save(["example.com/ns/classic:1"], out, store=store)
     run(skopeo, "copy", "--quiet", f"docker-archive:{out}", f"oci:{tmp_path / 'o'}:x")
     _unpack_same(f"{tmp_path / 'o'}:x", oci_image, tmp_path)
 
@@ -133,11 +135,11 @@ def _classic_archive(oci_image: OciImage, path: Path, *, corrupt: bool = False) 
 def test_load_classic_layout(oci_image: OciImage, tmp_path: Path) -> None:
     archive = tmp_path / "classic.tar"
     _classic_archive(oci_image, archive)
-    store = Store(tmp_path / "store")
-    res = distribution.load(archive, store=store)
+    store = ContentStore(tmp_path / "store")
+    res = archiving.load(archive, store=store)
     assert res.format == "docker-classic"
     assert res.images[0][0] == "docker.io/library/classic:old"
-    desc = store.resolve("classic:old")
+    desc = catalog.resolve(store, "classic:old")
     m = json.loads(store.get_blob(desc.digest))
     assert m["config"]["digest"] == oci_image.config_digest
     assert not store.fsck()
@@ -147,19 +149,19 @@ def test_load_classic_layout(oci_image: OciImage, tmp_path: Path) -> None:
     _unpack_same(f"{tmp_path / 'o'}:x", oci_image, tmp_path)
 
 
-def test_broken_archives_store_nothing(oci_image: OciImage, loaded: Store, tmp_path: Path) -> None:
-    store = Store(tmp_path / "empty")
+def test_broken_archives_store_nothing(oci_image: OciImage, loaded: ContentStore, tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "empty")
     before = set(store.list_blobs())
     bad_classic = tmp_path / "bad-classic.tar"
     _classic_archive(oci_image, bad_classic, corrupt=True)
     with pytest.raises(DigestMismatch, match="diff_id"):
-        distribution.load(bad_classic, store=store)
+        archiving.load(bad_classic, store=store)
     assert set(store.list_blobs()) == before
     assert store.tags() == {}
 
     # A docker 25+ archive with one flipped byte in the last blob it carries.
     good = tmp_path / "good.tar"
-    distribution.save(["example.com/test/app:v1"], good, store=loaded)
+    archiving.save(["example.com/test/app:v1"], good, store=loaded)
     bad = tmp_path / "bad.tar"
     with tarfile.open(good) as src, tarfile.open(bad, "w") as dst:
         for m in src.getmembers():
@@ -169,13 +171,13 @@ def test_broken_archives_store_nothing(oci_image: OciImage, loaded: Store, tmp_p
                 data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
             dst.addfile(m, io.BytesIO(data) if f else None)
     with pytest.raises(DigestMismatch):
-        distribution.load(bad, store=store)
+        archiving.load(bad, store=store)
     assert set(store.list_blobs()) == before
 
     truncated = tmp_path / "trunc.tar"
     truncated.write_bytes(good.read_bytes()[:30_000])
     with pytest.raises(InvalidArchive):
-        distribution.load(truncated, store=store)
+        archiving.load(truncated, store=store)
     assert set(store.list_blobs()) == before
     assert not list((store.root / "imgcore" / "tmp").iterdir())
 
@@ -185,9 +187,9 @@ def test_load_oci_archive_with_bare_tag_is_untagged(oci_image: OciImage, tmp_pat
     skopeo = require_tool("skopeo")
     archive = tmp_path / "bare.tar"
     run(skopeo, "copy", "--quiet", f"oci:{oci_image.layout}:{oci_image.tag}", f"oci-archive:{archive}:v1")
-    store = Store(tmp_path / "store")
+    store = ContentStore(tmp_path / "store")
     msg = io.StringIO()
-    res = distribution.load(archive, store=store, progress=PlainProgress(msg))
+    res = archiving.load(archive, store=store, progress=PlainProgress(msg))
     assert res.images[0][0] is None
     assert msg.getvalue() == f"Loaded image ID: {oci_image.config_digest}\n"
     assert [d.digest for d in store.index_entries()] == [oci_image.manifest_digest]

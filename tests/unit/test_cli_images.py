@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from imgcore import images
 from imgcore._humanize import human_size
 from imgcore.cli import main
-from imgcore.store import Store
+from imgcore.image import catalog
+from imgcore.store import ContentStore
 from tests.images_helpers import layer_tar, make_image
 from tests.validate import assert_valid_image
 
@@ -27,7 +27,7 @@ def root(tmp_path):
 @pytest.fixture
 def seeded(root):
     """The seed's `docker images` picture: new_tomcat (6 seconds), tomcat (12 days), hello-world (12 months)."""
-    store = Store(root)
+    store = ContentStore(root)
     now = dt.datetime.now(dt.UTC)
     base = make_image(
         store,
@@ -68,9 +68,9 @@ def test_images_table_like_docker(root, seeded, capsys):
     rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
     store = seeded[0]
     assert rows == [
-        ["new_tomcat", "1.0", child.short_id, rows[0][3], human_size(images.image_size(store, child))],
-        ["tomcat", "latest", base.short_id, "12 days ago", human_size(images.image_size(store, base))],
-        ["hello-world", "latest", hello.short_id, "12 months ago", human_size(images.image_size(store, hello))],
+        ["new_tomcat", "1.0", child.short_id, rows[0][3], human_size(catalog.image_size(store, child))],
+        ["tomcat", "latest", base.short_id, "12 days ago", human_size(catalog.image_size(store, base))],
+        ["hello-world", "latest", hello.short_id, "12 months ago", human_size(catalog.image_size(store, hello))],
     ]
     assert re.fullmatch(r"[6-9] seconds ago", rows[0][3])
     assert [r[4] for r in rows] == ["614kB", "307kB", "20.5kB"]  # tars of 2 x 300 kB, 300 kB, 12 kB of files
@@ -154,7 +154,7 @@ def test_images_and_history_go_templates(root, seeded, capsys):
 def test_images_bad_filter_is_an_error(root, seeded):
     p = run(root, "images", "--filter", "dangling=maybe")
     assert p.returncode == 1
-    assert b"imgcore: error: invalid filter 'dangling=maybe'" in p.stderr
+    assert b"Error: invalid filter 'dangling=maybe'" in p.stderr
     p = run(root, "images", "--filter", "colour=red")
     assert p.returncode == 1
     assert b"supported filters are" in p.stderr
@@ -184,19 +184,19 @@ def test_tag_and_rmi(root, seeded, capsys):
     assert main(["--root", root, "rmi", "new_tomcat:1.0", "nope", "Bad/Name"]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines()[:2] == ["Untagged: new_tomcat:1.0", f"Deleted: {child.id}"]
-    assert "imgcore: error: no such image: nope:latest" in captured.err
-    assert "imgcore: error: invalid reference 'Bad/Name'" in captured.err
+    assert "Error: No such image: nope:latest" in captured.err
+    assert "Error: invalid reference 'Bad/Name'" in captured.err
 
 
 def test_tag_errors(root, seeded):
     p = run(root, "tag", "tomcat", "Tomcat:9")
     assert p.returncode == 1
-    assert b"imgcore: error: invalid reference 'Tomcat:9': repository name must be lowercase" in p.stderr
+    assert b"Error: invalid reference 'Tomcat:9': repository name must be lowercase" in p.stderr
     p = run(root, "tag", "missing", "x:1")
     assert p.returncode == 1
-    assert p.stderr == b"imgcore: error: no such image: missing:latest\n"
+    assert p.stderr == b"Error: No such image: missing:latest\n"
     p = run(root, "tag", "tomcat")
-    assert p.returncode == 2
+    assert p.returncode == 125  # docker: a usage error exits 125
 
 
 # ------------------------------------------------------------------------------------------------- history
@@ -235,7 +235,7 @@ def test_history_table(root, seeded, capsys):
 def test_history_errors(root, seeded):
     p = run(root, "history", "nope")
     assert p.returncode == 1
-    assert p.stderr == b"imgcore: error: no such image: nope:latest\n"
+    assert p.stderr == b"Error: No such image: nope:latest\n"
     p = run(root, "history", "not a ref!")
     assert p.returncode == 1
     assert b"invalid reference" in p.stderr
@@ -256,7 +256,7 @@ def test_inspect(root, seeded, capsys):
     assert main(["--root", root, "inspect", "tomcat", "ghost"]) == 1
     captured = capsys.readouterr()
     assert len(json.loads(captured.out)) == 1
-    assert "imgcore: error: no such image: ghost:latest" in captured.err
+    assert "Error: No such image: ghost:latest" in captured.err
     assert main(["--root", root, "inspect", "ghost"]) == 1
     assert capsys.readouterr().out == "[]\n"
 
@@ -271,20 +271,20 @@ def test_import_from_file_and_stdin(root, tmp_path, capsys):
     assert main(["--root", root, "import", "-m=busybox rootfs", "-c", "ENV PATH=/bin", "-c", "CMD [\"sh\"]",
                  str(src), "mini-os:1.0"]) == 0  # fmt: skip
     image_id = capsys.readouterr().out.strip()
-    store = Store(root)
+    store = ContentStore(root)
     assert_valid_image(store, "mini-os:1.0")
-    img = images.resolve(store, "mini-os:1.0")
+    img = catalog.resolve(store, "mini-os:1.0")
     assert img.id == image_id
     assert img.config.history[0]["comment"] == "busybox rootfs"  # the "=" of -m="..." is not kept
     assert img.config.config == {"Env": ["PATH=/bin"], "Cmd": ["sh"]}
     p = run(root, "import", "-", "from-stdin", stdin=tar)
     assert p.returncode == 0, p.stderr
     assert_valid_image(store, "from-stdin:latest")
-    assert images.resolve(store, "from-stdin").config.history[0]["comment"] == "Imported from -"
+    assert catalog.resolve(store, "from-stdin").config.history[0]["comment"] == "Imported from -"
     assert main(["--root", root, "image", "import", "--platform", "linux/arm64/v8", str(src), "arm:1"]) == 0
     capsys.readouterr()
-    assert images.inspect(store, "arm:1")["Architecture"] == "arm64"
-    assert images.inspect(store, "arm:1")["Variant"] == "v8"
+    assert catalog.inspect(store, "arm:1")["Architecture"] == "arm64"
+    assert catalog.inspect(store, "arm:1")["Variant"] == "v8"
 
 
 def test_import_errors(root, tmp_path):
@@ -292,7 +292,7 @@ def test_import_errors(root, tmp_path):
     bad.write_text("not a tarball\n" * 100)
     p = run(root, "import", str(bad), "x:1")
     assert p.returncode == 1
-    assert p.stderr.startswith(f"imgcore: error: import {bad}: not a tar archive".encode())
+    assert p.stderr.startswith(f"Error: import {bad}: not a tar archive".encode())
     p = run(root, "import", str(tmp_path / "missing.tar"), "x:1")
     assert p.returncode == 1
     assert b"No such file or directory" in p.stderr
@@ -307,7 +307,7 @@ def test_import_errors(root, tmp_path):
     p = run(root, "import", "--platform", "linux", str(good), "x:1")
     assert p.returncode == 1
     assert b"invalid platform" in p.stderr
-    assert Store(root).tags() == {}
+    assert ContentStore(root).tags() == {}
 
 
 # ------------------------------------------------------------------------------------------------- df, prune
@@ -366,7 +366,7 @@ def test_prune_commands(root, seeded, capsys):
 def test_export_needs_a_known_container(root, seeded, tmp_path):
     p = run(root, "export", "-o", str(tmp_path / "out.tar"), "no-such-container")
     assert p.returncode == 1
-    assert b"imgcore: error: no such container: no-such-container" in p.stderr
+    assert b"Error: No such container: no-such-container" in p.stderr
     assert not (tmp_path / "out.tar").exists()
 
 

@@ -26,9 +26,9 @@ def test_blob_commands_and_fsck(tmp_path, capsys):
     assert "checked 1 blobs" in capsys.readouterr().out
     p = run("--root", root, "blob", "cat", digest)
     assert p.stdout == b"content"
-    from imgcore.store import Store
+    from imgcore.store import ContentStore
 
-    path = Store(root).blob_path(digest)
+    path = ContentStore(root).blob_path(digest)
     path.chmod(0o644)
     path.write_bytes(b"changed")
     assert main(["--root", root, "fsck"]) == 1
@@ -43,7 +43,7 @@ def test_put_with_wrong_digest_is_refused(tmp_path):
     root = str(tmp_path / "s")
     p = run("--root", root, "blob", "put", "-", "--digest", imgcore.sha256(b"other"), input=b"data")
     assert p.returncode == 1
-    assert p.stderr.startswith(b"imgcore: error: ingest sha256:")
+    assert p.stderr.startswith(b"Error: ingest sha256:")
     assert b"digest mismatch" in p.stderr
     p = run("--root", root, "blob", "put", "-", "--digest", "sha256:xyz", input=b"data")
     assert p.returncode == 1

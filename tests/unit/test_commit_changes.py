@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imgcore.commit import apply_changes
 from imgcore.errors import ImgcoreError
+from imgcore.image.changes import apply_changes
 
 
 def test_each_instruction():

@@ -13,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import imgcore
-from imgcore import images
+from imgcore import sha256
 from imgcore.errors import ImageConflict, ImageNotFound, InvalidArgument, InvalidReference
+from imgcore.gc import collect, usage
+from imgcore.image import catalog, model, sizes
 from imgcore.models import REF_NAME, Descriptor
-from imgcore.store import Store
+from imgcore.store import ContentStore
 from tests.images_helpers import layer_tar, make_image
 from tests.validate import assert_valid_image
 
@@ -52,16 +54,16 @@ def tomcat(store):
 
 def test_resolve_by_tag_id_prefix_and_digest(store, tomcat):
     base, child = tomcat
-    assert images.resolve(store, "tomcat").id == base.id
-    assert images.resolve(store, "docker.io/library/tomcat:latest").id == base.id
-    assert images.resolve(store, "new_tomcat:1.0").id == child.id
-    assert images.resolve(store, child.id).id == child.id  # sha256:<64>
-    assert images.resolve(store, child.id[7:]).id == child.id  # 64 hex
-    assert images.resolve(store, child.short_id).id == child.id  # 12 hex
-    assert images.resolve(store, "sha256:" + child.short_id).id == child.id
-    assert images.resolve(store, f"new_tomcat@{child.digest}").id == child.id
-    assert images.resolve(store, child.digest).id == child.id  # the manifest digest also names it
-    img = images.resolve(store, "new_tomcat:1.0")
+    assert catalog.resolve(store, "tomcat").id == base.id
+    assert catalog.resolve(store, "docker.io/library/tomcat:latest").id == base.id
+    assert catalog.resolve(store, "new_tomcat:1.0").id == child.id
+    assert catalog.resolve(store, child.id).id == child.id  # sha256:<64>
+    assert catalog.resolve(store, child.id[7:]).id == child.id  # 64 hex
+    assert catalog.resolve(store, child.short_id).id == child.id  # 12 hex
+    assert catalog.resolve(store, "sha256:" + child.short_id).id == child.id
+    assert catalog.resolve(store, f"new_tomcat@{child.digest}").id == child.id
+    assert catalog.resolve(store, child.digest).id == child.id  # the manifest digest also names it
+    img = catalog.resolve(store, "new_tomcat:1.0")
     assert img.tags == ("docker.io/library/new_tomcat:1.0",)
     assert img.repo_tags == ["new_tomcat:1.0"]
     assert img.repo_digests == [f"new_tomcat@{child.digest}"]
@@ -70,27 +72,27 @@ def test_resolve_by_tag_id_prefix_and_digest(store, tomcat):
 
 
 def test_resolve_errors_say_what_is_wrong(store, tomcat):
-    with pytest.raises(ImageNotFound, match=r"no such image: nope:latest"):
-        images.resolve(store, "nope")
-    with pytest.raises(ImageNotFound, match=r"no such image: tomcat:9"):
-        images.resolve(store, "tomcat:9")
-    with pytest.raises(ImageNotFound, match="no such image: 0123456789ab"):
-        images.resolve(store, "0123456789ab")
+    with pytest.raises(ImageNotFound, match=r"No such image: nope:latest"):
+        catalog.resolve(store, "nope")
+    with pytest.raises(ImageNotFound, match=r"No such image: tomcat:9"):
+        catalog.resolve(store, "tomcat:9")
+    with pytest.raises(ImageNotFound, match="No such image: 0123456789ab"):
+        catalog.resolve(store, "0123456789ab")
     with pytest.raises(InvalidReference, match="must be lowercase"):
-        images.resolve(store, "Tomcat")
+        catalog.resolve(store, "Tomcat")
     with pytest.raises(InvalidReference, match="invalid tag"):
-        images.resolve(store, "tomcat:bad tag")
+        catalog.resolve(store, "tomcat:bad tag")
     with pytest.raises(InvalidReference, match="empty"):
-        images.resolve(store, "  ")
+        catalog.resolve(store, "  ")
     with pytest.raises(ImageNotFound):
-        images.resolve(store, "tomcat@sha256:" + "0" * 64)
+        catalog.resolve(store, "tomcat@sha256:" + "0" * 64)
 
 
 def test_a_name_that_looks_like_hex_is_a_tag_first_then_an_id_prefix(store):
     img = make_image(store, "abc:latest", {"f": b"1"})
     other = make_image(store, None, {"g": b"2"})
-    assert images.resolve(store, "abc").id == img.id
-    assert images.resolve(store, other.short_id[:5]).id == other.id
+    assert catalog.resolve(store, "abc").id == img.id
+    assert catalog.resolve(store, other.short_id[:5]).id == other.id
 
 
 def test_ambiguous_id_prefix_is_refused(store):
@@ -100,7 +102,7 @@ def test_ambiguous_id_prefix_is_refused(store):
         by_first.setdefault(m.id[7], []).append(m)
     clash = next(v for v in by_first.values() if len(v) > 1)
     with pytest.raises(ImageConflict, match="ambiguous"):
-        images.resolve(store, clash[0].id[7])
+        catalog.resolve(store, clash[0].id[7])
 
 
 # ------------------------------------------------------------------------------------------------- images
@@ -108,9 +110,9 @@ def test_ambiguous_id_prefix_is_refused(store):
 
 def test_list_images_rows_sizes_and_order(store, tomcat):
     base, child = tomcat
-    images.tag(store, "tomcat", "tomcat:9")
+    catalog.tag(store, "tomcat", "tomcat:9")
     dangling = make_image(store, None, {"x": b"y"}, created=NOW - dt.timedelta(days=400))
-    rows = images.list_images(store)
+    rows = catalog.list_images(store)
     assert [(r.repository, r.tag, r.image.id) for r in rows] == [
         ("new_tomcat", "1.0", child.id),
         ("tomcat", "9", base.id),
@@ -126,18 +128,18 @@ def test_list_images_rows_sizes_and_order(store, tomcat):
         )
     )
     assert rows[1].size == tar_size  # uncompressed, as docker's SIZE
-    assert rows[0].size == tar_size + images.layer_size(store, child.layers[1])
+    assert rows[0].size == tar_size + sizes.layer_size(store, child.layers[1])
     assert rows[3].dangling
 
 
 def test_layer_size_is_computed_from_the_blob_when_not_recorded(store, tomcat):
     base, _ = tomcat
     layer = base.layers[0]
-    known = images.layer_size(store, layer)
+    known = sizes.layer_size(store, layer)
     (store.root / "imgcore" / "sizes").joinpath(f"sha256-{layer.digest[7:]}").unlink()
-    assert images.layer_size(store, layer) == known
+    assert sizes.layer_size(store, layer) == known
     uncompressed = make_image(store, "plain:1", {"a": b"1" * 3000}, compression="none")
-    assert images.layer_size(store, uncompressed.layers[0]) == uncompressed.layers[0].size
+    assert sizes.layer_size(store, uncompressed.layers[0]) == uncompressed.layers[0].size
     assert_valid_image(store, "plain:1")
 
 
@@ -147,7 +149,7 @@ def test_list_images_filters(store, tomcat):
     dangling = make_image(store, None, {"x": b"y"})
 
     def names(filters=(), reference=None):
-        return [f"{r.repository}:{r.tag}" for r in images.list_images(store, filters, reference=reference)]
+        return [f"{r.repository}:{r.tag}" for r in catalog.list_images(store, filters, reference=reference)]
 
     assert names(["dangling=true"]) == ["<none>:<none>"]
     assert "<none>:<none>" not in names(["dangling=false"])
@@ -162,11 +164,11 @@ def test_list_images_filters(store, tomcat):
     assert set(names([f"since={base.short_id}"])) >= {"new_tomcat:1.0", "<none>:<none>"}
     assert dangling.id
     with pytest.raises(InvalidArgument, match="dangling=maybe"):
-        images.list_images(store, ["dangling=maybe"])
+        catalog.list_images(store, ["dangling=maybe"])
     with pytest.raises(InvalidArgument, match="supported filters"):
-        images.list_images(store, ["colour=red"])
+        catalog.list_images(store, ["colour=red"])
     with pytest.raises(InvalidArgument, match="KEY=VALUE"):
-        images.list_images(store, ["dangling"])
+        catalog.list_images(store, ["dangling"])
 
 
 # ------------------------------------------------------------------------------------------------- history
@@ -178,14 +180,14 @@ def test_history_rows(store, tomcat):
         store, "meta:1", {}, parent=child, empty_layer=True, created_by='/bin/sh -c #(nop)  CMD ["catalina.sh"]'
     )
     assert_valid_image(store, "meta:1")
-    rows = images.history(store, "meta:1")
+    rows = catalog.history(store, "meta:1")
     assert [r.id for r in rows] == [meta.id, "<missing>", "<missing>"]
     assert rows[0].empty_layer
     assert rows[0].size == 0
     assert rows[0].tags == ("meta:1",)
     assert rows[1].comment == "newtomcat"
-    assert rows[1].size == images.layer_size(store, child.layers[1])
-    assert rows[2].size == images.layer_size(store, base.layers[0])
+    assert rows[1].size == sizes.layer_size(store, child.layers[1])
+    assert rows[2].size == sizes.layer_size(store, base.layers[0])
     assert rows[2].created_by.startswith("/bin/sh -c #(nop) ADD")
     assert rows[2].created is not None
     assert abs(rows[2].created - (NOW - dt.timedelta(days=12))) < dt.timedelta(seconds=1)
@@ -199,13 +201,13 @@ def test_history_shows_layers_that_the_history_does_not_describe(store):
     raw = imgcore.models.canonical_json(cfg)
     cdesc = store.put_blob(raw)
     m = imgcore.models.Manifest.build(
-        Descriptor(img.manifest.config.media_type, cdesc.digest, cdesc.size), list(img.layers)
+        Descriptor(img.manifest.config.media_type, cdesc.digest, cdesc.size), list(img.manifest.layers)
     )
     store.tag("nohist:2", store.put_manifest(m.raw, m.media_type))
     assert_valid_image(store, "nohist:2")
-    rows = images.history(store, "nohist:2")
+    rows = catalog.history(store, "nohist:2")
     assert len(rows) == 1
-    assert rows[0].size == images.layer_size(store, img.layers[0])
+    assert rows[0].size == sizes.layer_size(store, img.layers[0])
 
 
 # ------------------------------------------------------------------------------------------------- inspect
@@ -213,7 +215,7 @@ def test_history_shows_layers_that_the_history_does_not_describe(store):
 
 def test_inspect_has_dockers_keys(store, tomcat):
     _, child = tomcat
-    data = images.inspect(store, "new_tomcat:1.0")
+    data = catalog.inspect(store, "new_tomcat:1.0")
     assert list(data) == [
         "Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "DockerVersion", "Author", "Config",
         "Architecture", "Os", "Size", "RootFS", "Metadata", "Descriptor",
@@ -224,12 +226,12 @@ def test_inspect_has_dockers_keys(store, tomcat):
     assert data["Comment"] == "newtomcat"
     assert data["Author"] == "xxx"
     assert data["RootFS"] == {"Type": "layers", "Layers": child.config.diff_ids}
-    assert data["Size"] == images.image_size(store, child)
+    assert data["Size"] == catalog.image_size(store, child)
     assert data["Metadata"] == {"LastTagTime": "0001-01-01T00:00:00Z"}
     assert data["Descriptor"]["digest"] == child.digest
     json.dumps(data)
-    images.tag(store, "new_tomcat:1.0", "again:1")
-    assert images.inspect(store, "again:1")["Metadata"]["LastTagTime"] != "0001-01-01T00:00:00Z"
+    catalog.tag(store, "new_tomcat:1.0", "again:1")
+    assert catalog.inspect(store, "again:1")["Metadata"]["LastTagTime"] != "0001-01-01T00:00:00Z"
 
 
 # ------------------------------------------------------------------------------------------------- tag
@@ -237,20 +239,20 @@ def test_inspect_has_dockers_keys(store, tomcat):
 
 def test_tag_adds_and_moves_tags(store, tomcat):
     base, child = tomcat
-    img = images.tag(store, child.short_id, "localhost:5000/web/tomcat:prod")
+    img = catalog.tag(store, child.short_id, "localhost:5000/web/tomcat:prod")
     assert img.id == child.id
     assert "localhost:5000/web/tomcat:prod" in store.tags()
-    images.tag(store, "tomcat", "localhost:5000/web/tomcat:prod")  # move it
-    assert images.resolve(store, "localhost:5000/web/tomcat:prod").id == base.id
-    images.tag(store, "tomcat", "bare")
-    assert images.resolve(store, "bare:latest").id == base.id
+    catalog.tag(store, "tomcat", "localhost:5000/web/tomcat:prod")  # move it
+    assert catalog.resolve(store, "localhost:5000/web/tomcat:prod").id == base.id
+    catalog.tag(store, "tomcat", "bare")
+    assert catalog.resolve(store, "bare:latest").id == base.id
     assert_valid_image(store, "localhost:5000/web/tomcat:prod")
     with pytest.raises(InvalidReference, match="digest"):
-        images.tag(store, "tomcat", f"tomcat@{base.digest}")
+        catalog.tag(store, "tomcat", f"tomcat@{base.digest}")
     with pytest.raises(InvalidReference):
-        images.tag(store, "tomcat", "UPPER:case")
+        catalog.tag(store, "tomcat", "UPPER:case")
     with pytest.raises(ImageNotFound):
-        images.tag(store, "missing", "x:1")
+        catalog.tag(store, "missing", "x:1")
 
 
 # ------------------------------------------------------------------------------------------------- rmi
@@ -258,11 +260,11 @@ def test_tag_adds_and_moves_tags(store, tomcat):
 
 def test_rmi_by_tag_untags_then_deletes_with_the_last_tag(store, tomcat):
     base, child = tomcat
-    images.tag(store, "new_tomcat:1.0", "new_tomcat:stable")
-    records = images.remove_image(store, "new_tomcat:1.0")
+    catalog.tag(store, "new_tomcat:1.0", "new_tomcat:stable")
+    records = collect.remove_image(store, "new_tomcat:1.0")
     assert [str(r) for r in records] == ["Untagged: new_tomcat:1.0"]
     assert store.has_blob(child.layers[1].digest)
-    records = images.remove_image(store, "new_tomcat:stable")
+    records = collect.remove_image(store, "new_tomcat:stable")
     assert [str(r) for r in records[:2]] == ["Untagged: new_tomcat:stable", f"Deleted: {child.id}"]
     deleted = {r.what for r in records}
     assert child.layers[1].digest in deleted
@@ -274,18 +276,18 @@ def test_rmi_by_tag_untags_then_deletes_with_the_last_tag(store, tomcat):
     assert base.layers[0].digest not in deleted
     assert_valid_image(store, "tomcat")
     with pytest.raises(ImageNotFound):
-        images.resolve(store, "new_tomcat:stable")
+        catalog.resolve(store, "new_tomcat:stable")
 
 
 def test_rmi_by_id_with_several_tags_needs_force(store, tomcat):
     base, _ = tomcat
-    images.tag(store, "tomcat", "tomcat:9")
+    catalog.tag(store, "tomcat", "tomcat:9")
     with pytest.raises(
         ImageConflict, match=r"unable to delete .* \(must be forced\) - image is referenced in multiple"
     ):
-        images.remove_image(store, base.short_id)
-    assert images.resolve(store, "tomcat:9").id == base.id
-    records = images.remove_image(store, base.short_id, force=True)
+        collect.remove_image(store, base.short_id)
+    assert catalog.resolve(store, "tomcat:9").id == base.id
+    records = collect.remove_image(store, base.short_id, force=True)
     assert [str(r) for r in records[:3]] == ["Untagged: tomcat:9", "Untagged: tomcat:latest", f"Deleted: {base.id}"]
     # the child still needs the base layer
     assert_valid_image(store, "new_tomcat:1.0")
@@ -293,15 +295,15 @@ def test_rmi_by_id_with_several_tags_needs_force(store, tomcat):
 
 def test_rmi_by_id_with_one_tag_and_of_a_dangling_image(store):
     one = make_image(store, "one:1", {"a": b"1"})
-    records = images.remove_image(store, one.id)
+    records = collect.remove_image(store, one.id)
     assert [str(r) for r in records[:2]] == ["Untagged: one:1", f"Deleted: {one.id}"]
     dangling = make_image(store, None, {"b": b"2"})
-    records = images.remove_image(store, dangling.short_id)
+    records = collect.remove_image(store, dangling.short_id)
     assert str(records[0]) == f"Deleted: {dangling.id}"
     assert store.index_entries() == []
     assert store.list_blobs() == []
     with pytest.raises(ImageNotFound):
-        images.remove_image(store, "one:1")
+        collect.remove_image(store, "one:1")
 
 
 # ------------------------------------------------------------------------------------------------- prune
@@ -313,7 +315,7 @@ def test_prune_removes_dangling_and_orphans_never_a_referenced_blob(store, tomca
     orphan = store.put_blob(b"an orphan from an interrupted write")
     before = set(store.list_blobs())
     sizes = {d: store.blob_size(d) for d in before}
-    report = images.prune(store)
+    report = collect.prune(store)
     assert [str(r) for r in report.records] == [f"deleted: {base.id}"]
     assert orphan.digest in report.deleted_blobs
     assert base.digest in report.deleted_blobs
@@ -324,15 +326,15 @@ def test_prune_removes_dangling_and_orphans_never_a_referenced_blob(store, tomca
     assert set(store.list_blobs()) == before - set(report.deleted_blobs)
     for ref in ("tomcat:latest", "new_tomcat:1.0"):
         assert_valid_image(store, ref)
-    assert old.id == images.resolve(store, "tomcat").id
-    again = images.prune(store)
+    assert old.id == catalog.resolve(store, "tomcat").id
+    again = collect.prune(store)
     assert again.records == ()
     assert again.deleted_blobs == ()
     assert again.reclaimed == 0
 
 
 def test_prune_all_removes_every_image_without_a_container(store, tomcat):
-    report = images.prune(store, all=True)
+    report = collect.prune(store, all=True)
     assert {str(r) for r in report.records} >= {"untagged: tomcat:latest", "untagged: new_tomcat:1.0"}
     assert store.index_entries() == []
     assert store.list_blobs() == []
@@ -350,7 +352,7 @@ def test_prune_all_removes_every_image_without_a_container(store, tomcat):
 def test_gc_never_breaks_a_remaining_image(tmp_path_factory, plan, all_):
     """Random image trees sharing layers, random untag/rmi, then prune: every image still listed is whole, and
     every blob left is reachable."""
-    store = Store(tmp_path_factory.mktemp("gc") / "s")
+    store = ContentStore(tmp_path_factory.mktemp("gc") / "s")
     made = []
     for i, (parent_index, tagged, _) in enumerate(plan):
         parent = made[parent_index % len(made)] if made and parent_index else None
@@ -360,15 +362,15 @@ def test_gc_never_breaks_a_remaining_image(tmp_path_factory, plan, all_):
             if action == "untag" and tagged:
                 store.untag(f"img{i}:t")
             elif action == "rmi":
-                images.remove_image(store, f"img{i}:t" if tagged else made[i].id)
+                collect.remove_image(store, f"img{i}:t" if tagged else made[i].id)
             elif action == "rmi-f":
-                images.remove_image(store, made[i].id, force=True)
+                collect.remove_image(store, made[i].id, force=True)
         except (ImageNotFound, ImageConflict):
             pass
-    images.prune(store, all=all_)
-    for img in images.list_images(store):
+    collect.prune(store, all=all_)
+    for img in catalog.list_images(store):
         assert_valid_image(store, img.image.id)
-    assert set(store.list_blobs()) == images.mark(store) & set(store.list_blobs())
+    assert set(store.list_blobs()) == collect.mark(store) & set(store.list_blobs())
     if all_:
         assert store.list_blobs() == []
 
@@ -378,9 +380,9 @@ def test_gc_never_breaks_a_remaining_image(tmp_path_factory, plan, all_):
 
 def test_disk_usage_shows_shared_and_unique_bytes(store, tomcat):
     base, child = tomcat
-    du = images.disk_usage(store)
-    base_layer = images.layer_size(store, base.layers[0])
-    top_layer = images.layer_size(store, child.layers[1])
+    du = usage.disk_usage(store)
+    base_layer = sizes.layer_size(store, base.layers[0])
+    top_layer = sizes.layer_size(store, child.layers[1])
     by_id = {u.image.id: u for u in du.images}
     assert by_id[base.id].size == base_layer
     assert by_id[base.id].shared_size == base_layer
@@ -397,7 +399,7 @@ def test_disk_usage_shows_shared_and_unique_bytes(store, tomcat):
     assert du.images_reclaimable == du.images_size  # no containers
     assert du.other_blobs == 0
     store.put_blob(b"orphan")
-    assert images.disk_usage(store).other_blobs == len(b"orphan")
+    assert usage.disk_usage(store).other_blobs == len(b"orphan")
 
 
 @pytest.mark.parametrize(
@@ -416,25 +418,25 @@ def test_disk_usage_shows_shared_and_unique_bytes(store, tomcat):
     ],
 )
 def test_reference_patterns_follow_go_path_match(pattern, name, match):
-    assert images._go_path_match(pattern, name) is match
+    assert catalog._go_path_match(pattern, name) is match
 
 
 def test_unterminated_class_is_an_invalid_filter(store):
     with pytest.raises(InvalidArgument, match="unterminated"):
-        images.list_images(store, ["reference=[abc"])
+        catalog.list_images(store, ["reference=[abc"])
 
 
 def test_chain_ids():
     a, b = imgcore.sha256(b"a"), imgcore.sha256(b"b")
-    assert images.chain_ids([]) == []
-    assert images.chain_ids([a]) == [a]
-    assert images.chain_ids([a, b]) == [a, imgcore.sha256(f"{a} {b}".encode())]
+    assert model.chain_ids([]) == []
+    assert model.chain_ids([a]) == [a]
+    assert model.chain_ids([a, b]) == [a, imgcore.sha256(f"{a} {b}".encode())]
 
 
 def test_index_entries_without_blobs_do_not_break_listing(store, tomcat):
     ghost = Descriptor("application/vnd.oci.image.manifest.v1+json", imgcore.sha256(b"ghost"), 5)
     store.update_index(lambda ms: [*ms, ghost.with_annotations({REF_NAME: "docker.io/library/ghost:1"}).to_json()])
-    assert {r.repository for r in images.list_images(store)} == {"tomcat", "new_tomcat"}
+    assert {r.repository for r in catalog.list_images(store)} == {"tomcat", "new_tomcat"}
 
 
 def _multi_platform(store, ref):
@@ -463,16 +465,16 @@ def _multi_platform(store, ref):
 def test_a_tag_on_a_multi_platform_index_resolves_to_this_hosts_image(store):
     desc, host, other = _multi_platform(store, "multi:1")
     assert_valid_image(store, "multi:1")
-    img = images.resolve(store, "multi:1")
+    img = catalog.resolve(store, "multi:1")
     assert img.id == host.id
     assert img.digest == desc.digest  # what the tag points at
     assert img.manifest_desc.digest == host.digest
-    assert images.inspect(store, "multi:1")["Descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    assert images.inspect(store, "multi:1")["RepoDigests"] == [f"multi@{desc.digest}"]
-    assert [r.tag for r in images.list_images(store)] == ["1"]
-    assert images.resolve(store, f"multi@{desc.digest}").id == host.id
-    assert images.mark(store) >= {desc.digest, host.digest, other.digest, host.id, other.id}
-    records = images.remove_image(store, "multi:1")
+    assert catalog.inspect(store, "multi:1")["Descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert catalog.inspect(store, "multi:1")["RepoDigests"] == [f"multi@{desc.digest}"]
+    assert [r.tag for r in catalog.list_images(store)] == ["1"]
+    assert catalog.resolve(store, f"multi@{desc.digest}").id == host.id
+    assert collect.mark(store) >= {desc.digest, host.digest, other.digest, host.id, other.id}
+    records = collect.remove_image(store, "multi:1")
     deleted = {r.what for r in records}
     assert {desc.digest, host.digest, other.digest, host.id, other.id} <= deleted
     assert store.list_blobs() == []
@@ -480,30 +482,33 @@ def test_a_tag_on_a_multi_platform_index_resolves_to_this_hosts_image(store):
 
 def test_rmi_by_name_at_digest(store, tomcat):
     base, child = tomcat
-    records = images.remove_image(store, f"new_tomcat@{child.digest}")
+    records = collect.remove_image(store, f"new_tomcat@{child.digest}")
     assert [str(r) for r in records[:2]] == ["Untagged: new_tomcat:1.0", f"Deleted: {child.id}"]
     assert_valid_image(store, "tomcat")
-    assert base.id == images.resolve(store, "tomcat").id
+    assert base.id == catalog.resolve(store, "tomcat").id
 
 
-def test_prune_waits_for_a_writer_between_its_blobs_and_its_tag(store):
-    """A writer holds ``writing()`` from its first blob to its tag; prune must not sweep in between."""
-    import threading
-    import time
-
-    in_flight = store.put_blob(b"a layer whose manifest is not tagged yet")
-    done = threading.Event()
-
-    def run_prune():
-        images.prune(store)
-        done.set()
-
-    with images.writing(store):
-        t = threading.Thread(target=run_prune)
-        t.start()
-        time.sleep(0.3)
-        assert not done.is_set()
+def test_prune_keeps_what_a_live_lease_holds_and_sweeps_it_after(store):
+    """A writer's lease, taken before its first blob, keeps the blob from prune until the lease is dropped."""
+    with store.lease("test writer") as lease:
+        lease.hold(sha256(b"a layer whose manifest is not tagged yet"))
+        in_flight = store.put_blob(b"a layer whose manifest is not tagged yet")
+        report = collect.prune(store)
+        assert in_flight.digest not in report.deleted_blobs
         assert store.has_blob(in_flight.digest)
-    t.join(30)
-    assert done.is_set()
-    assert not store.has_blob(in_flight.digest)  # untagged once the writer gave up: an orphan, swept
+    assert in_flight.digest in collect.prune(store).deleted_blobs  # an orphan once the writer gave up
+
+
+def test_a_dead_writers_lease_is_dropped(store):
+    """A lease whose process died (its flock released) protects nothing and is removed by the next collection."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys; from imgcore.store import ContentStore; s = ContentStore(sys.argv[1]); "
+        "l = s.lease('dies'); l.hold('sha256:' + 'ab' * 32); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", script, str(store.root)], check=True)
+    assert len(list(store.paths.leases.iterdir())) == 1
+    collect.prune(store)
+    assert list(store.paths.leases.iterdir()) == []

@@ -14,9 +14,11 @@ import tarfile
 
 import pytest
 
-from imgcore import images
 from imgcore.cli import main
+from imgcore.containers import export as exporting
 from imgcore.errors import ImageInUse
+from imgcore.gc import collect, usage
+from imgcore.image import catalog
 from tests.conftest import IN_CI
 from tests.images_helpers import make_image
 from tests.validate import assert_valid_image
@@ -47,7 +49,7 @@ def containers(store):
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    from imgcore.containers import Containers
+    from imgcore.containers.manager import Containers
 
     return Containers(store)
 
@@ -66,31 +68,31 @@ def used(store, containers):
 def test_rmi_is_refused_while_a_container_uses_the_image(store, containers, used):
     img, c = used
     with pytest.raises(ImageInUse) as e:
-        images.remove_image(store, "tomcat")
+        collect.remove_image(store, "tomcat")
     assert str(e.value) == (
         f'conflict: unable to remove repository reference "tomcat" (must force) - container {c.id[:12]} is using '
         f"its referenced image {img.short_id}"
     )
     with pytest.raises(ImageInUse, match=r"\(must be forced\) - image is being used by stopped container"):
-        images.remove_image(store, img.short_id)
+        collect.remove_image(store, img.short_id)
     assert_valid_image(store, "tomcat")  # nothing was removed
     # another tag may go: the image keeps a name
-    images.tag(store, "tomcat", "tomcat:9")
-    assert [str(r) for r in images.remove_image(store, "tomcat:9")] == ["Untagged: tomcat:9"]
+    catalog.tag(store, "tomcat", "tomcat:9")
+    assert [str(r) for r in collect.remove_image(store, "tomcat:9")] == ["Untagged: tomcat:9"]
 
 
 def test_rmi_force_removes_the_name_but_keeps_what_the_container_needs(store, containers, used):
     img, c = used
-    records = images.remove_image(store, "tomcat", force=True)
+    records = collect.remove_image(store, "tomcat", force=True)
     assert [str(r) for r in records[:2]] == ["Untagged: tomcat:latest", f"Deleted: {img.id}"]
-    assert images.list_images(store) == []
+    assert catalog.list_images(store) == []
     for d in (img.digest, img.id, *(layer.digest for layer in img.layers)):
         assert store.has_blob(d), d  # the container still needs them
-    report = images.prune(store, all=True)
+    report = collect.prune(store, all=True)
     assert report.deleted_blobs == ()
     assert containers.mount(c).joinpath("etc/hostname").read_bytes() == b"tomcat\n"
     containers.remove(c)
-    report = images.prune(store)
+    report = collect.prune(store)
     assert set(report.deleted_blobs) == {img.digest, img.id, *(layer.digest for layer in img.layers)}
     assert store.list_blobs() == []
     assert report.deleted_unpacked  # the unpacked layers (overlay) or the baseline copy (copy driver) went too
@@ -100,12 +102,12 @@ def test_rmi_force_removes_the_name_but_keeps_what_the_container_needs(store, co
 def test_prune_all_keeps_images_that_containers_use(store, containers, used):
     img, c = used
     unused = make_image(store, "unused:1", {"x": b"1"})
-    report = images.prune(store, all=True)
+    report = collect.prune(store, all=True)
     assert [str(r) for r in report.records] == ["untagged: unused:1", f"deleted: {unused.id}"]
     assert_valid_image(store, "tomcat")
     # the container's lower layers (overlay) or the baseline it diffs against (copy) stay unpacked
     assert _unpacked(store) == [f"{'layers' if c.driver == 'overlay' else 'rootfs'}/{c.chain_ids[-1][7:]}"]
-    assert img.id == images.resolve(store, "tomcat").id
+    assert img.id == catalog.resolve(store, "tomcat").id
 
 
 def test_export_writes_the_flattened_rootfs(store, containers, used, tmp_path):
@@ -115,7 +117,7 @@ def test_export_writes_the_flattened_rootfs(store, containers, used, tmp_path):
     (root / "usr/local/tomcat/webapps/ROOT/index.jsp").write_bytes(b"<h1>tomcat</h1>\n")
     (root / "etc/hostname").unlink()
     out = io.BytesIO()
-    n = images.export(store, "web", out)
+    n = exporting.export(store, "web", out)
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
         names = tf.getnames()
         assert len(names) == n
@@ -125,7 +127,7 @@ def test_export_writes_the_flattened_rootfs(store, containers, used, tmp_path):
         assert not any(".wh." in x for x in names)
     containers.unmount(c)
     again = io.BytesIO()
-    images.export(store, c.id[:12], again)  # mounts for the export, unmounts after
+    exporting.export(store, c.id[:12], again)  # mounts for the export, unmounts after
     assert not os.path.ismount(c.rootfs)
     assert again.getvalue() == out.getvalue()
     target = tmp_path / "web.tar"
@@ -138,7 +140,7 @@ def test_df_counts_containers_and_active_images(store, containers, used, capsys)
     make_image(store, "unused:1", {"x": b"1" * 5000})
     root = containers.mount(c)
     (root / "big.bin").write_bytes(b"z" * 100_000)
-    du = images.disk_usage(store)
+    du = usage.disk_usage(store)
     assert du.images_active == 1
     (cu,) = du.containers
     assert cu.id == c.id
@@ -146,7 +148,7 @@ def test_df_counts_containers_and_active_images(store, containers, used, capsys)
     assert cu.size >= 100_000
     by_id = {u.image.id: u for u in du.images}
     assert by_id[img.id].containers == 1
-    assert du.images_reclaimable == du.images_size - images.image_size(store, img)
+    assert du.images_reclaimable == du.images_size - catalog.image_size(store, img)
     tomcat_layer = next(layer for layer in du.layers if layer.digest == img.layers[0].digest)
     assert (tomcat_layer.unpacked > 0) == (c.driver == "overlay")  # overlay shares unpacked layers
     assert (du.baselines > 0) == (c.driver == "copy")  # copy containers diff against a flattened baseline
@@ -167,7 +169,7 @@ def test_cli_rmi_in_use_is_refused(store, containers, used, capsys):
     assert main(["--root", str(store.root), "rmi", "tomcat"]) == 1
     err = capsys.readouterr().err
     assert err == (
-        f'imgcore: error: conflict: unable to remove repository reference "tomcat" (must force) - container '
+        f'Error: conflict: unable to remove repository reference "tomcat" (must force) - container '
         f"{c.id[:12]} is using its referenced image {img.short_id}\n"
     )
     assert main(["--root", str(store.root), "rmi", "-f", "tomcat"]) == 0

@@ -7,6 +7,7 @@ workflow calls them. Built on the standard library only (hashlib, tarfile, os.wa
 from __future__ import annotations
 
 from imgcore.pure.archive import LayerStats, extract_layer, layer_index, unpack_layers
+from imgcore.pure.blob import inspect_blob
 from imgcore.pure.diff import Change, LayerResult, diff, write_layer
 from imgcore.pure.digest import Digest, Hasher, hash_files, sha256, sha256_file, sha256_files
 
@@ -19,6 +20,7 @@ __all__ = [
     "diff",
     "extract_layer",
     "hash_files",
+    "inspect_blob",
     "layer_index",
     "sha256",
     "sha256_file",

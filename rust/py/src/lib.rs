@@ -2,6 +2,7 @@
 //! one file per area here (`digest.rs`, ...), errors are mapped in `errors.rs`.
 
 mod archive;
+mod blob;
 mod diff;
 mod digest;
 mod errors;
@@ -13,6 +14,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::archive::{extract_layer, gzip_backend, layer_index, unpack_layers, PyLayerStats};
+    #[pymodule_export]
+    use super::blob::inspect_blob;
     #[pymodule_export]
     use super::diff::{diff, write_layer, PyChange, PyLayerResult};
     #[pymodule_export]

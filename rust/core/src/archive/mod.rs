@@ -1,4 +1,5 @@
 //! Layer archives: decoding, confined extraction with OCI whiteouts, and the merged union index.
+pub mod blob;
 pub mod decode;
 pub mod extract;
 pub mod index;

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from imgcore import _fs
-from imgcore._core import Digest, Hasher, hash_files
-from imgcore.errors import BlobNotFound, DigestMismatch, SizeMismatch, StoreError
+from imgcore._core import Digest, Hasher, hash_files, sha256_file
+from imgcore.errors import BlobNotFound, DigestMismatch, ImageNotFound, SizeMismatch, StoreError
 from imgcore.models import REF_NAME, Descriptor
 from imgcore.reference import Reference, parse
+from imgcore.store.lease import Lease
+from imgcore.store.paths import StorePaths
 
-__all__ = ["FsckProblem", "Ingest", "Store", "default_root"]
+__all__ = ["ContentStore", "FsckProblem", "Ingest", "default_root"]
 
 CHUNK = 1 << 20
 OCI_LAYOUT_VERSION = "1.0.0"
@@ -71,13 +73,13 @@ class Ingest:
     a downloader turns into a ``Range`` request. Leaving a ``with`` block without committing keeps the partial.
     """
 
-    def __init__(self, store: Store, digest: str | None, size: int | None, *, resume: bool) -> None:
+    def __init__(self, store: ContentStore, digest: str | None, size: int | None, *, resume: bool) -> None:
         self._store = store
         self.expected = _digest(digest) if digest is not None else None
         self.expected_size = size
         self._hasher = Hasher(self.expected.algorithm if self.expected else "sha256")
         self._done = False
-        ingest_dir = store.root / "imgcore" / "ingest"
+        ingest_dir = store.paths.ingest
         ingest_dir.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO | None = None
         if self.expected is not None and resume:
@@ -190,11 +192,14 @@ class Ingest:
         self.close()
 
 
-class Store:
-    """An OCI image layout used as imgcore's content store and tag database."""
+class ContentStore:
+    """An OCI image layout used as imgcore's content store and tag database (the CAS and ``index.json``).
+
+    The front door is :class:`imgcore.Store`, which owns one of these; workflows take this one."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        self.root = (Path(root) if root is not None else default_root()).absolute()
+        self.paths = StorePaths(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         layout = self.root / "oci-layout"
         if layout.exists():
@@ -207,7 +212,7 @@ class Store:
         else:
             _fs.atomic_write_json(layout, {"imageLayoutVersion": OCI_LAYOUT_VERSION})
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        (self.root / "imgcore").mkdir(exist_ok=True)
+        self.paths.state.mkdir(exist_ok=True)
         if not (self.root / "index.json").exists():
             with self._index_lock():
                 if not (self.root / "index.json").exists():
@@ -215,8 +220,12 @@ class Store:
                         {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
                     )
 
+    def lease(self, purpose: str) -> Lease:
+        """A hold against garbage collection for one writer, from its first blob to its tag (a context manager)."""
+        return Lease(self.paths, purpose)
+
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"ContentStore({str(self.root)!r})"
 
     # -- blobs -------------------------------------------------------------------------------------------------
 
@@ -239,7 +248,7 @@ class Store:
 
     def temp_path(self, suffix: str = "") -> Path:
         """A fresh path on the store's filesystem for a file that :meth:`adopt_file` will move in."""
-        ingest_dir = self.root / "imgcore" / "ingest"
+        ingest_dir = self.paths.ingest
         ingest_dir.mkdir(parents=True, exist_ok=True)
         return ingest_dir / f"tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
 
@@ -249,8 +258,6 @@ class Store:
         d = _digest(digest)
         try:
             if verify:
-                from imgcore._core import sha256_file
-
                 actual = sha256_file(path)
                 if actual != str(d):
                     raise DigestMismatch(
@@ -368,7 +375,7 @@ class Store:
     # -- index.json and tags -----------------------------------------------------------------------------------
 
     def _index_lock(self) -> contextlib.AbstractContextManager[None]:
-        return _fs.locked(self.root / "imgcore" / "index.lock")
+        return _fs.locked(self.paths.index_lock)
 
     def _index(self) -> dict[str, Any]:
         try:
@@ -447,8 +454,6 @@ class Store:
 
         self.update_index(update)
         if not found:
-            from imgcore.errors import ImageNotFound
-
             raise ImageNotFound(f"no such image: {name}")
         return found[0].with_annotations(None)
 
@@ -464,23 +469,6 @@ class Store:
             if name:
                 out[name] = Descriptor.from_json(m, "index.json").with_annotations(None)
         return out
-
-    def resolve(self, ref: str | Reference) -> Descriptor:
-        """The manifest descriptor a tag points at; ``name@digest`` resolves to that digest if stored."""
-        from imgcore.errors import ImageNotFound
-
-        r = _ref(ref)
-        if r.digest is not None:
-            for m in self._index()["manifests"]:
-                if m["digest"] == r.digest:
-                    return Descriptor.from_json(m).with_annotations(None)
-            if self.has_blob(r.digest):
-                return Descriptor("", r.digest, self.blob_size(r.digest))
-            raise ImageNotFound(f"no such image: {r}")
-        found = self.tags().get(str(r))
-        if found is None:
-            raise ImageNotFound(f"no such image: {r.familiar}")
-        return found
 
     def iter_blob(self, digest: str | Digest, chunk: int = CHUNK) -> Iterator[bytes]:
         with self.open_blob(digest) as f:

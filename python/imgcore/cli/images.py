@@ -17,17 +17,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from imgcore._humanize import ago, ellipsis, format_created, human_size, short_id, since, tabwrite
+from imgcore.containers.export import export
+from imgcore.errors import ImgcoreError, InvalidArgument, InvalidReference
+from imgcore.gc.collect import prune, remove_image
+from imgcore.gc.usage import disk_usage
+from imgcore.image.catalog import history, inspect, list_images, tag
+from imgcore.image.importer import import_image
+from imgcore.models import Platform
+from imgcore.reference import parse
+from imgcore.store import ContentStore
+
 __all__ = ["register"]
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from imgcore.store import Store
-
-    return Store(args.root)
+    return ContentStore(args.root)
 
 
 def _err(message: object) -> None:
-    print(f"imgcore: error: {message}", file=sys.stderr)
+    print(f"Error: {message}", file=sys.stderr)
 
 
 def _go_json(obj: Any, indent: int | None = None) -> str:
@@ -42,9 +51,6 @@ _FIELD = re.compile(r"\{\{\s*(json\s+)?\.(\w*)\s*\}\}")
 def _render(template: str, objs: list[dict[str, Any]], headers: dict[str, str]) -> str:
     """A docker ``--format`` Go template, the common subset: ``{{.Field}}``, ``{{json .Field}}``, ``{{json .}}``,
     ``\\t``, and a ``table`` prefix for aligned columns with headers."""
-    from imgcore._humanize import tabwrite
-    from imgcore.errors import InvalidArgument
-
     table = template.startswith("table")
     body = (template[5:].lstrip() if table else template).replace("\\t", "\t").replace("\\n", "\n")
     for m in _FIELD.finditer(body):
@@ -112,9 +118,6 @@ _HISTORY_HEADERS = {
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from imgcore._humanize import human_size, since, tabwrite
-    from imgcore.images import list_images
-
     rows = list_images(_store(args), args.filter or (), reference=args.reference)
     trunc = not args.no_trunc
 
@@ -165,16 +168,11 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from imgcore.images import tag
-
     tag(_store(args), args.source, args.target)
     return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
-    from imgcore.errors import ImgcoreError
-    from imgcore.images import remove_image
-
     store = _store(args)
     failed = 0
     for name in args.images:
@@ -193,9 +191,6 @@ def cmd_rmi(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from imgcore._humanize import ellipsis, format_created, human_size, since, tabwrite
-    from imgcore.images import history
-
     rows = history(_store(args), args.image)
     trunc = not args.no_trunc
 
@@ -246,9 +241,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from imgcore.errors import ImgcoreError
-    from imgcore.images import inspect
-
     store = _store(args)
     found = []
     failed = 0
@@ -266,13 +258,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from imgcore.images import import_image
-    from imgcore.models import Platform
-
     platform = None
     if args.platform:
-        from imgcore.errors import InvalidArgument
-
         try:
             platform = Platform.parse(args.platform)
         except ValueError as e:
@@ -319,8 +306,6 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from imgcore.images import export
-
     if args.output is None and sys.stdout.isatty():
         _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         return 1
@@ -335,9 +320,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _familiar(name: str) -> str:
     """``docker.io/library/tomcat:latest`` -> ``tomcat:latest``, as docker prints image names."""
-    from imgcore.errors import InvalidReference
-    from imgcore.reference import parse
-
     try:
         return parse(name).familiar
     except InvalidReference:
@@ -345,17 +327,12 @@ def _familiar(name: str) -> str:
 
 
 def _pct(part: int, total: int) -> str:
-    from imgcore._humanize import human_size
-
     if total > 0:
         return f"{human_size(part, 4)} ({part * 100 // total}%)"
     return human_size(part, 4)
 
 
 def cmd_df(args: argparse.Namespace) -> int:
-    from imgcore._humanize import ago, human_size, short_id, since, tabwrite
-    from imgcore.images import disk_usage
-
     du = disk_usage(_store(args))
     hs = human_size
     if args.format == "json":
@@ -468,9 +445,6 @@ def _confirm(message: str) -> bool:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from imgcore._humanize import human_size
-    from imgcore.images import prune
-
     if not args.force:
         what = "all images without at least one container associated to them" if args.all else "all dangling images"
         if not _confirm(f"WARNING! This will remove {what}."):

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import Any
+
+from imgcore._progress import NullProgress, PlainProgress, make_progress
+from imgcore.errors import AuthError, ImgcoreError
+from imgcore.reference import parse
+from imgcore.registry import Credentials, RegistryClient, remove_credentials, save_credentials
+from imgcore.registry.auth import normalize_registry
+from imgcore.store import ContentStore
+from imgcore.transfer import archive, pull, push
 
 __all__ = ["register"]
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from imgcore.store import Store
-
-    return Store(getattr(args, "root", None))
+    return ContentStore(getattr(args, "root", None))
 
 
 def _transport_flags(p: argparse.ArgumentParser) -> None:
@@ -27,18 +34,13 @@ def _transport_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _progress(args: argparse.Namespace) -> Any:
-    from imgcore._progress import make_progress
-
     return make_progress(quiet=args.quiet)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from imgcore import distribution
-    from imgcore.reference import parse
-
     progress = _progress(args)
     try:
-        result = distribution.pull(
+        result = pull.pull(
             parse(args.reference),
             store=_store(args),
             platform=args.platform,
@@ -55,11 +57,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from imgcore import distribution
-
     progress = _progress(args)
     try:
-        distribution.push(
+        push.push(
             args.reference,
             source=args.source,
             store=_store(args),
@@ -75,9 +75,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from imgcore.errors import AuthError
-    from imgcore.registry import Credentials, RegistryClient, save_credentials
-
     server = args.server
     username = args.username
     if username is None:
@@ -90,8 +87,6 @@ def cmd_login(args: argparse.Namespace) -> int:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
         password = args.password
     else:
-        import getpass
-
         password = getpass.getpass("Password: ")
     if not username or not password:
         raise AuthError("login: username and password must not be empty")
@@ -104,9 +99,6 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from imgcore.registry import remove_credentials
-    from imgcore.registry.auth import normalize_registry
-
     server = normalize_registry(args.server)
     if remove_credentials(server):
         print(f"Removing login credentials for {server}")
@@ -116,27 +108,21 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    from imgcore import distribution
-    from imgcore.errors import ImgcoreError
-
     if args.output in (None, "-"):
         if sys.stdout.isatty():
             raise ImgcoreError("save: refusing to write an archive to a terminal; use -o FILE or redirect")
         sys.stdout.flush()
-        distribution.save(args.images, sys.stdout.buffer, store=_store(args), format=args.format)
+        archive.save(args.images, sys.stdout.buffer, store=_store(args), format=args.format)
         sys.stdout.buffer.flush()
     else:
-        distribution.save(args.images, args.output, store=_store(args), format=args.format)
+        archive.save(args.images, args.output, store=_store(args), format=args.format)
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from imgcore import distribution
-    from imgcore._progress import NullProgress, PlainProgress
-
     source = sys.stdin.buffer if args.input in (None, "-") else args.input
     progress = NullProgress() if args.quiet else PlainProgress()
-    result = distribution.load(source, store=_store(args), progress=progress)
+    result = archive.load(source, store=_store(args), progress=progress)
     if args.quiet:
         for name, desc in result.images:
             print(name or desc.digest)

@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import stat
 import sys
 import time
 from typing import Any
+
+import imgcore
+from imgcore.image.catalog import resolve
+from imgcore.store import ContentStore
 
 __all__ = ["register"]
 
@@ -21,8 +26,6 @@ def _id_map(value: str) -> tuple[int, int, int]:
 
 
 def cmd_layer_apply(args: argparse.Namespace) -> int:
-    import imgcore
-
     stats = imgcore.extract_layer(
         args.layer,
         args.dir,
@@ -61,8 +64,6 @@ def format_index_row(row: tuple[Any, ...]) -> str:
 
 
 def cmd_layer_index(args: argparse.Namespace) -> int:
-    import imgcore
-
     for row in imgcore.layer_index(args.layers):
         print(format_index_row(row))
     return 0
@@ -74,8 +75,6 @@ def select_rows(rows: list[tuple[Any, ...]], path: str, recursive: bool) -> list
     if want:
         own = [r for r in rows if r[0] == want]
         if not own:
-            import errno
-
             raise FileNotFoundError(errno.ENOENT, "no such file or directory in the image", "/" + want)
         if own[0][1] != "dir":
             return own
@@ -87,11 +86,7 @@ def select_rows(rows: list[tuple[Any, ...]], path: str, recursive: bool) -> list
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    import imgcore
-    from imgcore.images import resolve
-    from imgcore.store import Store
-
-    store = Store(args.root)
+    store = ContentStore(args.root)
     image = resolve(store, args.image)
     digests = [d.digest for d in image.manifest.layers]
     rows = imgcore.layer_index([store.blob_path(d) for d in digests])

@@ -7,14 +7,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from imgcore._humanize import ago
+from imgcore.containers.commit import commit
+from imgcore.containers.manager import Containers, mounted
+from imgcore.errors import ImgcoreError
+from imgcore.store import ContentStore
+
 __all__ = ["register"]
 
 
-def _ctx(args: argparse.Namespace) -> tuple[Any, Any]:
-    from imgcore.containers import Containers
-    from imgcore.store import Store
-
-    store = Store(args.root)
+def _ctx(args: argparse.Namespace) -> tuple[ContentStore, Containers]:
+    store = ContentStore(args.root)
     return store, Containers(store)
 
 
@@ -32,12 +35,10 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from imgcore.containers import _mounted
-
     _, cs = _ctx(args)
     rows = []
     for c in cs.list():
-        up = c.driver == "copy" or _mounted(c.rootfs)
+        up = c.driver == "copy" or mounted(c.rootfs)
         if not (up or args.all):
             continue
         rows.append(
@@ -67,11 +68,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
             cs.remove(c)
             print(name)
         except Exception as e:
-            from imgcore.errors import ImgcoreError
-
             if not isinstance(e, ImgcoreError | OSError):
                 raise
-            print(f"imgcore: error: {e}", file=sys.stderr)
+            print(f"Error: {e}", file=sys.stderr)
             rc = 1
     return rc
 
@@ -94,29 +93,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in args.env or [])
-    return int(cs.exec(cs.get(args.container), argv, env=env))
+    return cs.exec(cs.get(args.container), argv, env=env).returncode
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from imgcore import diff
-
-    store, cs = _ctx(args)
-    c = cs.get(args.container)
-    if c.driver == "overlay":
-        changes = diff([str(p) for p in cs.lowerdirs(c)], str(c.upper), overlay=True, paranoid=args.paranoid)
-    else:
-        from imgcore.containers import image_of
-
-        base = cs.ensure_rootfs(image_of(store, c))
-        changes = diff(str(base), str(c.rootfs), paranoid=args.paranoid)
-    for ch in changes:
+    _, cs = _ctx(args)
+    for ch in cs.diff(cs.get(args.container), paranoid=args.paranoid):
         print(f"{ch.kind} {ch.path}")
     return 0
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    from imgcore.commit import commit
-
     store, cs = _ctx(args)
     c = cs.get(args.container)
     result = commit(
@@ -135,8 +122,6 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 
 def _ago(created: str) -> str:
-    from imgcore._humanize import ago
-
     return str(ago(created))
 
 

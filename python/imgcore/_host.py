@@ -1,0 +1,20 @@
+"""Host helpers: the absolute paths of the host programs imgcore runs, and the environment they run with.
+
+Invariant: a host helper is never found through a PATH (neither the caller's nor an image's) and never sees an
+image's environment: it runs by absolute path with :func:`host_env`, a fixed PATH of system directories and the C
+locale, and nothing else (no LD_PRELOAD, no LD_LIBRARY_PATH).
+"""
+
+from __future__ import annotations
+
+__all__ = ["BWRAP", "CP", "MOUNT", "UMOUNT", "host_env"]
+
+MOUNT = "/usr/bin/mount"
+UMOUNT = "/usr/bin/umount"
+CP = "/usr/bin/cp"
+BWRAP = "/usr/bin/bwrap"
+
+
+def host_env() -> dict[str, str]:
+    """imgcore's own environment for host helpers."""
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}

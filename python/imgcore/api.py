@@ -1,0 +1,300 @@
+"""The front door: one :class:`Store` object for the whole image workflow, as docker-py's client is for docker.
+
+::
+
+    import imgcore
+
+    store = imgcore.Store()                       # $IMGCORE_ROOT or ~/.local/share/imgcore
+    tomcat = store.pull("localhost:5000/tomcat")  # -> imgcore.Image
+    box = store.create(tomcat)                    # -> imgcore.Container
+    box.exec(["sh", "-c", "cp -r webapps.dist/* webapps"])
+    new = box.commit("new_tomcat:1.0", message="newtomcat", author="xxx")
+    print([i.tags for i in store.images()])
+
+Invariants: this module only composes the workflows below it (catalog, builder, layers, containers, transfers,
+GC); it holds no policy of its own. Every text that names an image goes through the one resolver; values
+returned (:class:`~imgcore.image.model.Image`, :class:`~imgcore.image.model.Layer`) are immutable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from imgcore._core import Change
+from imgcore._progress import Progress
+from imgcore.containers.commit import commit as _commit
+from imgcore.containers.export import export as _export
+from imgcore.containers.manager import Container as _Record
+from imgcore.containers.manager import Containers, ExecResult, image_of
+from imgcore.gc.collect import DeleteRecord, PruneReport, prune, remove_image
+from imgcore.gc.usage import DiskUsage, disk_usage
+from imgcore.image.catalog import catalog, list_images, resolve, tag
+from imgcore.image.importer import import_image
+from imgcore.image.model import Image
+from imgcore.models import Platform
+from imgcore.store import ContentStore, FsckProblem
+from imgcore.transfer.archive import load as _load
+from imgcore.transfer.archive import save as _save
+from imgcore.transfer.pull import pull as _pull
+from imgcore.transfer.push import PushResult
+from imgcore.transfer.push import push as _push
+from imgcore.transfer.sources import DEFAULT_JOBS
+
+__all__ = ["Container", "ExecResult", "Store"]
+
+
+class Container:
+    """A container of a :class:`Store`: a writable root over an image (docker-py's ``Container``)."""
+
+    def __init__(self, store: Store, record: _Record) -> None:
+        self._store = store
+        self._record = record
+
+    def __repr__(self) -> str:
+        return f"<Container {self.short_id} {self.name!r} image={self._record.image!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Container) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def id(self) -> str:
+        """The full container ID (64 hex digits)."""
+        return self._record.id
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits of the ID, as ``docker ps`` shows it."""
+        return self._record.id[:12]
+
+    @property
+    def name(self) -> str:
+        """The container's name (given, or made up as docker does)."""
+        return self._record.name
+
+    @property
+    def driver(self) -> str:
+        """``overlay`` or ``copy``."""
+        return self._record.driver
+
+    @property
+    def rootfs(self) -> Path:
+        """Where the container's root filesystem is (mounted on demand: see :meth:`mount`)."""
+        return self._record.rootfs
+
+    @property
+    def image(self) -> Image:
+        """The image the container was created from (pinned by manifest digest)."""
+        return image_of(self._store.content, self._record)
+
+    @property
+    def skipped(self) -> tuple[tuple[str, str], ...]:
+        """Entries of the image's layers that could not be created in this container (devices without root)."""
+        return self._record.skipped
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        capture: bool = False,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """Runs ``argv`` in the container with the image's Env and WorkingDir; returns the exit code and, with
+        ``capture``, stdout and stderr (docker-py's ``exec_run``)."""
+        return self._store._containers.exec(self._record, list(argv), env=env, capture=capture, workdir=workdir)
+
+    def diff(self, *, paranoid: bool = False) -> list[Change]:
+        """What changed against the image: ``Change('A'|'C'|'D', path, metadata_only)`` (``docker diff``)."""
+        return self._store._containers.diff(self._record, paranoid=paranoid)
+
+    def commit(
+        self,
+        ref: str | None = None,
+        *,
+        message: str | None = None,
+        author: str | None = None,
+        changes: Sequence[str] = (),
+        compression: str = "gzip",
+    ) -> Image:
+        """The container's changes as a new image (``docker commit -m -a -c``), tagged ``ref`` when given."""
+        result = _commit(
+            self._store.content,
+            self._store._containers,
+            self._record,
+            ref,
+            message=message,
+            author=author,
+            changes=changes,
+            compression=compression,
+        )
+        return result.image
+
+    @contextlib.contextmanager
+    def mount(self) -> Iterator[Path]:
+        """The container's root filesystem for the ``with`` block (unmounted after, if it was not mounted)."""
+        cs = self._store._containers
+        was = self._record.driver != "overlay" or os.path.ismount(self._record.rootfs)
+        path = cs.mount(self._record)
+        try:
+            yield path
+        finally:
+            if not was:
+                cs.unmount(self._record)
+
+    def export(self, out: BinaryIO) -> int:
+        """The merged root filesystem as a tar on ``out`` (``docker export``); returns the number of entries."""
+        return _export(self._store.content, self.id, out)
+
+    def remove(self) -> None:
+        """Deletes the container and its changes (``docker rm``)."""
+        self._store._containers.remove(self._record)
+
+
+class Store:
+    """An image store: pull, create, commit, list, move and clean up images, in one object.
+
+    ``root`` is the store directory (an OCI image layout that skopeo and umoci read as ``oci:<root>:<ref>``);
+    by default ``$IMGCORE_ROOT`` or ``~/.local/share/imgcore``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.content = ContentStore(root)
+        self._containers = Containers(self.content)
+
+    def __repr__(self) -> str:
+        return f"imgcore.Store({str(self.root)!r})"
+
+    @property
+    def root(self) -> Path:
+        """The store directory."""
+        return self.content.root
+
+    # -- images ---------------------------------------------------------------------------------------------------
+
+    def image(self, ref: str) -> Image:
+        """The image ``ref`` names: ``repo[:tag]``, ``repo@sha256:…``, a full or short image ID."""
+        return resolve(self.content, ref)
+
+    def images(self, filters: Iterable[str] = (), *, reference: str | None = None, all: bool = True) -> list[Image]:
+        """The store's images, newest first, each once (``docker images`` lists one row per tag instead).
+
+        ``filters`` are docker's (``dangling=true``, ``reference=PATTERN``, ``label=K[=V]``, ``before=``,
+        ``since=``); with ``all=False`` dangling images are left out."""
+        seen: dict[str, Image] = {}
+        rows = list_images(self.content, filters, reference=reference) if (filters or reference) else None
+        source = [r.image for r in rows] if rows is not None else catalog(self.content)
+        for img in source:
+            if (all or img.tags) and img.digest not in seen:
+                seen[img.digest] = img
+        return sorted(seen.values(), key=lambda i: -(i.created.timestamp() if i.created else 0.0))
+
+    def tag(self, source: str | Image, target: str) -> Image:
+        """``docker tag``: ``target`` now names ``source``'s image."""
+        return tag(self.content, source.id if isinstance(source, Image) else source, target)
+
+    def remove(self, ref: str | Image, *, force: bool = False) -> list[DeleteRecord]:
+        """``docker rmi [-f]`` with docker's rules (a used image needs ``force``)."""
+        return remove_image(self.content, ref.id if isinstance(ref, Image) else ref, force=force)
+
+    def prune(self, *, all: bool = False) -> PruneReport:
+        """``docker image prune [-a]``: dangling (or all unused) images, then every unreachable blob."""
+        return prune(self.content, all=all)
+
+    def import_rootfs(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        ref: str | None = None,
+        *,
+        message: str | None = None,
+        changes: Sequence[str] = (),
+        platform: Platform | None = None,
+    ) -> Image:
+        """``docker import``: a root filesystem tarball (tar, gzip, zstd) as a one-layer image."""
+        return import_image(self.content, source, ref, message=message, changes=changes, platform=platform)
+
+    def fsck(self) -> list[FsckProblem]:
+        """Re-hashes every blob on all cores; returns what is wrong (empty when all is well)."""
+        return self.content.fsck()
+
+    def disk_usage(self) -> DiskUsage:
+        """``docker system df -v``: images, layers (shared and unique), containers."""
+        return disk_usage(self.content)
+
+    # -- transports -------------------------------------------------------------------------------------------
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | Platform | None = None,
+        jobs: int = DEFAULT_JOBS,
+        progress: Progress | None = None,
+        unpack: bool = False,
+        insecure: Iterable[str] = (),
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> Image:
+        """``docker pull``: the image from its registry, layers ``jobs`` at a time, each verified; returns it."""
+        result = _pull(
+            ref,
+            store=self.content,
+            platform=platform,
+            jobs=jobs,
+            unpack=unpack,
+            progress=progress,
+            insecure=insecure,
+            ca_file=ca_file,
+        )
+        return result.image if result.image is not None else resolve(self.content, result.reference)
+
+    def push(
+        self,
+        ref: str,
+        *,
+        source: str | Image | None = None,
+        jobs: int = DEFAULT_JOBS,
+        progress: Progress | None = None,
+        insecure: Iterable[str] = (),
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> PushResult:
+        """``docker push``: the image (``source``, or the one ``ref`` names) to ``ref``'s registry."""
+        src = source.id if isinstance(source, Image) else source
+        return _push(
+            ref, store=self.content, source=src, jobs=jobs, progress=progress, insecure=insecure, ca_file=ca_file
+        )
+
+    def save(
+        self, refs: Iterable[str | Image], output: str | os.PathLike[str] | BinaryIO, *, format: str = "docker"
+    ) -> list[str]:
+        """``docker save``: images into an archive (``docker``, ``oci`` or ``oci-dir``)."""
+        names = [r.id if isinstance(r, Image) else r for r in refs]
+        return _save(names, output, store=self.content, format=format)
+
+    def load(self, source: str | os.PathLike[str] | BinaryIO, *, progress: Progress | None = None) -> list[Image]:
+        """``docker load``: every image of an archive, verified before anything is stored; returns them."""
+        result = _load(source, store=self.content, progress=progress)
+        out: dict[str, Image] = {}
+        for _, desc in result.images:
+            img = resolve(self.content, desc.digest) if desc.digest not in out else out[desc.digest]
+            out[desc.digest] = img
+        return list(out.values())
+
+    # -- containers -------------------------------------------------------------------------------------------
+
+    def create(self, image: str | Image, name: str | None = None, *, driver: str | None = None) -> Container:
+        """A new container from ``image`` (``docker create``)."""
+        return Container(self, self._containers.create(image, name=name, driver=driver))
+
+    def container(self, name_or_id: str) -> Container:
+        """A container by name, ID or unique ID prefix."""
+        return Container(self, self._containers.get(name_or_id))
+
+    def containers(self) -> list[Container]:
+        """Every container, newest first (``docker ps -a``)."""
+        return [Container(self, c) for c in self._containers.list()]

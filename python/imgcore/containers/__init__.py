@@ -1,0 +1,1 @@
+"""Containers: writable roots on top of images, their exec, commit and export."""

@@ -1,0 +1,1 @@
+"""Garbage collection and disk usage: what the store holds, what reaches it, and what may go."""

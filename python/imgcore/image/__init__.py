@@ -1,0 +1,1 @@
+"""Images: the value model, the catalog and resolver, config changes, the one builder, sizes and import."""

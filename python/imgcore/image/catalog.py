@@ -1,0 +1,461 @@
+"""The catalog: which images a store holds, the one resolver, and the read-side commands (images, history,
+inspect) plus ``tag``.
+
+A tag is an entry of the store's ``index.json`` (annotation ``org.opencontainers.image.ref.name`` = the full
+normalised reference); an untagged entry is a dangling image (``<none> <none>``).
+
+Invariants:
+- :func:`resolve` is the only place that turns a user's text into an image (tag, ``name@digest``, full or short
+  image ID, ``sha256:<id>``, a manifest or index digest); every command and the front door go through it;
+- manifests and configs are verified against their digests when read;
+- one unreadable image never breaks listing the others (it is left out of :func:`catalog` unless ``strict``);
+- ``tag`` runs under a lease's guard, so a concurrent collection never sweeps the image it is tagging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from imgcore import _fs
+from imgcore._humanize import parse_time
+from imgcore.errors import BlobNotFound, ImageConflict, ImageNotFound, InvalidArgument, InvalidReference
+from imgcore.image.model import Image
+from imgcore.image.sizes import layer_size
+from imgcore.models import REF_NAME, Descriptor, ImageConfig, Index, Manifest, Platform, parse_manifest_or_index
+from imgcore.reference import Reference, parse
+from imgcore.store import ContentStore, Lease
+
+__all__ = [
+    "HistoryRow",
+    "ImageRow",
+    "catalog",
+    "history",
+    "image_size",
+    "inspect",
+    "list_images",
+    "load_image",
+    "lookup",
+    "normalised_name",
+    "parse_filters",
+    "record_tag_time",
+    "resolve",
+    "tag",
+    "tag_manifest",
+]
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_HEX_ID = re.compile(r"(sha256:)?([0-9a-f]{1,64})")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One line of ``images``: a tag, or ``<none> <none>`` for a dangling image."""
+
+    repository: str
+    tag: str
+    image: Image
+    size: int
+
+    @property
+    def dangling(self) -> bool:
+        return not self.image.tags
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One line of ``history``, newest first, as docker's history API returns them."""
+
+    id: str  # the image ID on the top row, "<missing>" below (docker has no IDs for the layers of pulled images)
+    created: _dt.datetime | None
+    created_by: str
+    size: int
+    comment: str
+    empty_layer: bool
+    tags: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------------- loading
+
+
+def _manifest_for(store: ContentStore, desc: Descriptor) -> tuple[Descriptor, Manifest]:
+    raw = store.get_blob(desc.digest, verify=True)
+    doc = parse_manifest_or_index(raw, desc.media_type or None)
+    if isinstance(doc, Manifest):
+        return Descriptor(doc.media_type, desc.digest, len(raw)), doc
+    child = _pick_child(store, doc, desc.digest)
+    raw = store.get_blob(child.digest, verify=True)
+    return child.with_annotations(None), Manifest.from_bytes(raw, child.media_type or None)
+
+
+def _pick_child(store: ContentStore, index: Index, where: str) -> Descriptor:
+    with contextlib.suppress(Exception):
+        chosen = index.for_platform(Platform.host())
+        if store.has_blob(chosen.digest):
+            return chosen
+    for d in index.manifests:
+        if store.has_blob(d.digest) and "index" not in d.media_type and "list" not in d.media_type:
+            return d
+    raise BlobNotFound(f"image index {where}: none of its {len(index.manifests)} manifests is in the store")
+
+
+def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) -> Image:
+    """The image a manifest (or index) descriptor points at; manifest and config are verified on read."""
+    mdesc, manifest = _manifest_for(store, desc)
+    config = ImageConfig.from_bytes(store.get_blob(manifest.config.digest, verify=True))
+    target = desc.with_annotations(None) if desc.digest != mdesc.digest else None
+    return Image(mdesc, manifest, config, tuple(tags), target, store)
+
+
+def normalised_name(name: str | None) -> str | None:
+    """A tag annotation as a full reference: other tools (skopeo, umoci) write short ones like ``copied``."""
+    if not name:
+        return None
+    try:
+        return str(parse(name))
+    except InvalidReference:
+        return None
+
+
+def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
+    """One :class:`Image` per distinct digest in ``index.json``, its tags gathered; unreadable entries skipped
+    unless ``strict``."""
+    order: list[str] = []
+    descs: dict[str, Descriptor] = {}
+    tags: dict[str, list[str]] = {}
+    for d in store.index_entries():
+        if d.digest not in descs:
+            order.append(d.digest)
+            descs[d.digest] = d
+            tags[d.digest] = []
+        name = normalised_name((d.annotations or {}).get(REF_NAME))
+        if name:
+            tags[d.digest].append(name)
+            if not descs[d.digest].media_type and d.media_type:
+                descs[d.digest] = d
+    out = []
+    for digest in order:
+        try:
+            out.append(load_image(store, descs[digest], sorted(tags[digest])))
+        except (BlobNotFound, ValueError):
+            if strict:
+                raise
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- resolve
+
+
+def lookup(store: ContentStore, text: str, images: list[Image] | None = None) -> tuple[Image, Reference | None]:
+    """Resolves ``text`` as docker does: a tag first, then an image ID (full or a unique prefix, with or without
+    ``sha256:``), or ``name@digest``. Returns the image and the reference when ``text`` named one."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidReference("invalid reference: empty")
+    text = text.strip()
+    hexmatch = _HEX_ID.fullmatch(text)
+    id_only = hexmatch is not None and (hexmatch.group(1) is not None or len(hexmatch.group(2)) == 64)
+    images = catalog(store) if images is None else images
+    ref: Reference | None = None
+    if not id_only:
+        try:
+            ref = parse(text)
+        except InvalidReference:
+            if hexmatch is None:
+                raise
+    if ref is not None:
+        if ref.digest is not None:
+            for img in images:
+                if ref.digest in (img.digest, img.manifest_desc.digest):
+                    return img, ref
+            if store.has_blob(ref.digest):
+                with contextlib.suppress(ValueError, BlobNotFound):
+                    return load_image(store, Descriptor("", ref.digest, store.blob_size(ref.digest))), ref
+            raise ImageNotFound(f"No such image: {ref.familiar}")
+        name = str(ref)
+        for img in images:
+            if name in img.tags:
+                return img, ref
+        if hexmatch is None:
+            raise ImageNotFound(f"No such image: {ref.familiar}")
+    assert hexmatch is not None
+    prefix = hexmatch.group(2)
+    ids = sorted({img.id for img in images if img.id.partition(":")[2].startswith(prefix)})
+    if len(ids) > 1:
+        raise ImageConflict(f"image ID prefix {prefix!r} is ambiguous: it matches {len(ids)} images")
+    if ids:
+        matches = [img for img in images if img.id == ids[0]]
+        return sorted(matches, key=lambda i: not i.tags)[0], None
+    if len(prefix) == 64:
+        for img in images:
+            if f"sha256:{prefix}" in (img.digest, img.manifest_desc.digest):
+                return img, None
+    raise ImageNotFound(f"No such image: {text}")
+
+
+def resolve(store: ContentStore, text: str) -> Image:
+    """The image ``text`` names: ``repo[:tag]``, ``repo@sha256:…``, a full or short image ID (config digest),
+    ``sha256:<id>``.
+
+    Raises:
+        InvalidReference: ``text`` is neither a valid reference nor a hex ID.
+        ImageNotFound: nothing matches.
+        ImageConflict: a short ID matches several images.
+    """
+    return lookup(store, text)[0]
+
+
+# ------------------------------------------------------------------------------------------------- images
+
+
+_FILTER_KEYS = ("before", "dangling", "label", "reference", "since")
+
+
+def parse_filters(filters: Iterable[str]) -> dict[str, list[str]]:
+    """``["dangling=true", "reference=foo*"]`` -> ``{"dangling": ["true"], "reference": ["foo*"]}``."""
+    out: dict[str, list[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise InvalidArgument(f"invalid filter {f!r}: expected KEY=VALUE")
+        if key not in _FILTER_KEYS:
+            raise InvalidArgument(f"invalid filter {key!r}: supported filters are {', '.join(_FILTER_KEYS)}")
+        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"invalid filter 'dangling={value}': expected true or false")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _go_path_match(pattern: str, name: str) -> bool:
+    """Go's ``path.Match``: ``*`` and ``?`` never cross ``/``; ``[...]`` classes with ``^`` negation."""
+    rx = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            rx.append("[^/]*")
+        elif ch == "?":
+            rx.append("[^/]")
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            rx.append(re.escape(pattern[i]))
+        elif ch == "[":
+            j = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("^", "]") else i + 1)
+            if j < 0:
+                raise InvalidArgument(f"invalid reference filter {pattern!r}: unterminated character class")
+            body = pattern[i + 1 : j]
+            neg = body.startswith("^")
+            body = body[1:] if neg else body
+            rx.append("[" + ("^/" if neg else "") + body.replace("\\", "\\\\") + "]")
+            i = j
+        else:
+            rx.append(re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(rx), name) is not None
+
+
+def _familiar_match(pattern: str, ref: Reference) -> bool:
+    """distribution/reference ``FamiliarMatch``: the familiar string, or else the familiar name."""
+    return _go_path_match(pattern, ref.familiar) or _go_path_match(pattern, ref.familiar_repository)
+
+
+def _labels(image: Image) -> Mapping[str, str]:
+    labels = image.config.config.get("Labels")
+    return labels if isinstance(labels, dict) else {}
+
+
+def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: str | None = None) -> list[ImageRow]:
+    """``docker images``: one row per tag, ``<none> <none>`` for a dangling image, newest first.
+
+    ``filters`` are docker's (``dangling=true|false``, ``reference=PATTERN``, ``label=KEY[=VALUE]``,
+    ``before=IMAGE``, ``since=IMAGE``); ``reference`` is the positional ``REPO[:TAG]`` argument (a pattern too).
+    """
+    spec = parse_filters(filters)
+    patterns = list(spec.get("reference", []))
+    if reference is not None:
+        patterns.append(reference)
+    for p in patterns:
+        _go_path_match(p, "")  # a malformed pattern is an error even when no image is there to match
+    images = catalog(store)
+    created_limits: list[tuple[str, float]] = []
+    for key in ("before", "since"):
+        for value in spec.get(key, []):
+            when = lookup(store, value, images)[0].created
+            created_limits.append((key, when.timestamp() if when else 0.0))
+    rows: list[ImageRow] = []
+    for img in images:
+        if "dangling" in spec:
+            want = spec["dangling"][-1].lower() in ("true", "1")
+            if want != (not img.tags):
+                continue
+        ts = img.created.timestamp() if img.created else 0.0
+        if any((k == "before" and ts >= t) or (k == "since" and ts <= t) for k, t in created_limits):
+            continue
+        labels = _labels(img)
+        if not all(_label_match(labels, want) for want in spec.get("label", [])):
+            continue
+        refs = list(img.references)
+        if patterns:
+            refs = [r for r in refs if any(_familiar_match(p, r) for p in patterns)]
+            if not refs:
+                continue
+        size = image_size(store, img)
+        if not refs:
+            rows.append(ImageRow("<none>", "<none>", img, size))
+        for r in sorted(refs, key=lambda r: (r.familiar_repository, r.tag or "")):
+            rows.append(ImageRow(r.familiar_repository, r.tag or "<none>", img, size))
+    rows.sort(key=lambda row: -(row.image.created.timestamp() if row.image.created else 0.0))
+    return rows
+
+
+def _label_match(labels: Mapping[str, str], want: str) -> bool:
+    key, sep, value = want.partition("=")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value
+
+
+# ------------------------------------------------------------------------------------------------- history
+
+
+def history(store: ContentStore, text: str) -> list[HistoryRow]:
+    """``docker history``: the config's history entries, newest first, each non-empty one with its layer's
+    uncompressed size. Layers the history does not describe get rows of their own, so no layer is hidden."""
+    img = resolve(store, text)
+    entries = img.config.history
+    layers = list(img.manifest.layers)
+    rows: list[HistoryRow] = []
+    li = 0
+    for h in entries:
+        empty = bool(h.get("empty_layer"))
+        size = 0
+        if not empty:
+            if li < len(layers):
+                size = layer_size(store, layers[li])
+            li += 1
+        rows.append(
+            HistoryRow(
+                "<missing>",
+                parse_time(h.get("created")),
+                str(h.get("created_by") or ""),
+                size,
+                str(h.get("comment") or ""),
+                empty,
+            )
+        )
+    for layer in layers[li:]:
+        rows.append(HistoryRow("<missing>", img.created, "", layer_size(store, layer), "", False))
+    rows.reverse()
+    if rows:
+        top = rows[0]
+        rows[0] = HistoryRow(
+            img.id, top.created, top.created_by, top.size, top.comment, top.empty_layer, tuple(img.repo_tags)
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- inspect
+
+
+def record_tag_time(store: ContentStore, image_id: str) -> None:
+    path = store.paths.tag_times
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _fs.locked(path.with_suffix(".lock")):
+        data: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError):
+            loaded = _fs.read_json(path)
+            if isinstance(loaded, dict):
+                data = loaded
+        data[image_id] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        _fs.atomic_write_json(path, data)
+
+
+def _tag_time(store: ContentStore, image_id: str) -> str:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        value = _fs.read_json(store.paths.tag_times).get(image_id)
+        if isinstance(value, str):
+            return value
+    return ZERO_TIME
+
+
+def inspect(store: ContentStore, text: str) -> dict[str, Any]:
+    """``docker image inspect`` for one image, with docker's keys."""
+    img = resolve(store, text)
+    data = img.config.data
+    rootfs = data.get("rootfs") or {}
+    out: dict[str, Any] = {
+        "Id": img.id,
+        "RepoTags": img.repo_tags,
+        "RepoDigests": img.repo_digests,
+        "Parent": "",
+        "Comment": str(data.get("comment") or ""),
+        "Created": img.config.created or ZERO_TIME,
+        "DockerVersion": str(data.get("docker_version") or ""),
+        "Author": str(data.get("author") or ""),
+        "Config": img.config.config or None,
+        "Architecture": str(data.get("architecture") or ""),
+    }
+    if data.get("variant"):
+        out["Variant"] = data["variant"]
+    out["Os"] = str(data.get("os") or "")
+    if data.get("os.version"):
+        out["OsVersion"] = data["os.version"]
+    out.update(
+        {
+            "Size": image_size(store, img),
+            "RootFS": {"Type": str(rootfs.get("type") or "layers"), "Layers": list(img.config.diff_ids)},
+            "Metadata": {"LastTagTime": _tag_time(store, img.id)},
+            "Descriptor": img.target_desc.to_json(),
+        }
+    )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- tag
+
+
+def tag_manifest(store: ContentStore, lease: Lease, ref: Reference, desc: Descriptor, image_id: str) -> None:
+    """Points tag ``ref`` at ``desc`` (a manifest or index the caller stored and leased), in a guarded section.
+
+    A tag another tool wrote in its short spelling (``copied`` for ``docker.io/library/copied:latest``) is the
+    same tag, so it is replaced too. The last tag time is recorded for ``inspect``.
+    """
+    name = str(ref)
+
+    def drop_short_spellings(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for m in manifests:
+            raw = (m.get("annotations") or {}).get(REF_NAME)
+            if raw and raw != name and normalised_name(raw) == name:
+                m = {k: v for k, v in m.items() if k != "annotations"}
+            out.append(m)
+        return out
+
+    with lease.guard():
+        if not store.has_blob(desc.digest):
+            raise BlobNotFound(f"tag {ref.familiar}: manifest {desc.digest} is not in the store", digest=desc.digest)
+        store.update_index(drop_short_spellings)
+        store.tag(ref, desc.with_annotations(None))
+    record_tag_time(store, image_id)
+
+
+def tag(store: ContentStore, source: str, target: str) -> Image:
+    """``docker tag SOURCE TARGET``: ``target`` (``latest`` when it has no tag) now points at ``source``'s image."""
+    dst = parse(target)
+    if dst.digest is not None:
+        raise InvalidReference(f"invalid tag {target!r}: refusing to create a tag with a digest reference")
+    with store.lease("tag") as lease:
+        with lease.guard():
+            img = resolve(store, source)
+            lease.add(img.digest)
+        tag_manifest(store, lease, dst, img.target_desc, img.id)
+    return resolve(store, str(dst))
+
+
+def image_size(store: ContentStore, image: Image) -> int:
+    """docker's SIZE: the sum of the layers' uncompressed sizes."""
+    return sum(layer_size(store, layer) for layer in image.manifest.layers)

@@ -1,0 +1,1 @@
+"""The unpacked-layer cache shared by containers (overlay lowerdirs, copy-driver baselines)."""

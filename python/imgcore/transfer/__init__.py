@@ -1,0 +1,1 @@
+"""Transports: moving images between the store and registries (pull, push) or archives (save, load)."""
