@@ -8,7 +8,8 @@ Invariants:
 - Kept: the rootfs as ``/``, pid/ipc/uts (+ network unless the spec shares the host's) namespaces, the hostname,
   a fresh ``/proc``, a minimal ``/dev`` (bwrap's: null zero full random urandom tty, a private devpts),
   ``/dev/shm`` and ``/dev/mqueue``, ``/sys`` read-only, the spec's binds in order (``ro`` kept), docker's masked
-  paths, the working directory, the argv, ``--new-session`` without a tty, ``--die-with-parent``.
+  paths (a masked file is ``/dev/null`` bound ``nodev``: opening it is refused rather than empty), the working
+  directory, the argv, ``--new-session`` without a tty, ``--die-with-parent``.
 - Lost, and said so in :attr:`BwrapCommand.warnings`: user switching (unprivileged, the process is the invoking
   user mapped to the spec's uid/gid inside a user namespace: files keep their host owners and the process has no
   real privilege; as root bwrap cannot switch either and the process stays root); capabilities (none inside the
