@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from imgcore.runtime.bwrap import bwrap_command
 from imgcore.runtime.host import host_env
-from imgcore.runtime.runc import Runtime, find_runtime, start_failure_exit_code
+from imgcore.runtime.runc import Runtime, RuntimeFailed, find_runtime, start_failure_exit_code
 from imgcore.runtime.spec import RUNTIME_MOUNTPOINTS, RunOptions, build_spec, write_bundle
 from tests.conftest import IN_CI, require_tool
 
@@ -325,3 +326,62 @@ def test_bwrap_fallback_runs_the_same_spec(rootfs: Path, tmp_path: Path) -> None
     assert int(lines[2]) < 20  # a private pid namespace
     assert lines[3] == cid[:12]
     assert lines[4] == "0"  # masked (bwrap binds /dev/null nodev: reading it is refused, nothing leaks)
+
+
+def test_hostile_symlinks_on_mountpoints_stay_in_the_rootfs(runtime: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    """The image's /etc/hosts and a volume destination are symlinks to host paths: runc must resolve them inside
+    the rootfs (securejoin), so nothing is mounted over, or created at, the host paths."""
+    host_hosts = tmp_path / "host-hosts"
+    host_hosts.write_text("host file, must stay untouched\n")
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir()
+    (rootfs / "etc" / "hosts").symlink_to(str(host_hosts))
+    (rootfs / "data").symlink_to(str(host_dir))
+    src = tmp_path / "vol"
+    src.mkdir()
+    (src / "f").write_text("vol\n")
+    proc = run(runtime, rootfs, tmp_path / "c", {"Cmd": ["sh", "-c", "cat /etc/hosts; cat /data/f"]},
+               volumes=(f"{src}:/data",))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    assert out.startswith("127.0.0.1\tlocalhost\n")
+    assert out.endswith("vol\n")
+    assert host_hosts.read_text() == "host file, must stay untouched\n"
+    assert list(host_dir.iterdir()) == []
+    # the mountpoints were made at the link targets *inside* the rootfs
+    assert (rootfs / str(host_hosts).lstrip("/")).is_file()
+    assert (rootfs / str(host_dir).lstrip("/")).is_dir()
+
+
+def test_runtime_wrappers_state_pause_ps_kill_delete(runtime: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    cid = "w" + uuid.uuid4().hex[:15]
+    spec = build_spec({"config": {"Cmd": ["sleep", "30"]}}, rootfs, RunOptions(container_id=cid))
+    (rootfs / "bin" / "sleep").symlink_to("busybox")
+    bundle = write_bundle(tmp_path / "c", spec)
+    # -d: the container keeps runc's stdio, so no pipe (we would wait for its EOF): a file.
+    with (tmp_path / "err").open("wb") as err:
+        started = runtime.run(bundle, cid, stdout=subprocess.DEVNULL, stderr=err, extra=("-d",), timeout=30)
+    try:
+        assert started.returncode == 0, (tmp_path / "err").read_text()
+        state = runtime.state(cid)
+        assert state is not None
+        assert state["status"] == "running"
+        assert state["id"] == cid
+        pids = runtime.ps(cid)
+        assert pids == [state["pid"]]
+        runtime.pause(cid)
+        assert (runtime.state(cid) or {})["status"] == "paused"
+        runtime.resume(cid)
+        assert (runtime.state(cid) or {})["status"] == "running"
+        runtime.kill(cid, "KILL")
+        for _ in range(200):
+            if (runtime.state(cid) or {}).get("status") == "stopped":
+                break
+            time.sleep(0.01)
+        assert (runtime.state(cid) or {})["status"] == "stopped"
+    finally:
+        runtime.delete(cid, force=True)
+    assert runtime.state(cid) is None
+    runtime.delete(cid)  # deleting an unknown container is not an error
+    with pytest.raises(RuntimeFailed, match="does not exist"):
+        runtime.kill(cid, "TERM")
