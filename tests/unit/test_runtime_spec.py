@@ -44,8 +44,12 @@ def rootfs(tmp_path: Path) -> Path:
         "app:x:1000:1000:App:/home/app:/bin/sh\n"
         "# a comment\n"
         "svc:x:999:998::/var/svc:/bin/false\n"
+        "huge:x:99999999999:1::/:/bin/sh\n"  # an invalid line is ignored, not an error
+        "broken line without fields\n"
     )
-    (root / "etc" / "group").write_text("root:x:0:\nwheel:x:10:root\napp:x:1000:\nstaff:x:50:app,svc\nsvc:x:998:\n")
+    (root / "etc" / "group").write_text(
+        "root:x:0:\nwheel:x:10:root\napp:x:1000:\nstaff:x:50:app,svc\nsvc:x:998:\nbig:x:99999999999:app\n"
+    )
     return root
 
 

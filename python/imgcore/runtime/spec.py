@@ -24,7 +24,9 @@ Invariants:
     ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` (and ``/etc`` itself), and each volume destination
     (a directory, or an empty file when the volume source is a file) with its missing parents. ``/dev/pts``,
     ``/dev/shm``, ``/dev/mqueue``, ``/sys/fs/cgroup`` and the device nodes live inside runc's own tmpfs/sysfs
-    mounts and never touch the rootfs. :data:`RUNTIME_MOUNTPOINTS` lists the fixed ones.
+    mounts and never touch the rootfs. :data:`RUNTIME_MOUNTPOINTS` lists the fixed ones. When the image has one
+    of these paths as a symlink, runc resolves it inside the rootfs and makes the mountpoint at the target
+    instead (never outside the rootfs). The mountpoints stay after the container exits (empty files and dirs).
 
 - ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` are bind-mounted from container-private files that
   :func:`write_bundle` writes in CDIR (``CDIR/hosts``, ``CDIR/hostname``, ``CDIR/resolv.conf``); with a private
@@ -288,6 +290,11 @@ def _parse_id(text: str) -> int | None:
     return value
 
 
+def _entry_id(text: str) -> int | None:
+    """An id field of a passwd/group line; None when it is not a valid id (the line is then ignored)."""
+    return int(text) if text.isdigit() and int(text) <= _MAX_ID else None
+
+
 def _account_lines(data: bytes | None, nfields: int) -> Iterable[list[str]]:
     for raw in (data or b"").decode("utf-8", "replace").splitlines():
         line = raw.strip()
@@ -312,11 +319,11 @@ def lookup_user(rootfs: Path, user: str | None, *, use_openat2: bool | None = No
     uid, gid, home, name, have_user = 0, 0, "/", "", False
     want_uid = _parse_id(user_arg) if user_arg else 0
     for f in _account_lines(passwd, 7):
-        entry_uid = _parse_id(f[2]) if f[2].isdigit() else None
+        entry_uid = _entry_id(f[2])
         if (user_arg and f[0] == user_arg) or (want_uid is not None and entry_uid == want_uid):
             if entry_uid is None:
                 continue
-            uid, gid, home, name, have_user = entry_uid, _parse_id(f[3]) or 0, f[5] or "/", f[0], True
+            uid, gid, home, name, have_user = entry_uid, _entry_id(f[3]) or 0, f[5] or "/", f[0], True
             break
     if not have_user:
         if want_uid is None:
@@ -327,7 +334,7 @@ def lookup_user(rootfs: Path, user: str | None, *, use_openat2: bool | None = No
     if group_arg:
         want_gid = _parse_id(group_arg)
         for f in _account_lines(group, 4):
-            entry_gid = _parse_id(f[2]) if f[2].isdigit() else None
+            entry_gid = _entry_id(f[2])
             if entry_gid is not None and (f[0] == group_arg or entry_gid == want_gid):
                 gid = entry_gid
                 break
@@ -337,8 +344,8 @@ def lookup_user(rootfs: Path, user: str | None, *, use_openat2: bool | None = No
             gid = want_gid
     elif have_user:
         for f in _account_lines(group, 4):
-            if name in f[3].split(",") and f[2].isdigit():
-                g = _parse_id(f[2])
+            if name in f[3].split(","):
+                g = _entry_id(f[2])
                 if g is not None and g not in extra:
                     extra.append(g)
     return ExecUser(uid, gid, tuple(extra), home, name)
