@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -385,3 +386,33 @@ def test_runtime_wrappers_state_pause_ps_kill_delete(runtime: Runtime, rootfs: P
     runtime.delete(cid)  # deleting an unknown container is not an error
     with pytest.raises(RuntimeFailed, match="does not exist"):
         runtime.kill(cid, "TERM")
+
+
+def test_bwrap_fallback_without_root(rootfs: Path) -> None:
+    """The fallback as an unprivileged user (nobody, via setpriv): the spec's user is only a user-namespace
+    mapping, and the command says so."""
+    bwrap = require_tool("bwrap")
+    setpriv = require_tool("setpriv")
+    _need_root()  # to become nobody
+    base = Path(tempfile.mkdtemp(prefix="imgcore-bwrap-"))  # pytest's tmp dirs are 0700: nobody cannot enter
+    try:
+        base.chmod(0o755)
+        shutil.copytree(rootfs, base / "rootfs", symlinks=True)
+        (base / "rootfs").chmod(0o755)
+        for p in [base / "rootfs", *(base / "rootfs").rglob("*")]:  # an unprivileged user's rootfs is their own
+            os.chown(p, 65534, 65534, follow_symlinks=False)
+        script = "id -u; id -g; echo $FOO; cat /etc/hostname; ls /proc | grep -E '^[0-9]+$' | sort -n | tail -1"
+        config = {"Cmd": ["sh", "-c", script], "User": "app", "Env": ["FOO=bar"]}
+        spec = build_spec({"config": config}, base / "rootfs", RunOptions(container_id="nobody0123456789"))
+        bundle = write_bundle(base / "c", spec)
+        cmd = bwrap_command(json.loads((bundle / "config.json").read_text()), bwrap, unprivileged=True)
+        assert any("cannot switch users" in w for w in cmd.warnings)
+        argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd.argv]
+        proc = subprocess.run(argv, env=host_env(), capture_output=True, text=True, timeout=30, check=False, cwd="/")
+        if proc.returncode != 0 and "Operation not permitted" in proc.stderr and not IN_CI:
+            pytest.skip(f"unprivileged user namespaces are not available here: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["1000", "1000", "bar", "nobody012345", *proc.stdout.split()[4:]]
+        assert int(proc.stdout.split()[4]) < 20
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -10,6 +10,10 @@ Invariants:
   ``/dev/shm`` and ``/dev/mqueue``, ``/sys`` read-only, the spec's binds in order (``ro`` kept), docker's masked
   paths (a masked file is ``/dev/null`` bound ``nodev``: opening it is refused rather than empty), the working
   directory, the argv, ``--new-session`` without a tty, ``--die-with-parent``.
+- Like runc, bwrap creates missing mountpoints in the rootfs: the same paths as
+  :data:`imgcore.runtime.spec.RUNTIME_MOUNTPOINTS` (measured: ``/dev /proc /sys /etc/hosts /etc/hostname
+  /etc/resolv.conf``) plus volume destinations; ``/dev/shm`` and ``/dev/mqueue`` land in bwrap's own ``/dev``
+  tmpfs. Unprivileged it can only create them in a rootfs the user owns.
 - Lost, and said so in :attr:`BwrapCommand.warnings`: user switching (unprivileged, the process is the invoking
   user mapped to the spec's uid/gid inside a user namespace: files keep their host owners and the process has no
   real privilege; as root bwrap cannot switch either and the process stays root); capabilities (none inside the
@@ -38,8 +42,14 @@ class BwrapCommand:
     warnings: tuple[str, ...]
 
 
-def bwrap_command(spec: Mapping[str, Any], bwrap: str) -> BwrapCommand:
-    """The bubblewrap command line equivalent to OCI ``spec`` (see the module docstring for what is kept)."""
+def bwrap_command(spec: Mapping[str, Any], bwrap: str, *, unprivileged: bool | None = None) -> BwrapCommand:
+    """The bubblewrap command line equivalent to OCI ``spec`` (see the module docstring for what is kept).
+
+    ``unprivileged`` (default: not running as root) adds the user namespace that maps the caller to the spec's
+    uid/gid.
+    """
+    if unprivileged is None:
+        unprivileged = os.geteuid() != 0
     if not Path(bwrap).is_absolute():
         raise InvalidArgument(f"bwrap {bwrap!r}: must be an absolute path")
     process = spec["process"]
@@ -50,10 +60,10 @@ def bwrap_command(spec: Mapping[str, Any], bwrap: str) -> BwrapCommand:
     if "network" in namespaces:
         argv.append("--unshare-net")
     uid, gid = int(process["user"]["uid"]), int(process["user"]["gid"])
-    if os.geteuid() != 0:
+    if unprivileged:
         argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
         warnings.append(
-            f"bubblewrap without root cannot switch users: the process runs as uid {os.getuid()} mapped to "
+            f"bubblewrap without root cannot switch users: the process runs as the invoking user mapped to "
             f"{uid}:{gid} in a user namespace (files keep their host owners; no capabilities)"
         )
     elif uid != 0 or gid != 0:
