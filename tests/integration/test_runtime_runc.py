@@ -416,3 +416,22 @@ def test_bwrap_fallback_without_root(rootfs: Path) -> None:
         assert int(proc.stdout.split()[4]) < 20
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("with_seccomp", [True, False])
+def test_seccomp_denies_new_namespaces(runtime: Runtime, rootfs: Path, tmp_path: Path, with_seccomp: bool) -> None:
+    """Creating a user namespace needs no capability, only the seccomp filter stops it (the control run without
+    the filter shows the kernel would allow it)."""
+    (rootfs / "bin" / "unshare").symlink_to("busybox")
+    cid = "s" + uuid.uuid4().hex[:15]
+    spec = build_spec({"config": {"Cmd": ["sh", "-c", "unshare -U true; echo rc=$?"], "User": "app"}}, rootfs,
+                      RunOptions(container_id=cid))  # fmt: skip
+    if not with_seccomp:
+        del spec["linux"]["seccomp"]
+    proc = runtime.run(write_bundle(tmp_path / "c", spec), cid, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    if with_seccomp:
+        assert proc.stdout.decode().split() == ["rc=1"]
+        assert "Operation not permitted" in proc.stderr.decode()
+    else:
+        assert proc.stdout.decode().split() == ["rc=0"], proc.stderr

@@ -394,3 +394,14 @@ def test_bwrap_command_translates_spec(rootfs: Path, tmp_path: Path) -> None:
     assert "--chdir /w" in joined
     assert f"--bind {tmp_path / 'c' / 'hosts'} /etc/hosts" in joined
     assert any("device cgroup" in w for w in cmd.warnings)
+
+
+def test_seccomp_profile_denies_escape_calls(rootfs: Path) -> None:
+    profile = spec_of(rootfs, {"Cmd": ["sh"]})["linux"]["seccomp"]  # type: ignore[index]
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    denied = {n for r in profile["syscalls"] if "args" not in r for n in r["names"]}
+    assert {"unshare", "setns", "mount", "keyctl", "bpf", "open_by_handle_at", "init_module", "kexec_load"} <= denied
+    assert "clone3" in denied
+    clone_masks = {r["args"][0]["value"] for r in profile["syscalls"] if r["names"] == ["clone"]}
+    assert 0x10000000 in clone_masks  # CLONE_NEWUSER
+    assert "ptrace" not in denied  # docker allows it on kernels >= 4.8

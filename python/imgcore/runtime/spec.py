@@ -13,8 +13,9 @@ Invariants:
 - The security profile is docker's default (moby ``oci/defaults.go`` and its daemon): its 14 capabilities
   (bounding/effective/permitted; inheritable and ambient empty), its masked and read-only paths, pid/ipc/uts/mount
   namespaces plus a network namespace unless ``network="host"``, a device cgroup that denies everything but the
-  standard nodes, ``RLIMIT_NOFILE`` 1048576 (capped at imgcore's hard limit), no ``noNewPrivileges``.
-  Not yet: docker's seccomp profile.
+  standard nodes, ``RLIMIT_NOFILE`` 1048576 (capped at imgcore's hard limit), no ``noNewPrivileges``, and a
+  seccomp filter denying what docker's default profile leaves out (:func:`seccomp_profile`: a deny-list with
+  the same effect on the escape-relevant calls, not docker's full allow-list).
 - Nothing runtime-made lands in the rootfs except these paths, which a diff/commit must skip when the image did not
   have them (docker does the same for its init layer):
 
@@ -62,6 +63,7 @@ __all__ = [
     "NETWORK_MODES",
     "READONLY_PATHS",
     "RUNTIME_MOUNTPOINTS",
+    "SECCOMP_DENIED",
     "ExecUser",
     "RunOptions",
     "UserNotFound",
@@ -73,6 +75,7 @@ __all__ = [
     "parse_volume",
     "read_in_root",
     "resolve_user",
+    "seccomp_profile",
     "write_bundle",
 ]
 
@@ -607,6 +610,7 @@ def build_spec(
         "maskedPaths": _masked_paths(),
         "readonlyPaths": list(READONLY_PATHS),
         "resources": {"devices": _device_rules()},
+        "seccomp": seccomp_profile(),
     }
     if opts.container_id:
         linux["cgroupsPath"] = f"/imgcore/{opts.container_id}"
@@ -628,6 +632,53 @@ def build_spec(
         "annotations": annotations,
         "linux": linux,
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- seccomp
+
+#: Syscalls docker's default seccomp profile leaves out of its allow-list for a container with the default
+#: capabilities (moby ``profiles/seccomp/default.json``): module and kexec loading, the keyring, bpf and perf,
+#: mounting (old and new API), namespaces (unshare/setns), clocks, swap, reboot, quotas, handles (the "shocker"
+#: escape), userfaultfd, io_uring, NUMA policy, legacy calls. Names unknown to an architecture are skipped by runc.
+SECCOMP_DENIED = (
+    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "finit_module",
+    "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "init_module", "io_uring_enter",
+    "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kexec_file_load", "kexec_load", "keyctl",
+    "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages", "name_to_handle_at",
+    "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root", "query_module", "quotactl",
+    "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon",
+    "syslog", "sysfs", "_sysctl", "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86",
+    "vm86old",
+)  # fmt: skip
+
+# clone(2) flags that make namespaces; docker refuses clone with any of them (CLONE_NEWNS .. CLONE_NEWNET).
+_CLONE_NS_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+_SECCOMP_ARCHES = {
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+    "arm64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+}
+
+
+def seccomp_profile() -> dict[str, Any]:
+    """A seccomp filter with the effect of docker's default profile on the calls that matter for escapes.
+
+    docker's profile is an allow-list of ~350 calls; this is the deny-list of what it leaves out (EPERM, as
+    docker), plus its rules that ``clone`` may not create namespaces and ``clone3`` reports ENOSYS (so libc
+    falls back to ``clone``, where the flags can be checked). Everything else is allowed.
+    """
+    rules: list[dict[str, Any]] = [
+        {"names": list(SECCOMP_DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
+    ]
+    rules += [{"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM,
+               "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]}
+              for flag in _CLONE_NS_FLAGS]  # fmt: skip
+    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
+    arches = _SECCOMP_ARCHES.get(os.uname().machine)
+    if arches:
+        profile["architectures"] = arches
+    return profile
 
 
 # --------------------------------------------------------------------------------------------- the bundle
