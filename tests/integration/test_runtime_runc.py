@@ -435,3 +435,25 @@ def test_seccomp_denies_new_namespaces(runtime: Runtime, rootfs: Path, tmp_path:
         assert "Operation not permitted" in proc.stderr.decode()
     else:
         assert proc.stdout.decode().split() == ["rc=0"], proc.stderr
+
+
+def test_killed_container_exits_128_plus_signal(runtime: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    (rootfs / "bin" / "sleep").symlink_to("busybox")
+    cid = "k" + uuid.uuid4().hex[:15]
+    spec = build_spec({"config": {"Cmd": ["sleep", "30"]}}, rootfs, RunOptions(container_id=cid))
+    bundle = write_bundle(tmp_path / "c", spec)
+    proc = subprocess.Popen(runtime.argv("run", "--bundle", str(bundle), cid), env=runtime.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        for _ in range(300):
+            if (runtime.state(cid) or {}).get("status") == "running":
+                break
+            time.sleep(0.01)
+        runtime.kill(cid, "KILL")
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 137, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        runtime.delete(cid, force=True)

@@ -9,11 +9,16 @@ Invariants:
 - Container ids given to the runtime are checked against runc's own rule (``[A-Za-z0-9][A-Za-z0-9_.-]*``).
 - A failing runtime command raises :class:`RuntimeFailed` carrying the runtime's exit code and its stderr.
 
-Exit codes of ``runc run`` (runc 1.1, measured by tests/integration/test_runtime_runc.py): the container
-process's own exit status (0-255, 128+N for a signal N); when the process cannot be started at all (the
-command is not found, not executable, the working directory is bad...) runc prints
-``runc run failed: unable to start container process: exec: "NAME": executable file not found in $PATH``
-(or ``...: permission denied``) on stderr and exits 1 -- the CLI maps these messages to docker's 127/126.
+Exit codes of ``runc run`` in the foreground (runc 1.1, measured by tests/integration/test_runtime_runc.py):
+the container process's own exit status (0-255); 128+N when it is killed by signal N (``runc kill ID KILL`` ->
+137; SIGTERM to a pid 1 without a handler is ignored, as in docker). When the process cannot be started at all
+(command not found, not executable, ...) runc exits 1 and logs on stderr, logrus-style with escaped quotes::
+
+    time="..." level=error msg="runc run failed: unable to start container process: exec: \\"nope\\":
+    executable file not found in $PATH"
+
+(``...: stat /nope: no such file or directory``, ``...: permission denied``).
+:func:`start_failure_exit_code` maps those messages to docker's 127/126; the container leaves no runc state.
 """
 
 from __future__ import annotations
