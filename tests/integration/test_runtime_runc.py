@@ -23,7 +23,7 @@ import pytest
 from imgcore.runtime.bwrap import bwrap_command
 from imgcore.runtime.host import host_env
 from imgcore.runtime.runc import Runtime, RuntimeFailed, find_runtime, start_failure_exit_code
-from imgcore.runtime.spec import RUNTIME_MOUNTPOINTS, RunOptions, build_spec, write_bundle
+from imgcore.runtime.spec import RUNTIME_MOUNTPOINTS, RunOptions, build_spec, missing_mountpoints, write_bundle
 from tests.conftest import IN_CI, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -273,13 +273,22 @@ def test_volume_binds_and_read_only(runtime: Runtime, rootfs: Path, tmp_path: Pa
 def test_runtime_writes_only_the_listed_mountpoints_into_the_rootfs(
     runtime: Runtime, rootfs: Path, tmp_path: Path
 ) -> None:
+    (rootfs / "etc" / "hosts").write_text("the image's own\n")  # present: runc mounts over it, creates nothing
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    cid = "m" + uuid.uuid4().hex[:15]
+    spec = build_spec({"config": {"Cmd": ["true"]}}, rootfs,
+                      RunOptions(container_id=cid, volumes=(f"{vol}:/mnt/a/b",)))  # fmt: skip
+    expected = missing_mountpoints(rootfs, spec)
+    assert expected == ["/dev", "/etc/hostname", "/etc/resolv.conf", "/mnt", "/mnt/a", "/mnt/a/b", "/proc", "/sys"]
     before = {"/" + str(p.relative_to(rootfs)) for p in rootfs.rglob("*")}
-    rc, _, err = sh(runtime, rootfs, tmp_path, "true")
-    assert rc == 0, err
+    proc = runtime.run(write_bundle(tmp_path / "c", spec), cid, timeout=30)
+    assert proc.returncode == 0, proc.stderr
     created = {"/" + str(p.relative_to(rootfs)) for p in rootfs.rglob("*")} - before
-    assert created <= set(RUNTIME_MOUNTPOINTS), created
-    assert {"/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"} <= created
-    for f in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf"):
+    assert sorted(created) == expected
+    assert (rootfs / "etc" / "hosts").read_text() == "the image's own\n"
+    assert set(created) - {"/mnt", "/mnt/a", "/mnt/a/b"} <= set(RUNTIME_MOUNTPOINTS)
+    for f in ("/etc/hostname", "/etc/resolv.conf"):
         assert (rootfs / f.lstrip("/")).stat().st_size == 0  # empty mountpoints; the content lives in CDIR
     assert list((rootfs / "dev").iterdir()) == []  # the device nodes were in runc's tmpfs
 

@@ -24,6 +24,7 @@ from imgcore.runtime.spec import (
     build_spec,
     lookup_user,
     merge_env,
+    missing_mountpoints,
     mkdir_in_root,
     parse_volume,
     read_in_root,
@@ -405,3 +406,14 @@ def test_seccomp_profile_denies_escape_calls(rootfs: Path) -> None:
     clone_masks = {r["args"][0]["value"] for r in profile["syscalls"] if r["names"] == ["clone"]}
     assert 0x10000000 in clone_masks  # CLONE_NEWUSER
     assert "ptrace" not in denied  # docker allows it on kernels >= 4.8
+
+
+def test_missing_mountpoints(rootfs: Path, tmp_path: Path) -> None:
+    vol = tmp_path / "v"
+    vol.mkdir()
+    (rootfs / "proc").mkdir()
+    (rootfs / "etc" / "hosts").write_text("")
+    (rootfs / "srv").symlink_to("/elsewhere")  # behind a symlink: created at the target, not listed
+    spec = spec_of(rootfs, {"Cmd": ["sh"]}, volumes=(f"{vol}:/data/x", f"{vol}:/data/x/inner", f"{vol}:/srv/y"))
+    assert missing_mountpoints(rootfs, spec) == ["/data", "/data/x", "/dev", "/etc/hostname", "/etc/resolv.conf",
+                                                 "/sys"]  # fmt: skip

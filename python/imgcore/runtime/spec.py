@@ -25,9 +25,11 @@ Invariants:
     ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` (and ``/etc`` itself), and each volume destination
     (a directory, or an empty file when the volume source is a file) with its missing parents. ``/dev/pts``,
     ``/dev/shm``, ``/dev/mqueue``, ``/sys/fs/cgroup`` and the device nodes live inside runc's own tmpfs/sysfs
-    mounts and never touch the rootfs. :data:`RUNTIME_MOUNTPOINTS` lists the fixed ones. When the image has one
-    of these paths as a symlink, runc resolves it inside the rootfs and makes the mountpoint at the target
-    instead (never outside the rootfs). The mountpoints stay after the container exits (empty files and dirs).
+    mounts and never touch the rootfs. :data:`RUNTIME_MOUNTPOINTS` lists the fixed ones;
+    :func:`missing_mountpoints` gives, before the start, exactly those a given spec will create in a rootfs.
+    When the image has one of these paths as a symlink, runc resolves it inside the rootfs and makes the
+    mountpoint at the target instead (never outside the rootfs). The mountpoints stay after the container
+    exits (empty files and dirs).
 
 - ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf`` are bind-mounted from container-private files that
   :func:`write_bundle` writes in CDIR (``CDIR/hosts``, ``CDIR/hostname``, ``CDIR/resolv.conf``); with a private
@@ -70,6 +72,7 @@ __all__ = [
     "Volume",
     "build_spec",
     "lookup_user",
+    "missing_mountpoints",
     "mkdir_in_root",
     "open_in_root",
     "parse_volume",
@@ -632,6 +635,42 @@ def build_spec(
         "annotations": annotations,
         "linux": linux,
     }  # fmt: skip
+
+
+def missing_mountpoints(rootfs: Path, spec: Mapping[str, Any]) -> list[str]:
+    """The paths the runtime will create in ``rootfs`` for ``spec``'s mounts, because they are missing now.
+
+    Call it after :func:`build_spec` and before the container starts; after it ran, a diff/commit skips these
+    paths when they are still what the runtime made (an empty directory or an empty file), as docker skips its
+    init layer. Only mount destinations not inside another mount count (``/dev/pts`` lives in ``/dev``'s tmpfs).
+    The walk does not follow symlinks: a destination behind a symlink in the image is created at the link's
+    target inside the rootfs, which is not listed (the image put the link there; its target is the image's).
+    """
+    dests = sorted({posixpath.normpath(str(m["destination"])) for m in spec.get("mounts", [])})
+    top = [d for d in dests if not any(o != d and (d + "/").startswith(o.rstrip("/") + "/") for o in dests)]
+    missing: list[str] = []
+    rootfd = _open_rootfd(Path(rootfs))
+    try:
+        for dest in top:
+            parts = [p for p in dest.split("/") if p]
+            fd = os.dup(rootfd)
+            try:
+                for i, comp in enumerate(parts):
+                    try:
+                        st = os.stat(comp, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        missing += ["/" + "/".join(parts[: j + 1]) for j in range(i, len(parts))]
+                        break
+                    if not stat.S_ISDIR(st.st_mode) or i == len(parts) - 1:
+                        break
+                    nfd = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+            finally:
+                os.close(fd)
+    finally:
+        os.close(rootfd)
+    return sorted(set(missing))
 
 
 # --------------------------------------------------------------------------------------------- seccomp
