@@ -24,7 +24,7 @@ from imgcore.runtime.bwrap import bwrap_command
 from imgcore.runtime.host import host_env
 from imgcore.runtime.runc import Runtime, RuntimeFailed, find_runtime, start_failure_exit_code
 from imgcore.runtime.spec import RUNTIME_MOUNTPOINTS, RunOptions, build_spec, missing_mountpoints, write_bundle
-from tests.conftest import IN_CI, require_tool
+from tests.conftest import IN_CI, can_mount_overlay, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -466,3 +466,29 @@ def test_killed_container_exits_128_plus_signal(runtime: Runtime, rootfs: Path, 
             proc.kill()
             proc.wait()
         runtime.delete(cid, force=True)
+
+
+def test_overlay_rootfs_upper_holds_only_mountpoints_and_writes(runtime: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    """The real set-up: the rootfs is an overlay mount. runc's mountpoints land in the upper dir (with the
+    directories they live in, copied up), beside what the process wrote; missing_mountpoints names them."""
+    reason = can_mount_overlay()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={rootfs},upperdir={upper},workdir={work}",
+                    str(merged)], check=True, env=host_env())  # fmt: skip
+    try:
+        cid = "o" + uuid.uuid4().hex[:15]
+        spec = build_spec({"config": {"Cmd": ["sh", "-c", "echo data > /written"]}}, merged,
+                          RunOptions(container_id=cid))  # fmt: skip
+        expected = missing_mountpoints(merged, spec)
+        proc = runtime.run(write_bundle(tmp_path / "c", spec), cid, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        in_upper = sorted("/" + str(p.relative_to(upper)) for p in upper.rglob("*"))
+        assert in_upper == sorted([*expected, "/etc", "/written"])  # /etc: copied up for its new children
+    finally:
+        subprocess.run(["umount", str(merged)], check=True, env=host_env())
