@@ -293,6 +293,9 @@ def test_network_modes_and_hostname(rootfs: Path) -> None:
     assert "network" not in {ns["type"] for ns in spec["linux"]["namespaces"]}  # type: ignore[index]
     assert spec_of(rootfs, {"Cmd": ["sh"]}, hostname="web")["hostname"] == "web"
     assert spec_of(rootfs, {"Cmd": ["sh"]}, network="none")["hostname"] == "0123456789ab"
+    with pytest.raises(InvalidArgument, match="container id"):
+        RunOptions(container_id="../../escape")
+    assert proc(build_spec({"User": "app", "Cmd": ["sh"]}, rootfs, RunOptions()))["user"]["uid"] == 1000  # type: ignore[index]
     with pytest.raises(InvalidArgument, match="network 'overlay'"):
         RunOptions(network="overlay")
     with pytest.raises(InvalidArgument, match="invalid hostname"):

@@ -46,6 +46,7 @@ import ipaddress
 import json
 import os
 import posixpath
+import re
 import resource
 import socket
 import stat
@@ -113,6 +114,7 @@ MAX_ACCOUNT_FILE = 4 * 1024 * 1024
 NETWORK_MODES = ("bridge", "default", "private", "none", "host")
 
 _MAX_ID = 2**31 - 1
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # runc's rule for ids (it names the cgroup too)
 _NOFILE = 1048576
 _SHM_SIZE = 64 * 1024 * 1024
 
@@ -430,6 +432,8 @@ class RunOptions:
                 object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "env", tuple(self.env))
         object.__setattr__(self, "volumes", tuple(self.volumes))
+        if self.container_id and not _ID_RE.match(self.container_id):
+            raise InvalidArgument(f"container id {self.container_id!r}: must match [A-Za-z0-9][A-Za-z0-9_.-]*")
         if self.network not in NETWORK_MODES:
             raise InvalidArgument(f"network {self.network!r}: must be one of {', '.join(NETWORK_MODES)}")
 
@@ -439,9 +443,7 @@ class RunOptions:
 
 def _image_section(image_config: Mapping[str, Any]) -> Mapping[str, Any]:
     inner = image_config.get("config")
-    if isinstance(inner, Mapping):
-        return inner
-    return image_config if ("Cmd" in image_config or "Env" in image_config or "Entrypoint" in image_config) else {}
+    return inner if isinstance(inner, Mapping) else image_config
 
 
 def _str_list(value: Any, what: str) -> list[str]:
