@@ -8,7 +8,8 @@ want_test=0
 
 # libisal-dev: ISA-L inflate for gzip layers (the build falls back to zlib-rs without it, about 2x slower);
 # busybox-static: the shell tools inside the demo's base image; file: to check that it is static.
-pkgs=(pkg-config libisal-dev busybox-static file)
+# runc: the OCI runtime that runs the demo's containers from imgcore's config.json (crun 1.8 fails on hybrid cgroups).
+pkgs=(pkg-config libisal-dev busybox-static file runc)
 if [ "$want_test" = 1 ]; then
   # skopeo/umoci: independent OCI peers for interop tests; docker-registry: a real distribution server on
   # loopback; bubblewrap: unprivileged exec; libarchive-tools (bsdtar) and zstd: independent archive readers;
