@@ -15,7 +15,7 @@ API::
 Semantics follow https://pkg.go.dev/text/template (actions, pipelines, variables, if/else if/with/else with/
 range/else/break/continue, define/template/block, trim markers ``{{- `` `` -}}``, comments, raw strings, char and
 number constants, the builtins and, or, not, len, index, slice, eq, ne, lt, le, gt, ge, print, printf, println,
-call, html, js, urlquery) and docker/cli's ``templates`` package (json, split, join, title, lower, upper, pad,
+html, js, urlquery; not ``call``, since a callable in the data is a method, see below) and docker/cli's ``templates`` package (json, split, join, title, lower, upper, pad,
 truncate; https://docs.docker.com/engine/cli/formatting/).  ``render_rows`` is docker/cli's
 ``formatter.Context``: a format starting with ``table`` prints a header row (the same template run over the
 header mapping with docker's ``HeaderFunctions``) and aligns the columns with ``tabwriter.NewWriter(out, 10, 1,
@@ -1353,17 +1353,6 @@ def _slice(item: Any, *indexes: Any) -> Any:
     return out.decode("utf-8", "replace") if isinstance(out, bytes) else list(out)
 
 
-def _call(fn: Any, *args: Any) -> Any:
-    if fn is None or fn is NO_VALUE:
-        raise _CallError("call of nil")
-    if not callable(fn) or isinstance(fn, (Mapping, list, tuple, str)):
-        raise _CallError(f"non-function {go_sprint(fn)} of type {_go_type(fn)}")
-    try:
-        return fn(*(None if a is NO_VALUE else a for a in args))
-    except Exception as e:  # Go's safeCall: a panic in the called function is an error
-        raise _CallError(str(e)) from e
-
-
 def _eval_args(args: tuple[Any, ...]) -> str:
     if len(args) == 1 and isinstance(args[0], str):
         return args[0]
@@ -1490,7 +1479,6 @@ _BUILTINS: dict[str, _Func] = {
     "print": _Func(lambda *a: _sprint(a), (), _A),
     "printf": _Func(lambda f, *a: _sprintf(f, a), (_S,), _A),
     "println": _Func(lambda *a: _sprintln(a), (), _A),
-    "call": _Func(_call, (_V,), _V),
     "html": _Func(_html, (), _A),
     "js": _Func(_js, (), _A),
     "urlquery": _Func(_urlquery, (), _A),
