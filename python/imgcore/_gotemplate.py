@@ -15,8 +15,9 @@ API::
 Semantics follow https://pkg.go.dev/text/template (actions, pipelines, variables, if/else if/with/else with/
 range/else/break/continue, define/template/block, trim markers ``{{- `` `` -}}``, comments, raw strings, char and
 number constants, the builtins and, or, not, len, index, slice, eq, ne, lt, le, gt, ge, print, printf, println,
-html, js, urlquery; not ``call``, since a callable in the data is a method, see below) and docker/cli's ``templates`` package (json, split, join, title, lower, upper, pad,
-truncate; https://docs.docker.com/engine/cli/formatting/).  ``render_rows`` is docker/cli's
+html, js, urlquery; not ``call``, since a callable in the data is a method, see below) and docker/cli's
+``templates`` package (json, split, join, title, lower, upper, pad, truncate;
+https://docs.docker.com/engine/cli/formatting/).  ``render_rows`` is docker/cli's
 ``formatter.Context``: a format starting with ``table`` prints a header row (the same template run over the
 header mapping with docker's ``HeaderFunctions``) and aligns the columns with ``tabwriter.NewWriter(out, 10, 1,
 3, ' ', 0)``; ``json`` prints ``{{json .}}`` per row; the format is trimmed of spaces and a literal ``\\t``/``\\n``
@@ -401,13 +402,14 @@ class _Text(_Node):
 
 
 class _Pipe(_Node):
-    __slots__ = ("cmds", "decl", "is_assign")
+    __slots__ = ("cmds", "decl", "fast", "is_assign")
 
     def __init__(self, pos: int) -> None:
         super().__init__(pos)
         self.decl: list[str] = []
         self.is_assign = False
         self.cmds: list[_Command] = []
+        self.fast: tuple[str, ...] | None = None  # {{.A.B}}: the field path, for the common case
 
     def __str__(self) -> str:
         s = ""
@@ -764,6 +766,10 @@ class _Parser:
                 for k, c in enumerate(pipe.cmds[1:]):
                     if isinstance(c.args[0], (_Literal, _Dot, _Nil)):
                         self.fail(c.pos, f"non executable command in pipeline stage {k + 2}")
+                if not pipe.decl and len(pipe.cmds) == 1 and len(pipe.cmds[0].args) == 1:
+                    first = pipe.cmds[0].args[0]
+                    if isinstance(first, _Field):
+                        pipe.fast = first.idents
                 return pipe
             if t[0] in ("bool", "number", "string", "dot", "field", "ident", "nil", "var", "lparen"):
                 self.i -= 1
@@ -896,6 +902,17 @@ class _State:
             if isinstance(node, _Text):
                 out.append(node.text)
             elif isinstance(node, _Action):
+                fast = node.pipe.fast
+                if fast is not None:  # plain dicts down to a string: what the general path would print
+                    v = dot
+                    for name in fast:
+                        if type(v) is not dict:
+                            break
+                        v = v.get(name, _MISSING)
+                    else:
+                        if type(v) is str:
+                            out.append(v)
+                            continue
                 value = self.eval_pipeline(dot, node.pipe)
                 if not node.pipe.decl:
                     out.append(self.printable(node, value))
@@ -2253,32 +2270,40 @@ def _cell_width(s: str) -> int:
 def tabwrite(text: str, *, minwidth: int = 10, tabwidth: int = 1, padding: int = 3, padchar: str = " ") -> str:
     """Go's ``text/tabwriter`` (docker/cli's copy, cell widths by go-runewidth) with flags 0: tab-terminated cells
     in consecutive lines form a column padded to ``max(minwidth, widest + padding)``; the text after a line's last
-    tab is not part of a column. Docker's tables use the defaults."""
-    out: list[str] = []
-    lines: list[list[tuple[str, int, bool]]] = [[]]
-    cell: list[str] = []
+    tab is not part of a column. ``\\v`` ends a cell like a tab; ``\\f`` ends a line and every column. Docker's
+    tables use the defaults."""
+    text = text.replace("\v", "\t")
+    sections = text.split("\f")
+    return "".join(
+        _tabwrite_section(sec + ("\n" if k + 1 < len(sections) else ""), minwidth, tabwidth, padding, padchar)
+        for k, sec in enumerate(sections)
+    )
 
-    def terminate(htab: bool) -> int:
-        s = "".join(cell)
-        cell.clear()
-        lines[-1].append((s, _cell_width(s), htab))
-        return len(lines[-1])
+
+def _tabwrite_section(text: str, minwidth: int, tabwidth: int, padding: int, padchar: str) -> str:
+    out: list[str] = []
+    lines: list[list[tuple[str, int]]] = []
+    parts = text.split("\n")
+    for k, part in enumerate(parts):
+        cells = part.split("\t")
+        if k + 1 == len(parts) and cells[-1] == "":
+            cells.pop()  # Flush adds the unterminated last cell only when it is not empty
+        lines.append([(c, _cell_width(c)) for c in cells])
 
     def write_padding(textw: int, cellw: int) -> None:
         if padchar == "\t":
-            if tabwidth == 0:
-                return
-            cellw = (cellw + tabwidth - 1) // tabwidth * tabwidth
-            out.append("\t" * ((cellw - textw + tabwidth - 1) // tabwidth))
+            if tabwidth:
+                cellw = (cellw + tabwidth - 1) // tabwidth * tabwidth
+                out.append("\t" * ((cellw - textw + tabwidth - 1) // tabwidth))
             return
         out.append(padchar * (cellw - textw))
 
     def write_lines(line0: int, line1: int, widths: list[int]) -> None:
+        nw = len(widths)
         for i in range(line0, line1):
-            for j, (s, w, _) in enumerate(lines[i]):
-                if s:
-                    out.append(s)
-                if j < len(widths):
+            for j, (s, w) in enumerate(lines[i]):
+                out.append(s)
+                if j < nw:
                     write_padding(w, widths[j])
             if i + 1 < len(lines):
                 out.append("\n")
@@ -2290,7 +2315,7 @@ def tabwrite(text: str, *, minwidth: int = 10, tabwidth: int = 1, padding: int =
             if column >= len(lines[this]) - 1:
                 this += 1
                 continue
-            write_lines(line0, this, widths)
+            write_lines(line0, this, widths)  # lines before this column's block
             line0 = this
             width = minwidth
             while this < line1:
@@ -2299,29 +2324,9 @@ def tabwrite(text: str, *, minwidth: int = 10, tabwidth: int = 1, padding: int =
                     break
                 width = max(width, line[column][1] + padding)
                 this += 1
-            fmt(line0, this, [*widths, width])
+            fmt(line0, this, [*widths, width])  # the block, with this column's width known
             line0 = this
         write_lines(line0, line1, widths)
 
-    def flush() -> None:
-        nonlocal lines
-        if cell:
-            terminate(False)
-        fmt(0, len(lines), [])
-        lines = [[]]
-
-    start = 0
-    for k, c in enumerate(text):
-        if c in "\t\v\n\f":
-            cell.append(text[start:k])
-            start = k + 1
-            ncells = terminate(c == "\t")
-            if c in "\n\f":
-                lines.append([])
-                if c == "\f" or ncells == 1:
-                    flush()
-    cell.append(text[start:])
-    if not cell[-1]:
-        cell.pop()
-    flush()
+    fmt(0, len(lines), [])
     return "".join(out)
