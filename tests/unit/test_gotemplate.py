@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imgcore._gotemplate import NO_VALUE, Template, go_json, go_sprint, render, render_rows, tabwrite
+from imgcore._gotemplate import NO_VALUE, Template, _cached, go_json, go_sprint, render, render_rows, tabwrite
 from imgcore.errors import ImgcoreError, InvalidTemplate
 
 # A container as `docker inspect` shows it (trimmed to the fields the examples use).
@@ -530,3 +531,49 @@ def test_table_columns_line_up(cells):
     width = max(10, max(len(a) for a, _ in [("A", ""), *cells]) + 3)  # minwidth 10, padding 3
     for line, (a, b) in zip(lines, [("A", "B"), *cells], strict=True):
         assert line == a.ljust(width) + b
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_printf_integer_verbs_match_python(n):
+    out = render('{{printf "%d|%x|%X|%o|%b|%+d|%8d|%-8d|" . . . . . . . .}}', n)
+    assert out == f"{n}|{n:x}|{n:X}|{n:o}|{n:b}|{n:+d}|{n:8d}|{n:<8d}|"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float_printing_round_trips_and_uses_exponents_as_go(f):
+    out = render("{{.}}", f)
+    assert float(out) == f
+    exp = Decimal(repr(abs(f))).adjusted() if f else 0  # the exponent of the shortest decimal form
+    assert ("e" in out) == (exp < -4 or exp >= 6)  # strconv 'g' with shortest precision decides at 6 digits
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        max_leaves=12,
+    )
+)
+def test_go_json_matches_python_json_where_go_and_python_agree(value):
+    # Go and Python escape the same characters, except that Go also escapes U+2028 and U+2029
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert go_json(value) == expected.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def test_a_template_keeps_no_state_between_executions():
+    t = Template('{{$x := .}}{{range .}}{{$x = "changed"}}{{end}}{{$x}}')
+    assert [t.execute(d) for d in (["a"], [], ["b", "c"])] == ["changed", "[]", "changed"]
+    t = Template("{{.A}}")
+    assert [t.execute(d) for d in ({"A": "s"}, {"A": 1}, {}, {"A": None})] == ["s", "1", "<no value>", "<no value>"]
+
+
+def test_fast_field_path_agrees_with_the_general_one():
+    headers = render_rows(r"table {{.A}}\t{{.B}}", [], {"A": "COL A"})
+    assert headers == "COL A     B\n"  # the header mapping's default (upper-cased name) is not skipped
+    with pytest.raises(InvalidTemplate, match='map has no entry for key "B"'):
+        render_rows("{{.A}}{{.B}}", [{"A": "x"}], missing_key="error")
+
+
+def test_render_caches_parsed_templates():
+    assert render("{{.}}", 1) == render("{{.}}", 1) == "1"
+    assert _cached("{{.}}", "default") is _cached("{{.}}", "default")
