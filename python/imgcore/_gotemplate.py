@@ -979,7 +979,7 @@ class _State:
     def walk_template(self, dot: Any, node: _TemplateCall) -> None:
         body = self.tmpl.defs.get(node.name)
         if body is None:
-            self.fail(node, f"no such template {_quote(node.name)}")
+            self.fail(node, f"template {_quote(node.name)} not defined")
         value = self.eval_pipeline(dot, node.pipe) if node.pipe is not None else NO_VALUE
         if self.depth >= _MAX_DEPTH:
             self.fail(node, f"exceeded maximum template depth ({_MAX_DEPTH})")
@@ -1337,7 +1337,7 @@ def _index(item: Any, *indexes: Any) -> Any:
             item = seq[x]
         elif isinstance(item, Mapping):
             if i is None or i is NO_VALUE:
-                raise _CallError("value is nil; should be string")
+                raise _CallError("value is nil; should be of type string")
             if not isinstance(i, str):
                 raise _CallError(f"value has type {_go_type(i)}; should be string")
             item = item[i] if i in item else _zero(item)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from decimal import Decimal
 
 import pytest
@@ -331,7 +332,7 @@ def test_printf(fmt, args, expected):
         ("{{and}}", None, "wrong number of args for and: want at least 1 got 0", 1, 2),
         ("{{range .}}{{end}}", "str", "range can't iterate over str", 1, 2),
         ("{{range $i, $e := 3}}{{end}}", None, "can't use 3 to iterate over more than one variable", 1, 2),
-        ('{{template "none"}}', None, 'no such template "none"', 1, 2),
+        ('{{template "none"}}', None, 'template "none" not defined', 1, 2),
         ("{{.}}", len, "can't print . of type func", 1, 0),
         ("{{.f}}", {"f": len}, "error calling f: len() takes exactly one argument", 1, 2),
         ("{{. 1}}", None, "can't give argument to non-function .", 1, 2),
@@ -577,3 +578,17 @@ def test_fast_field_path_agrees_with_the_general_one():
 def test_render_caches_parsed_templates():
     assert render("{{.}}", 1) == render("{{.}}", 1) == "1"
     assert _cached("{{.}}", "default") is _cached("{{.}}", "default")
+
+
+def test_invalid_template_pickles_with_its_position():
+    with pytest.raises(InvalidTemplate) as info:
+        render("ab\n{{.x.y}}", {"x": "s"})
+    e = pickle.loads(pickle.dumps(info.value))
+    assert (type(e), str(e), e.template, e.offset, e.line, e.column) == (
+        InvalidTemplate,
+        str(info.value),
+        "ab\n{{.x.y}}",
+        5,
+        2,
+        2,
+    )
