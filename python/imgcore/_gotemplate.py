@@ -334,7 +334,7 @@ def _parse_number(text: str, pos: int, src: str) -> tuple[int | float, int | Non
     try:
         if not (hex_int or any(c in body for c in ".eEpP")):
             raise ValueError(src)
-        f = float.fromhex(src) if body[:2] in ("0x", "0X") else float(src)
+        f = float.fromhex(src.replace("_", "")) if body[:2] in ("0x", "0X") else float(src)
     except ValueError:
         _fail(text, pos, f"illegal number syntax: {_quote(src)}")
     return f, (int(f) if math.isfinite(f) and f == int(f) else None)
@@ -1463,7 +1463,11 @@ def _split(s: str, sep: str) -> list[str]:
 
 
 def _pad(s: str, prefix: int, suffix: int) -> str:
-    return s if s == "" else " " * prefix + s + " " * suffix
+    if s == "":
+        return s
+    if prefix < 0 or suffix < 0:
+        raise _CallError("strings: negative Repeat count")  # strings.Repeat panics; safeCall reports it
+    return " " * prefix + s + " " * suffix
 
 
 def _truncate(s: str, length: int) -> str:

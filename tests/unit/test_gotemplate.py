@@ -225,6 +225,32 @@ def test_functions(template, data, expected):
     assert render(template, data) == expected
 
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [  # rows of Go's text/template exec_test.go that need no Go struct
+        ("{{print 1234}} {{print 12_34}} {{print 0b101}} {{print 0o7}} {{print 0777}}", "1234 1234 5 7 511"),
+        ("{{print 0x123}} {{print 0x1_23}} {{print 123.4}} {{print 0_0_1_2_3.4}}", "291 291 123.4 123.4"),
+        ("{{print +0x1.ep+2}} {{print +0x_1.e_0p+0_2}} {{print +0X1.EP+2}}", "7.5 7.5 7.5"),
+        ("{{print 1_2_3_4 7.5_00_00_00}} {{print 1234 0x0_1.e_0p+02}}", "1234 7.5 1234 7.5"),
+        ('{{printf "%04x" 127}} {{printf "%g" 3.5}} {{printf "%s" "hello"}}', "007f 3.5 hello"),
+        ('{{html "<script>alert(\\"XSS\\");</script>"}}', "&lt;script&gt;alert(&#34;XSS&#34;);&lt;/script&gt;"),
+        ('{{"http://www.example.org/"|urlquery}}', "http%3A%2F%2Fwww.example.org%2F"),
+        ("{{js `It'd be nice.`}}", "It\\'d be nice."),
+        ("{{not true}} {{not false}}", "false true"),
+        ("{{and false 0}} {{and 1 0}} {{and 0 true}} {{and 1 1}}", "false 0 0 1"),
+        ("{{or 0 0}} {{or 1 0}} {{or 0 true}} {{or 1 1}}", "0 1 true 1"),
+        ("{{eq 1 1}} {{eq 1 2}} {{ne 1 1}} {{lt 1 2}}", "true false false true"),
+        ("{{le 2 1}} {{gt 2 1}} {{ge 1 2}}", "false true false"),
+        ('{{eq "xy" "xy"}} {{lt "xy" "xyz"}} {{eq 1.5 1.5}}', "true true true"),
+        ("{{lt 1.5 2.5}} {{eq true true}}", "true true"),
+        ("{{with $x := 3}}{{$x}}{{end}} {{$y := 4}}{{$y}}", "3 4"),
+        ("{{range $x := 3}}{{$x}}{{end}}", "012"),
+    ],
+)
+def test_go_exec_test_rows(template, expected):
+    assert render(template, None) == expected
+
+
 def test_methods_in_data():
     """A callable value is a method: docker's ``{{.Label "name"}}`` for ps and images."""
     row = {"Names": "web", "Label": lambda name: {"tier": "front"}.get(name, "")}
@@ -320,6 +346,8 @@ def test_printf(fmt, args, expected):
         ("{{truncate . 1.5}}", "x", "expected integer; found 1.5", 1, 13),
         ('{{join . ","}}', [1], "expected []string; got []interface {}", 1, 7),
         ("{{len 3}}", None, "error calling len: len of type int", 1, 2),
+        ("{{pad . -1 0}}", "x", "error calling pad: strings: negative Repeat count", 1, 2),
+        ("{{truncate . -1}}", "x", "error calling truncate: slice bounds out of range", 1, 2),
         ("{{index . 2}}", [1], "error calling index: index out of range: 2", 1, 2),
         ('{{index . "k"}}', [1], "cannot index slice/array with type string", 1, 2),
         ("{{index .x 0}}", {"x": None}, "index of untyped nil", 1, 2),
