@@ -251,6 +251,30 @@ def test_go_exec_test_rows(template, expected):
     assert render(template, None) == expected
 
 
+@pytest.mark.parametrize(
+    "template",
+    [  # text/template's documentation, "Examples": each prints "output" with its quotes
+        '{{"\\"output\\""}}',
+        '{{`"output"`}}',
+        '{{printf "%q" "output"}}',
+        '{{"output" | printf "%q"}}',
+        '{{printf "%q" (print "out" "put")}}',
+        '{{"put" | printf "%s%s" "out" | printf "%q"}}',
+        '{{"output" | printf "%s" | printf "%q"}}',
+        '{{with "output"}}{{printf "%q" .}}{{end}}',
+        '{{with $x := "output" | printf "%q"}}{{$x}}{{end}}',
+        '{{with $x := "output"}}{{printf "%q" $x}}{{end}}',
+        '{{with $x := "output"}}{{$x | printf "%q"}}{{end}}',
+    ],
+)
+def test_go_doc_examples(template):
+    assert render(template, None) == '"output"'
+
+
+def test_go_doc_trim_markers():
+    assert render("{{23 -}} < {{- 45}}", None) == "23<45"
+
+
 def test_methods_in_data():
     """A callable value is a method: docker's ``{{.Label "name"}}`` for ps and images."""
     row = {"Names": "web", "Label": lambda name: {"tier": "front"}.get(name, "")}
