@@ -25,6 +25,7 @@ __all__ = [
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidTemplate",
     "InvalidTree",
     "LimitExceeded",
     "NotFound",
@@ -182,3 +183,26 @@ class NotFound(RegistryError, LookupError):
 
 class RateLimited(RegistryError):
     """The registry asked us to slow down (429)."""
+
+
+class InvalidTemplate(ImgcoreError, ValueError):
+    """A ``--format`` Go template that does not parse or fails while it runs (a field on a string, a function
+    given the wrong types). ``template`` is the template text, ``offset`` the 0-based character offset of the
+    failing element, ``line`` its 1-based line and ``column`` its 0-based column, counted as Go counts them."""
+
+    template: str | None
+    offset: int | None
+    line: int | None
+    column: int | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str | None = None,
+        offset: int | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        **attrs: Any,
+    ) -> None:
+        super().__init__(message, template=template, offset=offset, line=line, column=column, **attrs)
