@@ -146,9 +146,22 @@ def test_images_and_history_go_templates(root, seeded, capsys):
     assert main(["--root", root, "history", "--format", "{{.ID}}|{{.Comment}}", "new_tomcat:1.0"]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{child.short_id}|newtomcat", "<missing>|"]
     assert main(["--root", root, "images", "--format", "{{.Nope}}"]) == 1
-    assert "invalid --format '{{.Nope}}': no field 'Nope'" in capsys.readouterr().err
-    assert main(["--root", root, "images", "--format", "{{range .}}x{{end}}"]) == 1
-    assert "only {{.Field}} and {{json .Field}} are supported" in capsys.readouterr().err
+    assert 'map has no entry for key "Nope"' in capsys.readouterr().err
+    fmt = '{{upper .Repository}} {{if eq .Tag "latest"}}L{{else}}{{.Tag}}{{end}}'
+    assert main(["--root", root, "images", "--format", fmt, "--filter", "reference=*tomcat*"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == ["NEW_TOMCAT 1.0", "TOMCAT L"]
+    # inspect -f, as docker's documentation writes it
+    assert main(["--root", root, "inspect", "-f", '{{.Id}} {{join .RepoTags ","}}', "new_tomcat:1.0"]) == 0
+    assert capsys.readouterr().out == f"{child.id} new_tomcat:1.0\n"
+    assert main(["--root", root, "inspect", "--format", "{{json .RootFS.Layers}}", "tomcat"]) == 0
+    assert json.loads(capsys.readouterr().out) == list(base.config.diff_ids)
+    assert (
+        main(["--root", root, "inspect", "-f", "{{range $i, $l := .RootFS.Layers}}{{$i}} {{end}}", "new_tomcat:1.0"])
+        == 0
+    )
+    assert capsys.readouterr().out == " ".join(str(i) for i in range(len(child.config.diff_ids))) + " \n"
+    assert main(["--root", root, "inspect", "-f", "{{.Nope", "tomcat"]) == 1
+    assert capsys.readouterr().err.startswith('Error: template "{{.Nope": ')
 
 
 def test_images_bad_filter_is_an_error(root, seeded):

@@ -11,12 +11,12 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from imgcore._gotemplate import render, render_rows
 from imgcore._humanize import ago, ellipsis, format_created, human_size, short_id, since, tabwrite
 from imgcore.containers.export import export
 from imgcore.errors import ImgcoreError, InvalidArgument, InvalidReference
@@ -43,40 +43,6 @@ def _go_json(obj: Any, indent: int | None = None) -> str:
     """JSON as Go's encoder writes it: ``<``, ``>`` and ``&`` escaped, non-ASCII kept."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False, separators=(",", ":") if indent is None else None)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-_FIELD = re.compile(r"\{\{\s*(json\s+)?\.(\w*)\s*\}\}")
-
-
-def _render(template: str, objs: list[dict[str, Any]], headers: dict[str, str]) -> str:
-    """A docker ``--format`` Go template, the common subset: ``{{.Field}}``, ``{{json .Field}}``, ``{{json .}}``,
-    ``\\t``, and a ``table`` prefix for aligned columns with headers."""
-    table = template.startswith("table")
-    body = (template[5:].lstrip() if table else template).replace("\\t", "\t").replace("\\n", "\n")
-    for m in _FIELD.finditer(body):
-        if m.group(2) and m.group(2) not in headers:
-            raise InvalidArgument(
-                f"invalid --format {template!r}: no field {m.group(2)!r} (fields: {', '.join(sorted(headers))})"
-            )
-    if "{{" in _FIELD.sub("", body):
-        raise InvalidArgument(
-            f"invalid --format {template!r}: only {{{{.Field}}}} and {{{{json .Field}}}} are supported"
-        )
-
-    def fill(obj: dict[str, Any] | None) -> str:
-        def one(m: re.Match[str]) -> str:
-            field = m.group(2)
-            if obj is None:
-                return headers.get(field, "") if field else ""
-            value = obj[field] if field else obj
-            return _go_json(value) if m.group(1) else str(value)
-
-        return _FIELD.sub(one, body)
-
-    lines = ([fill(None)] if table else []) + [fill(o) for o in objs]
-    if table:
-        return tabwrite([line.split("\t") for line in lines])
-    return "".join(line + "\n" for line in lines)
 
 
 def _unequal(value: str | None) -> str | None:
@@ -151,7 +117,7 @@ def cmd_images(args: argparse.Namespace) -> int:
             for obj in objs:
                 print(_go_json(obj))
         else:
-            sys.stdout.write(_render(args.format, objs, _IMAGE_HEADERS))
+            sys.stdout.write(render_rows(args.format, objs, _IMAGE_HEADERS, missing_key="error"))
         return 0
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table = [header]
@@ -219,7 +185,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             for obj in objs:
                 print(_go_json(obj))
         else:
-            sys.stdout.write(_render(args.format, objs, _HISTORY_HEADERS))
+            sys.stdout.write(render_rows(args.format, objs, _HISTORY_HEADERS, missing_key="error"))
         return 0
     table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for row in rows:
@@ -250,7 +216,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except ImgcoreError as e:
             _err(e)
             failed += 1
-    print(_go_json(found, indent=4) if found else "[]")
+    if args.format and args.format != "json":
+        for obj in found:
+            print(render(args.format, obj))
+    else:
+        print(_go_json(found, indent=4) if found else "[]")
     return 1 if failed else 0
 
 
@@ -532,11 +502,14 @@ def _add_history(p: argparse.ArgumentParser) -> None:
 
 def _add_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "-f", "--format", default=None, help="a Go template, e.g. '{{.Id}}', '{{json .Config}}', '{{range .RepoTags}}'"
+    )
     p.set_defaults(func=cmd_inspect)
 
 
 def _add_import(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE|-", help="a root filesystem tarball (plain, gzip, zstd, bzip2, xz)")
+    p.add_argument("file", metavar="FILE|-", help="a root filesystem tarball (plain, gzip, zstd)")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-m", "--message", help="commit message for the imported image")
     p.add_argument(
