@@ -1,8 +1,9 @@
-"""Progress reporting for pull and push, in docker's words.
+"""Progress reporting for pull, push, load, save, commit, import and fsck, in docker's words.
 
 :class:`PlainProgress` prints one line per layer status change (``fcbdc4090331: Pull complete``), as docker does when
 its output is not a terminal. :class:`RichProgress` draws live bars per layer on a terminal (``rich`` is imported
-only then). :class:`NullProgress` prints nothing (``-q``). All are thread-safe: layer workers report concurrently.
+only then); lines reported once bars are showing (``Digest:``, ``Status:``) are printed after the bars, as docker
+prints them. :class:`NullProgress` prints nothing (``-q``). All are thread-safe: layer workers report concurrently.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import threading
 from typing import Any, Protocol, TextIO
 
-__all__ = ["NullProgress", "PlainProgress", "Progress", "RichProgress", "make_progress", "short_id"]
+__all__ = ["LinesOnly", "NullProgress", "PlainProgress", "Progress", "RichProgress", "make_progress", "short_id"]
 
 
 def short_id(digest: str) -> str:
@@ -92,12 +93,16 @@ class RichProgress:
             transient=False,
         )
         self._tasks: dict[str, Any] = {}
+        self._after: list[str] = []
         self._lock = threading.Lock()
         self._bars.start()
 
     def line(self, text: str) -> None:
         with self._lock:
-            self._bars.console.print(text, highlight=False, markup=False)
+            if self._tasks:
+                self._after.append(text)  # after the bars, as docker prints Digest: and Status:
+            else:
+                self._bars.console.print(text, highlight=False, markup=False)
 
     def layer(self, layer_id: str, status: str, current: int | None = None, total: int | None = None) -> None:
         with self._lock:
@@ -110,17 +115,43 @@ class RichProgress:
                 kwargs["total"] = total
             if current is not None:
                 kwargs["completed"] = current
-            elif status in ("Already exists", "Pull complete", "Download complete", "Pushed", "Layer already exists"):
+            elif status in _DONE:
                 t = self._bars.tasks[task]
                 kwargs["completed"] = t.total or 0
             self._bars.update(task, **kwargs)
 
     def close(self) -> None:
-        self._bars.stop()
+        with self._lock:
+            self._bars.stop()
+            for text in self._after:
+                self._console.print(text, highlight=False, markup=False)
+            self._after.clear()
 
 
-def make_progress(*, quiet: bool = False, stream: TextIO | None = None) -> Progress:
-    """Null when quiet, live bars on a terminal when ``rich`` is available, plain lines otherwise."""
+_DONE = (
+    "Already exists",
+    "Pull complete",
+    "Download complete",
+    "Pushed",
+    "Layer already exists",
+    "Loaded",
+    "Saved",
+    "Layer written",
+    "Imported",
+    "Checked",
+)
+
+
+class LinesOnly(PlainProgress):
+    """Plain lines for :meth:`line` only; layer updates are dropped (docker ``load`` off a terminal)."""
+
+    def layer(self, layer_id: str, status: str, current: int | None = None, total: int | None = None) -> None:
+        pass
+
+
+def make_progress(*, quiet: bool = False, stream: TextIO | None = None, layers_off_tty: bool = True) -> Progress:
+    """Null when quiet, live bars on a terminal when ``rich`` is available, plain lines otherwise (without the
+    per-layer lines when ``layers_off_tty`` is false)."""
     if quiet:
         return NullProgress()
     out = stream if stream is not None else sys.stdout
@@ -129,4 +160,4 @@ def make_progress(*, quiet: bool = False, stream: TextIO | None = None) -> Progr
             return RichProgress(out)
         except ImportError:
             pass
-    return PlainProgress(out)
+    return PlainProgress(out) if layers_off_tty else LinesOnly(out)

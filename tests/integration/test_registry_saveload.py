@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from imgcore import sha256
-from imgcore._progress import PlainProgress
+from imgcore._progress import LinesOnly
 from imgcore.errors import DigestMismatch, InvalidArchive
 from imgcore.image import catalog
 from imgcore.store import ContentStore
@@ -63,7 +63,7 @@ def test_save_docker_format_is_read_by_skopeo_and_loads_back(
     # and back into an empty store, with the same manifest digest
     store2 = ContentStore(tmp_path / "store2")
     msg = io.StringIO()
-    res = archiving.load(out, store=store2, progress=PlainProgress(msg))
+    res = archiving.load(out, store=store2, progress=LinesOnly(msg))
     assert res.format == "docker"
     assert catalog.resolve(store2, "example.com/test/app:v1").digest == oci_image.manifest_digest
     assert msg.getvalue() == "Loaded image: example.com/test/app:v1\n"
@@ -189,7 +189,7 @@ def test_load_oci_archive_with_bare_tag_is_untagged(oci_image: OciImage, tmp_pat
     run(skopeo, "copy", "--quiet", f"oci:{oci_image.layout}:{oci_image.tag}", f"oci-archive:{archive}:v1")
     store = ContentStore(tmp_path / "store")
     msg = io.StringIO()
-    res = archiving.load(archive, store=store, progress=PlainProgress(msg))
+    res = archiving.load(archive, store=store, progress=LinesOnly(msg))
     assert res.images[0][0] is None
     assert msg.getvalue() == f"Loaded image ID: {oci_image.config_digest}\n"
     assert [d.digest for d in store.index_entries()] == [oci_image.manifest_digest]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from imgcore._humanize import ago
+from imgcore._progress import make_progress
 from imgcore.containers.commit import commit
 from imgcore.containers.manager import Containers, mounted
 from imgcore.errors import ImgcoreError
@@ -116,7 +117,9 @@ def cmd_commit(args: argparse.Namespace) -> int:
         changes=[_eq_value(x) or "" for x in args.change or []],
         compression=args.compression,
         paranoid=args.paranoid,
+        progress=(progress := make_progress(stream=sys.stderr)),
     )
+    progress.close()
     print(result.image_id)
     return 0
 

@@ -7,7 +7,7 @@ import getpass
 import sys
 from typing import Any
 
-from imgcore._progress import NullProgress, PlainProgress, make_progress
+from imgcore._progress import make_progress
 from imgcore.errors import AuthError, ImgcoreError
 from imgcore.reference import parse
 from imgcore.registry import Credentials, RegistryClient, remove_credentials, save_credentials
@@ -112,17 +112,23 @@ def cmd_save(args: argparse.Namespace) -> int:
         if sys.stdout.isatty():
             raise ImgcoreError("save: refusing to write an archive to a terminal; use -o FILE or redirect")
         sys.stdout.flush()
-        archive.save(args.images, sys.stdout.buffer, store=_store(args), format=args.format)
+        progress = make_progress(stream=sys.stderr)
+        archive.save(args.images, sys.stdout.buffer, store=_store(args), format=args.format, progress=progress)
         sys.stdout.buffer.flush()
     else:
-        archive.save(args.images, args.output, store=_store(args), format=args.format)
+        progress = make_progress(stream=sys.stderr)
+        archive.save(args.images, args.output, store=_store(args), format=args.format, progress=progress)
+    progress.close()
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     source = sys.stdin.buffer if args.input in (None, "-") else args.input
-    progress = NullProgress() if args.quiet else PlainProgress()
-    result = archive.load(source, store=_store(args), progress=progress)
+    progress = make_progress(quiet=args.quiet, layers_off_tty=False)
+    try:
+        result = archive.load(source, store=_store(args), progress=progress)
+    finally:
+        progress.close()
     if args.quiet:
         for name, desc in result.images:
             print(name or desc.digest)

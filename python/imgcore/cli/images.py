@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from imgcore._gotemplate import render, render_rows
 from imgcore._humanize import ago, ellipsis, format_created, human_size, short_id, since, tabwrite
+from imgcore._progress import make_progress
 from imgcore.containers.export import export
 from imgcore.errors import ImgcoreError, InvalidArgument, InvalidReference
 from imgcore.gc.collect import prune, remove_image
@@ -236,6 +237,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise InvalidArgument(str(e)) from None
     store = _store(args)
     changes = [c for c in (_unequal(c) for c in args.change or ()) if c is not None]
+    progress = make_progress(stream=sys.stderr)
     if args.file == "-":
         img = import_image(
             store,
@@ -245,11 +247,19 @@ def cmd_import(args: argparse.Namespace) -> int:
             changes=changes,
             source_name="-",
             platform=platform,
+            progress=progress,
         )
     else:
         img = import_image(
-            store, args.file, args.reference, message=_unequal(args.message), changes=changes, platform=platform
+            store,
+            args.file,
+            args.reference,
+            message=_unequal(args.message),
+            changes=changes,
+            platform=platform,
+            progress=progress,
         )
+    progress.close()
     print(img.id)
     return 0
 

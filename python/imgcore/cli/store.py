@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from imgcore._progress import make_progress
 from imgcore.demo import run as run_demo
 from imgcore.store import ContentStore
 
@@ -19,7 +20,12 @@ def _store(args: argparse.Namespace) -> ContentStore:
 def cmd_fsck(args: argparse.Namespace) -> int:
     store = _store(args)
     blobs = store.list_blobs()
-    problems = store.fsck()
+    progress = make_progress(stream=sys.stderr)
+    try:
+        problems = store.fsck(lambda done, total: progress.layer("fsck", "Checking", done, total))
+        progress.layer("fsck", "Checked")
+    finally:
+        progress.close()
     for p in problems:
         print(f"CORRUPT {p}")
     print(f"checked {len(blobs)} blobs in {store.root}: {len(problems)} problem(s)")

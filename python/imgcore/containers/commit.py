@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from imgcore._core import write_layer
+from imgcore._progress import NullProgress, Progress
 from imgcore.containers.manager import Container, Containers, image_of
 from imgcore.errors import InvalidArgument
 from imgcore.image.builder import Addition, append
@@ -71,8 +72,11 @@ def commit(
     compression: str = "gzip",
     paranoid: bool = False,
     source_date_epoch: int | None = None,
+    progress: Progress | None = None,
 ) -> CommitResult:
-    """Turns ``container``'s changes into a new image, tagged ``repo_tag`` when given."""
+    """Turns ``container``'s changes into a new image, tagged ``repo_tag`` when given; ``progress`` hears
+    ``Writing layer`` and ``Layer written``."""
+    progress = progress if progress is not None else NullProgress()
     ref = parse(repo_tag) if repo_tag else None
     if compression not in _COMPRESSIONS:
         raise InvalidArgument(f"commit: unknown compression {compression!r} (gzip, zstd or none)")
@@ -87,6 +91,7 @@ def commit(
             base = str(containers.baseline(container))
             target = container.rootfs
         out = store.temp_path(".layer")
+        progress.layer(container.id[:12], "Writing layer")
         try:
             result = write_layer(
                 base,
@@ -103,6 +108,7 @@ def commit(
                     stored = store.adopt_file(out, result.digest)
                     lease.add(stored.digest)
                 layer = Descriptor(result.media_type, stored.digest, stored.size)
+            progress.layer(container.id[:12], "Layer written", result.size, result.size)
         finally:
             out.unlink(missing_ok=True)
         addition = Addition(

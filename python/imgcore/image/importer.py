@@ -12,14 +12,15 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from imgcore._core import inspect_blob, layer_index
+from imgcore._progress import NullProgress, Progress
 from imgcore.errors import InvalidArchive, InvalidReference
 from imgcore.image.builder import Addition, append
 from imgcore.image.changes import apply_changes
@@ -33,15 +34,18 @@ __all__ = ["import_image"]
 _CHUNK = 1 << 20
 
 
-def _spool(store: ContentStore, source: str | os.PathLike[str] | IO[bytes]) -> Path:
+def _spool(store: ContentStore, source: str | os.PathLike[str] | IO[bytes], progress: Progress, label: str) -> Path:
     """A private copy of ``source`` in the store's ingest area (same filesystem as ``blobs/``)."""
     dest = store.temp_path(".import")
-    with dest.open("xb") as out:
-        if isinstance(source, str | os.PathLike):
-            with Path(source).open("rb") as f:
-                shutil.copyfileobj(f, out, _CHUNK)
-        else:
-            shutil.copyfileobj(source, out, _CHUNK)
+    total = Path(source).stat().st_size if isinstance(source, str | os.PathLike) else None
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(Path(source).open("rb")) if isinstance(source, str | os.PathLike) else source
+        out = stack.enter_context(dest.open("xb"))
+        done = 0
+        while chunk := f.read(_CHUNK):
+            out.write(chunk)
+            done += len(chunk)
+            progress.layer(label, "Importing", done, total)
     return dest
 
 
@@ -89,6 +93,7 @@ def import_image(
     changes: Iterable[str] = (),
     source_name: str | None = None,
     platform: Platform | None = None,
+    progress: Progress | None = None,
 ) -> Image:
     """``docker import``: ``source`` (a path or a binary stream; tar, gzip or zstd) as a one-layer image.
 
@@ -102,7 +107,9 @@ def import_image(
     where = f"import {name}"
     changes = list(changes)
     apply_changes({}, changes)  # a bad -c is refused before anything is read or stored
-    spooled = _spool(store, source)
+    progress = progress if progress is not None else NullProgress()
+    label = Path(name).name[:12] or "-"
+    spooled = _spool(store, source, progress, label)
     gz: Path | None = None
     try:
         digest, diff_id, compression, size = _measure(spooled, where, name)
@@ -119,6 +126,7 @@ def import_image(
                 stored = store.adopt_file(gz, gz_digest)
                 media_type = OCI_LAYER_GZIP
             layer = Descriptor(media_type, stored.digest, stored.size)
+            progress.layer(label, "Imported", size, size)
             comment = message or f"Imported from {name}"
             return append(
                 store,

@@ -35,6 +35,7 @@ from imgcore.store.paths import StorePaths
 __all__ = ["ContentStore", "FsckProblem", "Ingest", "default_root"]
 
 CHUNK = 1 << 20
+_FSCK_BATCH = 256  # blobs hashed per call, so progress moves and all cores stay busy
 OCI_LAYOUT_VERSION = "1.0.0"
 CONTAINERD_NAME = "io.containerd.image.name"
 Source = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | str
@@ -343,8 +344,9 @@ class ContentStore:
     def get_json(self, digest: str | Digest) -> Any:
         return json.loads(self.get_blob(digest))
 
-    def fsck(self) -> list[FsckProblem]:
-        """Re-hashes every blob on all cores; returns what is corrupt or misnamed (empty when all is well)."""
+    def fsck(self, progress: Callable[[int, int], None] | None = None) -> list[FsckProblem]:
+        """Re-hashes every blob on all cores; returns what is corrupt or misnamed (empty when all is well).
+        ``progress(done, total)`` hears the bytes checked after each batch."""
         problems: list[FsckProblem] = []
         entries: list[tuple[str, Path]] = []
         for alg_dir in sorted(p for p in (self.root / "blobs").iterdir() if p.is_dir()):
@@ -359,8 +361,20 @@ class ContentStore:
         by_alg: dict[str, list[tuple[str, Path]]] = {}
         for name, p in entries:
             by_alg.setdefault(name.split(":", 1)[0], []).append((name, p))
+        total = sum(p.lstat().st_size for _, p in entries)
+        done = 0
+        results_by: dict[str, list[tuple[str | None, int, str | None]]] = {}
         for alg, group in by_alg.items():
-            results = hash_files([p for _, p in group], alg)
+            results_by[alg] = []
+            for i in range(0, len(group), _FSCK_BATCH):
+                batch = group[i : i + _FSCK_BATCH]
+                part = hash_files([p for _, p in batch], alg)
+                results_by[alg].extend(part)
+                done += sum(size for _, size, _ in part)
+                if progress is not None:
+                    progress(done, total)
+        for alg, group in by_alg.items():
+            results = results_by[alg]
             for (name, p), (actual, _size, err) in zip(group, results, strict=True):
                 if err is not None:
                     problems.append(FsckProblem(str(p), f"unreadable: {err}"))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imgcore._core import inspect_blob, sha256_file
-from imgcore._progress import NullProgress, Progress
+from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import DigestMismatch, ImgcoreError, InvalidArchive, InvalidManifest, SizeMismatch
 from imgcore.image.builder import manifest_for
 from imgcore.image.catalog import lookup, tag_manifest
@@ -79,6 +79,7 @@ def save(
     *,
     store: ContentStore,
     format: str = "docker",
+    progress: Progress | None = None,
 ) -> list[str]:
     """Write images to an archive, as ``docker save`` does. Returns the names written.
 
@@ -86,6 +87,7 @@ def save(
     ``repositories``, readable by every docker version and by skopeo's ``docker-archive:``), ``oci`` (an OCI image
     layout as a tar) and ``oci-dir`` (an OCI image layout directory, ``output`` being the directory).
     """
+    progress = progress if progress is not None else NullProgress()
     if format not in ("docker", "oci", "oci-dir"):
         raise ImgcoreError(f"save: unknown format {format!r} (docker, oci, oci-dir)")
     images: list[tuple[Reference | None, Manifest, list[Descriptor]]] = []
@@ -158,8 +160,11 @@ def save(
                 info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
                 tf.addfile(info)
             for digest in blobs_by_digest:
+                size = store.blob_size(digest)
+                progress.layer(short_id(digest), "Saving", 0, size)
                 with store.open_blob(digest) as f:
-                    add(tf, f"blobs/sha256/{digest.split(':', 1)[1]}", store.blob_size(digest), f)
+                    add(tf, f"blobs/sha256/{digest.split(':', 1)[1]}", size, f)
+                progress.layer(short_id(digest), "Saved", size, size)
             for name, data in meta.items():
                 add(tf, name, len(data), io.BytesIO(data))
         if opened is not None:
@@ -448,7 +453,9 @@ def load(
                     lease.add(*(d.digest for d, _ in blobs))
                 for d, path in blobs:
                     if d.digest not in stored and not store.has_blob(d.digest):
+                        progress.layer(short_id(d.digest), "Loading layer", 0, d.size)
                         store.put_blob(path, digest=d.digest, size=d.size)
+                        progress.layer(short_id(d.digest), "Loaded", d.size, d.size)
                     stored.add(d.digest)
                 config_digest = next(d.digest for d, _ in blobs if d is not mdesc and "config" in d.media_type)
                 if r is not None:
