@@ -39,6 +39,9 @@ def _progress(args: argparse.Namespace) -> Any:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     progress = _progress(args)
+    last = args.reference.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        progress.line("Using default tag: latest")  # docker's first line for a reference without a tag
     try:
         result = pull.pull(
             parse(args.reference),
