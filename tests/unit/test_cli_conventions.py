@@ -40,7 +40,10 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
 
 
 def test_version_loads_no_workflow(tmp_path: Path) -> None:
-    code = "import sys; from imgcore.cli import main; main(['--version']); print(len([m for m in sys.modules if m.startswith('imgcore.')]))"
+    code = (
+        "import sys; from imgcore.cli import main; main(['--version']); "
+        "print(len([m for m in sys.modules if m.startswith('imgcore.')]))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     version, count = r.stdout.split()[1], int(r.stdout.split()[-1])
     assert version
