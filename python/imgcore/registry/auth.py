@@ -89,19 +89,30 @@ def redact(text: str) -> str:
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*,?')
-_SCHEME = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
+_SCHEME = re.compile(rf"\s*({_TOKEN})(?:\s+|$|(?=,))")
+_TOKEN68 = re.compile(r"\s*([A-Za-z0-9._~+/-]+=*)\s*(?:,|$)")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+MAX_CHALLENGE_HEADER = 64 * 1024
 
 
 def parse_www_authenticate(header: str) -> list[Challenge]:
     """Parse a ``WWW-Authenticate`` header into its challenges (RFC 7235, as registries send them).
 
+    Lenient as browsers are: what cannot be parsed ends the list (a challenge already read is kept). A
+    challenge may carry a token68 instead of parameters (``Negotiate abc==``); it is skipped, not stored.
+    The only exception raised is :class:`~imgcore.errors.AuthError`, for a header over 64 KiB.
+
     >>> parse_www_authenticate('Bearer realm="https://a/token",service="reg",scope="repository:x:pull"')[0].params["scope"]
     'repository:x:pull'
     """
+    if not isinstance(header, str):
+        raise AuthError(f"WWW-Authenticate: expected text, got {type(header).__name__}")
+    if len(header) > MAX_CHALLENGE_HEADER:
+        raise AuthError(f"WWW-Authenticate: header of {len(header)} characters is over {MAX_CHALLENGE_HEADER}")
     challenges: list[Challenge] = []
     pos = 0
     while pos < len(header):
-        while pos < len(header) and header[pos] in " ,":
+        while pos < len(header) and header[pos] in " \t,":
             pos += 1
         m = _SCHEME.match(header, pos)
         if not m:
@@ -109,12 +120,15 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
         scheme = m.group(1).lower()
         pos = m.end()
         params: dict[str, str] = {}
+        t68 = _TOKEN68.match(header, pos)
+        if t68 and not _PARAM.match(header, pos):
+            pos = t68.end()
         while pos < len(header):
             pm = _PARAM.match(header, pos)
             if not pm:
                 break
             value = pm.group(2) if pm.group(2) is not None else pm.group(3)
-            params[pm.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+            params.setdefault(pm.group(1).lower(), _QUOTED_PAIR.sub(r"\1", value))
             pos = pm.end()
         challenges.append(Challenge(scheme, params))
     return challenges
