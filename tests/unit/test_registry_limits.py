@@ -243,3 +243,15 @@ def test_memory_stays_bounded_on_an_endless_manifest(hostile: Callable[..., Host
     assert out["error"] == "RegistryError"
     assert out["code"] == "SIZE_LIMIT"
     assert out["rss_kib"] - out["before_kib"] < 24 * 1024, out  # a 4 MiB cap plus buffers, not 64 MiB
+
+
+def test_head_of_a_large_blob_is_not_a_body_over_the_cap(hostile: Callable[..., HostileServer]) -> None:
+    """The caps apply to bodies read, not to what a HEAD's Content-Length describes (a 3 GB layer)."""
+
+    def head(conn: socket.socket, path: str) -> None:
+        conn.sendall(
+            _headers("200 OK", {"Content-Length": str(3 << 30), "Docker-Content-Digest": "sha256:" + "a" * 64})
+        )
+
+    server = hostile(head)
+    assert _client(server.host).blob_size("big/app", "sha256:" + "a" * 64) == 3 << 30

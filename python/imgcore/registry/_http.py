@@ -465,6 +465,8 @@ class Response:
 
     def read_all(self, cap: int, deadline: float | None = None) -> bytes:
         """The whole body, at most ``cap`` bytes (else :class:`BodyTooLarge`), before ``deadline`` (monotonic)."""
+        if self._done:  # HEAD, 204, 304, or already read: a Content-Length there describes no body to come
+            return b""
         declared = self.content_length
         if declared is not None and declared > cap:
             self.close()
