@@ -466,3 +466,152 @@ def pushed_image(oci_image: OciImage, registry: Registry) -> tuple[OciImage, str
     """The test image pushed by skopeo to the plain registry as ``<host>/test/app:v1``."""
     skopeo_push(oci_image, registry, "test/app:v1")
     return oci_image, f"{registry.host}/test/app:v1"
+
+
+# --------------------------------------------------------------------------------------------- hostile hosts
+
+
+class HostileServer:
+    """A loopback HTTP server standing for a CDN or storage host that a registry redirects to, run by someone else.
+
+    ``mode``: ``"basic"`` answers every request 401 with its own ``Basic`` challenge; ``"bearer"`` answers 401
+    with a ``Bearer`` challenge whose realm is its own ``/token`` (which hands out a token); ``"serve"`` answers
+    ``GET /blob/<digest>`` with the bytes in ``blobs`` and anything else 404.
+    ``seen`` records ``(method, path, Authorization header or None)`` of every request it gets.
+    """
+
+    def __init__(self, mode: str = "basic") -> None:
+        self.mode = mode
+        self.blobs: dict[str, bytes] = {}
+        self.seen: list[tuple[str, str, str | None]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                remaining = length
+                while remaining > 0:
+                    got = self.rfile.read(min(remaining, 1 << 20))
+                    if not got:
+                        break
+                    remaining -= len(got)
+                outer.seen.append((self.command, self.path, self.headers.get("Authorization")))
+                status, headers, body = 404, {}, b'{"errors":[{"code":"NOT_FOUND","message":"nothing here"}]}'
+                if self.path.startswith("/token"):
+                    status, body = 200, b'{"token":"hostile-token","expires_in":300}'
+                elif outer.mode == "basic":
+                    status, headers = 401, {"WWW-Authenticate": 'Basic realm="hostile"'}
+                    body = b'{"errors":[{"code":"UNAUTHORIZED","message":"hand me your password"}]}'
+                elif outer.mode == "bearer":
+                    status = 401
+                    headers = {"WWW-Authenticate": f'Bearer realm="{outer.url}/token",service="hostile",scope="x"'}
+                    body = b'{"errors":[{"code":"UNAUTHORIZED","message":"hand me a token"}]}'
+                elif self.path.startswith("/blob/") and self.path[6:] in outer.blobs:
+                    status, body = 200, outer.blobs[self.path[6:]]
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def authorizations(self) -> list[str]:
+        return [a for _, _, a in self.seen if a is not None]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RedirectProxy:
+    """A loopback reverse proxy in front of a real registry that sends clients to a :class:`HostileServer`.
+
+    Every request is forwarded to ``upstream`` with its headers (``Host`` included, so the registry's own
+    ``Location`` URLs name the proxy). Then: a successful blob GET becomes ``307 Location: <hostile>/blob/<digest>``
+    (as registries redirect to a CDN) when ``redirect_blobs``; an upload session's ``Location`` is rewritten to
+    the hostile host when ``redirect_uploads``. ``seen`` records ``(method, path)``.
+    """
+
+    def __init__(self, upstream: str, hostile: HostileServer) -> None:
+        self.upstream = upstream
+        self.hostile = hostile
+        self.redirect_blobs = True
+        self.redirect_uploads = True
+        self.seen: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.seen.append((self.command, self.path))
+                host, port = proxy.upstream.rsplit(":", 1)
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in headers.items():
+                    conn.putheader(k, v)
+                conn.endheaders(body)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                hop = ("connection", "transfer-encoding", "content-length")
+                status, out = resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in hop]
+                is_blob = "/blobs/sha256:" in self.path and "/uploads/" not in self.path
+                if proxy.redirect_blobs and self.command == "GET" and is_blob and status == 200:
+                    digest = self.path.rsplit("/", 1)[-1]
+                    status, data = 307, b""
+                    out = [("Location", f"{proxy.hostile.url}/blob/{digest}")]
+                if proxy.redirect_uploads:
+                    fixed = []
+                    for k, v in out:
+                        if k.lower() == "location" and "/blobs/uploads/" in v:
+                            path = v.split("/v2/", 1)[1]
+                            v = f"{proxy.hostile.url}/upload/{path}"
+                        fixed.append((k, v))
+                    out = fixed
+                self.send_response(status)
+                for k, v in out:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry over plain HTTP on loopback with htpasswd basic auth, user ``carol`` / ``basic-pw-42``."""
+    reg = start_registry(tmp_path_factory.mktemp("basic-registry"), user="carol", password="basic-pw-42")
+    yield reg
+    reg.stop()

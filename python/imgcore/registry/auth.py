@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -71,50 +72,71 @@ class Challenge:
 
 # --------------------------------------------------------------------------------------------------- redaction
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(
-    r"(?i)(?P<key>[?&](?:password|passwd|token|access_token|refresh_token|secret|sig|signature)=)[^&\s#]+"
-)
-_AUTH_HEADER = re.compile(r"(?i)(?P<key>\b(?:basic|bearer)\s+)[A-Za-z0-9._~+/=-]{8,}")
+# NOTE: patterns are compiled on first use (functools.cache), not at import: `imgcore pull` starts faster.
+
+
+@functools.cache
+def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+_URL_USERINFO = r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@"
+_SECRET_QUERY = r"(?i)(?P<key>[?&](?:password|passwd|token|access_token|refresh_token|secret|sig|signature)=)[^&\s#]+"
+_AUTH_HEADER = r"(?i)(?P<key>\b(?:basic|bearer)\s+)[A-Za-z0-9._~+/=-]{8,}"
 
 
 def redact(text: str) -> str:
     """Return ``text`` with credentials in URLs, secret query parameters and Authorization values replaced."""
-    text = _URL_USERINFO.sub(r"\g<scheme><redacted>@", text)
-    text = _SECRET_QUERY.sub(r"\g<key><redacted>", text)
-    return _AUTH_HEADER.sub(r"\g<key><redacted>", text)
+    text = _rx(_URL_USERINFO).sub(r"\g<scheme><redacted>@", text)
+    text = _rx(_SECRET_QUERY).sub(r"\g<key><redacted>", text)
+    return _rx(_AUTH_HEADER).sub(r"\g<key><redacted>", text)
 
 
 # ------------------------------------------------------------------------------------------------ challenges
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*,?')
-_SCHEME = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
+_PARAM = rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*,?'
+_SCHEME = rf"\s*({_TOKEN})(?:\s+|$|(?=,))"
+_TOKEN68 = r"\s*([A-Za-z0-9._~+/-]+=*)\s*(?:,|$)"
+_QUOTED_PAIR = r"\\(.)"
+MAX_CHALLENGE_HEADER = 64 * 1024
 
 
 def parse_www_authenticate(header: str) -> list[Challenge]:
     """Parse a ``WWW-Authenticate`` header into its challenges (RFC 7235, as registries send them).
 
+    Lenient as browsers are: what cannot be parsed ends the list (a challenge already read is kept). A
+    challenge may carry a token68 instead of parameters (``Negotiate abc==``); it is skipped, not stored.
+    The only exception raised is :class:`~imgcore.errors.AuthError`, for a header over 64 KiB.
+
     >>> parse_www_authenticate('Bearer realm="https://a/token",service="reg",scope="repository:x:pull"')[0].params["scope"]
     'repository:x:pull'
     """
+    if not isinstance(header, str):
+        raise AuthError(f"WWW-Authenticate: expected text, got {type(header).__name__}")
+    if len(header) > MAX_CHALLENGE_HEADER:
+        raise AuthError(f"WWW-Authenticate: header of {len(header)} characters is over {MAX_CHALLENGE_HEADER}")
+    scheme_rx, param_rx, token68_rx, pair_rx = _rx(_SCHEME), _rx(_PARAM), _rx(_TOKEN68), _rx(_QUOTED_PAIR, re.DOTALL)
     challenges: list[Challenge] = []
     pos = 0
     while pos < len(header):
-        while pos < len(header) and header[pos] in " ,":
+        while pos < len(header) and header[pos] in " \t,":
             pos += 1
-        m = _SCHEME.match(header, pos)
+        m = scheme_rx.match(header, pos)
         if not m:
             break
         scheme = m.group(1).lower()
         pos = m.end()
         params: dict[str, str] = {}
+        t68 = token68_rx.match(header, pos)
+        if t68 and not param_rx.match(header, pos):
+            pos = t68.end()
         while pos < len(header):
-            pm = _PARAM.match(header, pos)
+            pm = param_rx.match(header, pos)
             if not pm:
                 break
             value = pm.group(2) if pm.group(2) is not None else pm.group(3)
-            params[pm.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+            params.setdefault(pm.group(1).lower(), pair_rx.sub(r"\1", value))
             pos = pm.end()
         challenges.append(Challenge(scheme, params))
     return challenges

@@ -1,6 +1,7 @@
-"""A client for the OCI distribution protocol (``/v2/...``), over urllib3 with connection pooling and streaming.
+"""A client for the OCI distribution protocol (``/v2/...``), with connection pooling and streaming.
 
-One :class:`RegistryClient` talks to one registry host and is safe to share between threads (urllib3's pools are).
+One :class:`RegistryClient` talks to one registry host and is safe to share between threads. The HTTP/1.1
+transport is :mod:`._http` (the standard library's :mod:`socket`; :mod:`ssl` only once an https URL is used).
 
 Transport policy, as docker's:
 
@@ -9,7 +10,19 @@ Transport policy, as docker's:
   ``insecure`` or ``$IMGCORE_INSECURE_REGISTRIES`` -- are tried over HTTPS first, then HTTPS without certificate
   verification, then plain HTTP. The first that answers ``/v2/`` is kept.
 - Retries with exponential backoff (and ``Retry-After``) on 5xx, 429 and dropped connections; redirects are followed
-  by hand so that the ``Authorization`` header never travels to another host.
+  by hand.
+- Credentials go only where they belong: ``Authorization`` (Basic or Bearer) is sent only to the registry's own
+  host, and basic credentials to the token realm the registry's own 401 challenge named. A redirect target or an
+  upload ``Location`` on another host gets none; a 401 from such a host is an :class:`~imgcore.errors.AuthError`
+  naming it, never a challenge to answer (docker and containers/image behave the same way).
+- Bounded reads (containers/image ``internal/iolimits``, CVE-2020-1702): a manifest is read up to 4 MiB
+  (``MAX_MANIFEST``), a config up to 4 MiB, a token answer and an error body up to 1 MiB, whatever
+  ``Content-Length`` says (chunked and endless bodies included); past the cap the read stops with a
+  :class:`~imgcore.errors.RegistryError` naming the URL and the cap.
+- Time limits: a connect, send or read that makes no progress for ``timeout`` seconds fails; a bounded answer
+  (headers, manifest, token, error) must arrive whole within ``deadline`` seconds; a blob stream that stays
+  below ``low_speed_limit`` bytes/s for ``low_speed_time`` seconds is cut as a retryable error (curl's
+  ``--speed-limit``/``--speed-time``), so a registry that trickles bytes cannot hang a pull.
 - Error bodies (``{"errors": [{"code", "message", "detail"}]}``) become :class:`~imgcore.errors.RegistryError`
   subclasses carrying what the registry said. Credentials never appear in messages: see :func:`.auth.redact`.
 """
@@ -23,18 +36,14 @@ import os
 import random
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Final, Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
-from urllib3.exceptions import InsecureRequestWarning, SSLError
-
 from imgcore import sha256 as _sha256
 from imgcore.errors import AuthError, DigestMismatch, InvalidDigest, NotFound, RateLimited, RegistryError
+from imgcore.registry._http import BodyTooLarge, Pools, Response, TLSError
 from imgcore.registry.auth import (
     Challenge,
     Credentials,
@@ -48,6 +57,10 @@ from imgcore.registry.auth import (
 
 __all__ = [
     "MANIFEST_ACCEPT",
+    "MAX_CONFIG",
+    "MAX_ERROR_BODY",
+    "MAX_MANIFEST",
+    "MAX_TOKEN",
     "BlobStream",
     "ManifestResponse",
     "RegistryClient",
@@ -66,6 +79,12 @@ _RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 _USER_AGENT: Final = "imgcore"
 _HUB_API: Final = "registry-1.docker.io"
 _CHUNK: Final = 1 << 20
+# containers/image internal/iolimits: MaxManifestBodySize, MaxConfigBodySize, MaxAuthTokenBodySize, MaxErrorBodySize.
+MAX_MANIFEST: Final = 4 << 20
+MAX_CONFIG: Final = 4 << 20
+MAX_TOKEN: Final = 1 << 20
+MAX_ERROR_BODY: Final = 1 << 20
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 def registry_host(domain: str) -> str:
@@ -159,28 +178,56 @@ class ManifestResponse:
 class BlobStream:
     """A streaming blob body. ``start`` is the offset of its first byte (non-zero only when a Range was honoured)."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, start: int, total: int | None) -> None:
+    def __init__(
+        self,
+        response: Response,
+        start: int,
+        total: int | None,
+        *,
+        what: str = "download",
+        low_speed_limit: float = 1024.0,
+        low_speed_time: float = 60.0,
+    ) -> None:
         self._response = response
         self.start = start
         self.total = total
+        self._what = what
+        self._low_limit = low_speed_limit
+        self._low_time = low_speed_time
 
     def chunks(self, size: int = _CHUNK) -> Iterator[bytes]:
-        """Yield the body in chunks. Dropped connections raise :class:`RegistryError` with ``retryable=True``."""
+        """Yield the body in chunks. Dropped connections raise :class:`RegistryError` with ``retryable=True``.
+
+        So does a stream slower than ``low_speed_limit`` bytes/s over a whole ``low_speed_time`` window.
+        """
+        window_start = time.monotonic()
+        window_bytes = 0
         try:
             while True:
-                data = self._response.read1(size, decode_content=False)
+                data = self._response.read1(size)
                 if not data:
                     return
+                window_bytes += len(data)
+                now = time.monotonic()
+                if now - window_start >= self._low_time:
+                    if window_bytes < self._low_limit * (now - window_start):
+                        self.close()
+                        raise RegistryError(
+                            redact(
+                                f"{self._what}: too slow: {window_bytes} bytes in {now - window_start:.1f} s"
+                                f" (below {self._low_limit:.0f} bytes/s for {self._low_time:.0f} s)"
+                            ),
+                            retryable=True,
+                        )
+                    window_start, window_bytes = now, 0
                 yield data
-        except (Urllib3HTTPError, OSError) as exc:
+        except OSError as exc:
             raise RegistryError(
-                redact(f"download: connection lost: {exc.__class__.__name__}: {exc}"), retryable=True
+                redact(f"{self._what}: connection lost: {exc.__class__.__name__}: {exc}"), retryable=True
             ) from None
 
     def close(self) -> None:
-        self._response.release_conn()
-        with contextlib.suppress(Exception):
-            self._response.close()
+        self._response.close()
 
     def __enter__(self) -> BlobStream:
         return self
@@ -211,8 +258,12 @@ class RegistryClient:
         ca_file: a PEM bundle to verify the registry's certificate against instead of the system's CAs.
         retries: how many times a request is retried on 5xx, 429 and dropped connections.
         backoff: base delay of the exponential backoff, in seconds.
-        timeout: connect and read timeout, in seconds.
+        timeout: seconds a connect, send or read may go without progress.
         pool_size: connections kept per host (use at least the number of parallel downloads).
+        deadline: seconds within which a bounded answer (status and headers, manifest, token, error body,
+            config) must arrive whole.
+        low_speed_limit, low_speed_time: a blob stream slower than ``low_speed_limit`` bytes/s over
+            ``low_speed_time`` seconds is cut (a retryable :class:`RegistryError`; the pull resumes with Range).
     """
 
     def __init__(
@@ -227,6 +278,9 @@ class RegistryClient:
         timeout: float = 60.0,
         pool_size: int = 8,
         scheme: Literal["https", "http"] | None = None,
+        deadline: float = 300.0,
+        low_speed_limit: float = 1024.0,
+        low_speed_time: float = 60.0,
     ) -> None:
         self.registry = normalize_registry(registry)
         self.host = registry_host(self.registry)
@@ -234,34 +288,67 @@ class RegistryClient:
         self.credentials = load_credentials(self.registry) if credentials == "auto" else credentials
         self.retries = retries
         self.backoff = backoff
-        self._timeout = urllib3.Timeout(connect=min(timeout, 30.0), read=timeout)
+        self.deadline = deadline
+        self.low_speed_limit = low_speed_limit
+        self.low_speed_time = low_speed_time
         self._ca_file = os.fspath(ca_file) if ca_file is not None else None
-        self._pool_size = pool_size
-        self._verified = urllib3.PoolManager(
-            num_pools=8, maxsize=pool_size, cert_reqs="CERT_REQUIRED", ca_certs=self._ca_file, retries=False
-        )
-        self._unverified: urllib3.PoolManager | None = None
+        self._pools = Pools(maxsize=pool_size, ca_file=self._ca_file, timeout=timeout)
         self._base: str | None = f"{scheme}://{self.host}" if scheme else None
         self._verify = True
         self._lock = threading.Lock()
         self._tokens = TokenCache()
         self._challenge: Challenge | None = None
 
+    def close(self) -> None:
+        """Close the idle connections now (they are also closed when the client is garbage-collected)."""
+        self._pools.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"RegistryClient({self.registry!r}, base={self._base!r})"
 
     # ------------------------------------------------------------------------------------------ transport
 
-    def _pool(self, verify: bool) -> urllib3.PoolManager:
-        if verify:
-            return self._verified
-        if self._unverified is None:
-            # NOTE: only reached for registries the user (or loopback) marked insecure, as docker does.
-            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-            self._unverified = urllib3.PoolManager(
-                num_pools=8, maxsize=self._pool_size, cert_reqs="CERT_NONE", retries=False
-            )
-        return self._unverified
+    def _raw(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | IO[bytes] | None = None,
+        *,
+        verify: bool,
+        deadline: float | None = None,
+    ) -> Response:
+        """One HTTP exchange, no policy. ``verify=False`` (no certificate check) is only ever asked for registries
+        the user, or loopback, marked insecure, as docker does."""
+        split = urlsplit(url)
+        target = (split.path or "/") + (f"?{split.query}" if split.query else "")
+        return self._pools.request(
+            method, split.scheme, split.netloc, target, dict(headers), body, verify=verify, deadline=deadline
+        )
+
+    def _read(self, r: Response, cap: int, what: str, url: str, deadline: float | None, kind: str) -> bytes:
+        """The body of ``r``, at most ``cap`` bytes and before ``deadline``, else a :class:`RegistryError`."""
+        try:
+            return r.read_all(cap, deadline)
+        except BodyTooLarge:
+            raise RegistryError(
+                redact(f"{what}: {_strip_query(url)}: {kind} larger than {cap} bytes (the limit); not read further"),
+                status=r.status,
+                code="SIZE_LIMIT",
+            ) from None
+        except OSError as exc:
+            raise RegistryError(
+                redact(f"{what}: {_strip_query(url)}: reading the {kind} failed: {exc}"), retryable=True
+            ) from None
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.deadline
 
     @property
     def base_url(self) -> str:
@@ -283,30 +370,37 @@ class RegistryClient:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             for scheme, verify in candidates:
+                url = f"{scheme}://{self.host}/v2/"
                 try:
-                    url = f"{scheme}://{self.host}/v2/"
-                    r = self._pool(verify).request("GET", url, timeout=self._timeout, redirect=False)
-                except SSLError as exc:
+                    deadline = self._deadline()
+                    r = self._raw("GET", url, {"User-Agent": _USER_AGENT}, verify=verify, deadline=deadline)
+                    data = self._read(r, MAX_ERROR_BODY, f"ping {self.registry}", url, deadline, "answer")
+                except TLSError as exc:
                     last = exc
                     continue
-                except (Urllib3HTTPError, OSError) as exc:
+                except OSError as exc:
                     last = exc
                     if self.insecure:
                         continue
                     break
-                if r.status in _RETRY_STATUS:
-                    last = error_from_response(f"ping {self.registry}", r.status, r.data, r.headers)
+                except RegistryError as exc:
+                    last = exc
                     break
-                if scheme == "http" and r.status == 400 and b"HTTPS" in r.data:
+                if r.status in _RETRY_STATUS:
+                    last = error_from_response(f"ping {self.registry}", r.status, data, r.headers)
+                    break
+                if scheme == "http" and r.status == 400 and b"HTTPS" in data:
                     continue
                 return f"{scheme}://{self.host}", verify
-            if isinstance(last, SSLError):
+            if isinstance(last, TLSError):
                 break  # a certificate problem does not go away by asking again
+            if isinstance(last, RegistryError) and not last.retryable:
+                break
             if attempt < self.retries:
                 time.sleep(_backoff(attempt, self.backoff))
         if isinstance(last, RegistryError):
             raise last
-        if isinstance(last, SSLError):
+        if isinstance(last, TLSError):
             raise RegistryError(
                 redact(
                     f"connect to registry {self.registry}: TLS failed: {last}; give the registry's CA with --ca-file,"
@@ -351,16 +445,17 @@ class RegistryClient:
         if self.credentials is not None:
             query.append(("account", self.credentials.username))
         url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
-        headers = {"User-Agent": _USER_AGENT}
-        if self.credentials is not None:
-            headers["Authorization"] = self.credentials.basic_header()
         split = urlsplit(url)
-        verify = self._verify if split.netloc == self.host else True
+        if split.scheme not in ("http", "https") or not split.netloc:
+            raise AuthError(redact(f"auth {self.registry}: bearer realm {realm!r} is not an http(s) URL"))
         what = f"auth {self.registry}: token from {split.scheme}://{split.netloc}{split.path}"
         for attempt in range(self.retries + 1):
+            deadline = self._deadline()
             try:
-                r = self._pool(verify).request("GET", url, headers=headers, timeout=self._timeout, redirect=True)
-            except (Urllib3HTTPError, OSError) as exc:
+                r, final = self._token_exchange(url, deadline)
+                data = self._read(r, MAX_TOKEN if r.status == 200 else MAX_ERROR_BODY, what, final, deadline,
+                                  "token answer" if r.status == 200 else "error body")  # fmt: skip
+            except OSError as exc:
                 if attempt < self.retries:
                     time.sleep(_backoff(attempt, self.backoff))
                     continue
@@ -370,18 +465,36 @@ class RegistryClient:
                 continue
             if r.status in (401, 403):
                 who = "the credentials were refused" if self.credentials else "anonymous access was refused"
-                err = error_from_response(f"{what}: {who}", r.status, r.data, r.headers)
+                if urlsplit(final).netloc != split.netloc:
+                    who = f"{urlsplit(final).netloc} (redirected to) refused access; no credentials were sent there"
+                err = error_from_response(f"{what}: {who}", r.status, data, r.headers)
                 raise AuthError(str(err), status=r.status, code=err.code)
             if r.status != 200:
-                raise error_from_response(what, r.status, r.data, r.headers)
-            token, expires = token_from_response(self.registry, r.data)
+                raise error_from_response(what, r.status, data, r.headers)
+            token, expires = token_from_response(self.registry, data)
             self._tokens.put(realm, scope_set, token, expires)
             return token
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _on_unauthorized(
-        self, r: urllib3.BaseHTTPResponse, scopes: tuple[str, ...], what: str, sent: str | None
-    ) -> bool:
+    def _token_exchange(self, url: str, deadline: float) -> tuple[Response, str]:
+        """GET the token URL, following redirects by hand; basic credentials go only to the realm's own host."""
+        realm_netloc = urlsplit(url).netloc
+        for _ in range(6):
+            split = urlsplit(url)
+            headers = {"User-Agent": _USER_AGENT}
+            if self.credentials is not None and split.netloc == realm_netloc:
+                headers["Authorization"] = self.credentials.basic_header()
+            verify = self._verify if split.netloc == self.host else True
+            r = self._raw("GET", url, headers, verify=verify, deadline=deadline)
+            if r.status not in _REDIRECTS or "Location" not in r.headers:
+                return r, url
+            r.close()
+            url = urljoin(url, r.headers["Location"])
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise RegistryError(redact(f"auth {self.registry}: token endpoint redirected to {url!r}"))
+        raise RegistryError(redact(f"auth {self.registry}: token endpoint: too many redirects"))
+
+    def _on_unauthorized(self, r: Response, scopes: tuple[str, ...], what: str, sent: str | None) -> bool:
         """Handle a 401: learn the challenge and get credentials for it. False when there is nothing left to try.
 
         ``sent`` is the Authorization value the refused request carried: another thread may have learnt the
@@ -424,34 +537,58 @@ class RegistryClient:
         body: bytes | IO[bytes] | None = None,
         ok: Iterable[int] = (200,),
         stream: bool = False,
-    ) -> urllib3.BaseHTTPResponse:
-        """Send one request with auth, redirects and retries; return the response (body unread when ``stream``)."""
+        limit: int = MAX_ERROR_BODY,
+    ) -> Response:
+        """Send one request with auth, redirects and retries; return the response.
+
+        Unless ``stream``, the body is read (at most ``limit`` bytes, within the deadline) into ``.data``.
+        ``Authorization`` is attached only when the URL is on the registry's own host.
+        """
         ok_set = frozenset(ok)
         url = self._url(path_or_url)
+        own = urlsplit(url).netloc == self.host
         body_pos = body.tell() if body is not None and not isinstance(body, bytes | bytearray) else None
         auth_rounds = 0
         attempt = 0
         while True:
             hdrs = {"User-Agent": _USER_AGENT, **(headers or {})}
-            auth = self._auth_header(scopes)
+            auth = self._auth_header(scopes) if own else None
             if auth:
                 hdrs["Authorization"] = auth
             if body_pos is not None and body is not None and not isinstance(body, bytes | bytearray):
                 body.seek(body_pos)
+            deadline = self._deadline()
             try:
-                r = self._send(method, url, hdrs, body, stream)
-            except (Urllib3HTTPError, OSError) as exc:
+                r, final = self._send(method, url, hdrs, body, deadline)
+                if r.status in ok_set:
+                    if not stream:
+                        r.data = self._read(r, limit, what, final, deadline, "answer")
+                    return r
+                data = self._read(r, MAX_ERROR_BODY, what, final, deadline, "error body")
+            except OSError as exc:
                 if attempt < self.retries:
                     time.sleep(_backoff(attempt, self.backoff))
                     attempt += 1
                     continue
                 raise RegistryError(
-                    redact(f"{what}: connection to {self.registry} failed: {exc.__class__.__name__}: {exc}"),
-                    retryable=True,
+                    redact(f"{what}: connection to {self.registry} failed: {exc}"), retryable=True
                 ) from None
-            if r.status in ok_set:
-                return r
-            data = _drain(r)
+            except RegistryError as exc:
+                if exc.retryable and attempt < self.retries:
+                    time.sleep(_backoff(attempt, self.backoff))
+                    attempt += 1
+                    continue
+                raise
+            foreign = urlsplit(final).netloc
+            if r.status in (401, 403) and foreign != self.host:
+                # NOTE: a redirect target's challenge is not the registry's: answering it would hand the
+                # registry's credentials (or a token for it) to whoever runs that host.
+                err = error_from_response(f"{what}: redirected to {foreign}", r.status, data, r.headers)
+                raise AuthError(
+                    f"{err}; {foreign} is not {self.registry}, so no credentials were sent to it",
+                    status=r.status,
+                    code=err.code,
+                )
             if r.status == 401 and auth_rounds < 2:
                 auth_rounds += 1
                 if self._on_unauthorized(r, scopes, what, auth):
@@ -471,31 +608,28 @@ class RegistryClient:
             raise err
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | IO[bytes] | None, stream: bool
-    ) -> urllib3.BaseHTTPResponse:
-        pool = self._pool(self._verify)
-        origin = urlsplit(url).netloc
+        self, method: str, url: str, headers: dict[str, str], body: bytes | IO[bytes] | None, deadline: float
+    ) -> tuple[Response, str]:
+        """Send, following up to 5 redirects by hand; returns the answer and the URL that gave it.
+
+        ``Authorization`` is dropped as soon as a hop leaves the registry's host (and not put back if a later
+        hop returns to it). A target on another host is verified with the system's (or ``ca_file``'s) CAs.
+        """
         for _ in range(6):
-            r = pool.request(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                timeout=self._timeout,
-                redirect=False,
-                preload_content=not stream,
-                decode_content=False,
-            )
-            if r.status not in (301, 302, 303, 307, 308) or "Location" not in r.headers:
-                return r
-            _drain(r)
+            netloc = urlsplit(url).netloc
+            verify = self._verify if netloc == self.host else True
+            r = self._raw(method, url, headers, body, verify=verify, deadline=deadline)
+            if r.status not in _REDIRECTS or "Location" not in r.headers:
+                return r, url
+            r.close()
             url = urljoin(url, r.headers["Location"])
-            if urlsplit(url).netloc != origin:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise RegistryError(redact(f"{method} redirected to {url!r}: not an http(s) URL"))
+            if urlsplit(url).netloc != self.host:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                pool = self._verified if urlsplit(url).scheme == "https" else pool
             if r.status == 303 or (r.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
-        raise RegistryError(redact(f"{method} {url}: too many redirects"))
+        raise RegistryError(redact(f"{method} {_strip_query(url)}: too many redirects"))
 
     # ------------------------------------------------------------------------------------------ API
 
@@ -512,8 +646,9 @@ class RegistryClient:
             what=what,
             scopes=(_pull_scope(repo),),
             headers={"Accept": ", ".join(accept)},
+            limit=MAX_MANIFEST,
         )
-        raw = bytes(r.data)
+        raw = r.data
         digest = _digest_of(raw, reference if ":" in reference else None)
         if ":" in reference and digest != reference:
             raise DigestMismatch(f"{what}: content has digest {digest}", expected=reference, actual=digest)
@@ -562,7 +697,7 @@ class RegistryClient:
             headers=headers, ok=(200, 206, 416), stream=True,
         )  # fmt: skip
         if r.status == 416:
-            _drain(r)
+            r.close()
             # The range starts at or past the end: we may already have every byte; let the caller re-check.
             return self.open_blob(repo, digest, offset=0) if offset > 0 else BlobStream(r, 0, 0)
         start = 0
@@ -574,16 +709,24 @@ class RegistryClient:
             except (IndexError, ValueError):
                 start = offset
             total = start + total if total is not None else None
-        return BlobStream(r, start, total)
+        return BlobStream(r, start, total, what=what, low_speed_limit=self.low_speed_limit,
+                          low_speed_time=self.low_speed_time)  # fmt: skip
 
-    def get_blob(self, repo: str, digest: str, *, max_size: int = 64 << 20) -> bytes:
-        """A small blob (config) as bytes, verified against its digest."""
+    def get_blob(self, repo: str, digest: str, *, max_size: int = MAX_CONFIG) -> bytes:
+        """A small blob (config) as bytes, at most ``max_size`` bytes, verified against its digest."""
+        what = f"get blob {self.registry}/{repo}@{digest}"
+        deadline = self._deadline()
         with self.open_blob(repo, digest) as s:
+            if s.total is not None and s.total > max_size:
+                raise RegistryError(f"{what}: larger than {max_size} bytes (the limit); not read", code="SIZE_LIMIT")
             buf = bytearray()
             for chunk in s.chunks():
                 buf += chunk
                 if len(buf) > max_size:
-                    raise RegistryError(f"get blob {self.registry}/{repo}@{digest}: larger than {max_size} bytes")
+                    raise RegistryError(f"{what}: larger than {max_size} bytes (the limit); not read further",
+                                        code="SIZE_LIMIT")  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"{what}: not complete within {self.deadline:.0f} s", retryable=True)
         data = bytes(buf)
         actual = _digest_of(data, digest)
         if actual != digest:
@@ -602,7 +745,6 @@ class RegistryClient:
             headers={"Content-Length": "0"},
             ok=(201, 202),
         )
-        _drain(r)
         if r.status == 201:
             return None
         return self._location(r, "mount blob")
@@ -612,10 +754,9 @@ class RegistryClient:
             "POST", f"/v2/{repo}/blobs/uploads/", what=f"start upload to {self.registry}/{repo}",
             scopes=(_push_scope(repo),), headers={"Content-Length": "0"}, ok=(202,),
         )  # fmt: skip
-        _drain(r)
         return self._location(r, "start upload")
 
-    def _location(self, r: urllib3.BaseHTTPResponse, what: str) -> str:
+    def _location(self, r: Response, what: str) -> str:
         loc = r.headers.get("Location")
         if not loc:
             raise RegistryError(f"{what} {self.registry}: registry answered without a Location header", status=r.status)
@@ -641,7 +782,6 @@ class RegistryClient:
                 "PUT", _with_query(loc, {"digest": digest}), what=what, scopes=scopes, body=source,
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}, ok=(201,),
             )  # fmt: skip
-            _drain(r)
             if on_progress:
                 on_progress(size)
             return
@@ -660,7 +800,6 @@ class RegistryClient:
                 },
                 ok=(202, 204),
             )  # fmt: skip
-            _drain(r)
             loc = self._location(r, "upload chunk")
             offset += len(chunk)
             if on_progress:
@@ -669,7 +808,6 @@ class RegistryClient:
             "PUT", _with_query(loc, {"digest": digest}), what=what, scopes=scopes,
             headers={"Content-Length": "0"}, ok=(201,),
         )  # fmt: skip
-        _drain(r)
 
     def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> str:
         """Upload a manifest under a tag or digest; returns its digest (verified against the registry's answer)."""
@@ -678,7 +816,6 @@ class RegistryClient:
             "PUT", f"/v2/{repo}/manifests/{reference}", what=what, scopes=(_push_scope(repo),), body=raw,
             headers={"Content-Type": media_type, "Content-Length": str(len(raw))}, ok=(201,),
         )  # fmt: skip
-        _drain(r)
         digest = _digest_of(raw, None)
         said = r.headers.get("Docker-Content-Digest")
         if said and said != digest:
@@ -709,13 +846,9 @@ class _Reader:
         return self._src.read(n)
 
 
-def _drain(r: urllib3.BaseHTTPResponse) -> bytes:
-    try:
-        data = bytes(r.data) if r.data is not None else b""
-    except (Urllib3HTTPError, OSError):
-        data = b""
-    r.release_conn()
-    return data
+def _strip_query(url: str) -> str:
+    """``url`` without its query (signed CDN URLs carry secrets there) for messages."""
+    return url.split("?", 1)[0]
 
 
 def _int(v: str | None) -> int | None:
