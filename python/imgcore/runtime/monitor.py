@@ -85,7 +85,7 @@ def _bind(fn: Callable[[Any, int], None], arg: Any) -> Handler:
 def exec_names(exec_id: str) -> dict[str, str]:
     """The file names an exec monitor uses in the container directory."""
     p = f"exec-{exec_id}"
-    return {"state": f"{p}.json", "lock": f"{p}.lock", "sock": f"{p}.sock", "pid": f"{p}.pid",
+    return {"state": f"{p}.state.json", "lock": f"{p}.lock", "sock": f"{p}.sock", "pid": f"{p}.pid",
             "process": f"{p}.process.json", "runc_log": f"{p}.runc.log", "console": f"{p}.console.sock"}  # fmt: skip
 
 
@@ -174,7 +174,9 @@ class Monitor:
         with contextlib.suppress(FileNotFoundError):
             self.sock_path.unlink()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.listener.bind(str(self.sock_path))  # relative: cwd is CDIR, so no sun_path limit
+        full = self.cdir / self.sock_path
+        # relative to the cwd (CDIR) when the full path does not fit sun_path
+        self.listener.bind(str(full) if len(os.fsencode(full)) < 100 else str(self.sock_path))
         self.listener.listen(16)
         self.listener.setblocking(False)
 
