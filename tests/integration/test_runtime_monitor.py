@@ -92,9 +92,9 @@ def make(runtime_env: tuple[str, Path, Path, dict[str, object]], tmp_path: Path)
     runc, root, rootfs, template = runtime_env
     made: list[Ctr] = []
 
-    def factory(script: str | list[str], tty: bool = False) -> Ctr:
+    def factory(script: str | list[str], tty: bool = False, deep: bool = False) -> Ctr:
         cid = "t" + uuid.uuid4().hex[:12]
-        cdir = tmp_path / cid
+        cdir = (tmp_path / ("d" * 60) / ("e" * 60) if deep else tmp_path) / cid
         (cdir / "bundle").mkdir(parents=True)
         spec = json.loads(json.dumps(template))
         spec["process"]["args"] = ["sh", "-c", script] if isinstance(script, str) else script
@@ -410,6 +410,25 @@ def test_attach_pipes_stdin_and_fans_out_output(make: Callable[..., Ctr], tmp_pa
     assert watcher_out.read_bytes() == b"hello\nworld\ndone\n"
     with pytest.raises(lifecycle.ContainerNotRunning, match="cannot attach to a stopped container"):
         lifecycle.attach_mod.attach(ctr.cdir, stdin=False, tty=False)
+
+
+def test_deep_container_directory_beyond_sun_path(make: Callable[..., Ctr]) -> None:
+    ctr = make("echo ready; read x; echo got $x; exit 6", tty=True, deep=True)
+    assert len(str(ctr.cdir / "attach.sock")) > 108
+    ctr.start(tty=True, open_stdin=True)
+    r, w = os.pipe()
+    os.write(w, b"abc\n")
+    os.close(w)
+    out_r, out_w = os.pipe()
+    try:
+        code = lifecycle.attach_mod.attach(ctr.cdir, stdin=True, tty=True, stdio=(r, out_w, out_w))
+    finally:
+        os.close(r)
+        os.close(out_w)
+    with os.fdopen(out_r, "rb") as f:
+        assert b"got abc\r\n" in f.read()
+    assert code == 6
+    assert b"got abc" in read_logs(ctr.cdir)[0]
 
 
 # ------------------------------------------------------------------------------------------ interactive (tmux)

@@ -177,14 +177,20 @@ def _recv_frames(s: socket.socket, reader: FrameReader) -> list[tuple[bytes, byt
     return reader.feed(data)
 
 
-def _answer(s: socket.socket, reader: FrameReader) -> dict[str, Any]:
+def _answer(s: socket.socket, reader: FrameReader, others: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    """Reads up to the monitor's next answer; the other frames read on the way are kept in ``others``."""
     while True:
-        for kind, payload in _recv_frames(s, reader):
+        frames = _recv_frames(s, reader)
+        for i, (kind, payload) in enumerate(frames):
             if kind == ANSWER:
+                if others is not None:
+                    others += frames[:i] + frames[i + 1 :]
                 obj = json.loads(payload)
                 if not isinstance(obj, dict):
                     raise MonitorError("attach: malformed answer from the monitor")
                 return obj
+        if others is not None:
+            others += frames
 
 
 def control(sock: Path, op: str, timeout: float = 60.0) -> None:
@@ -255,10 +261,11 @@ def attach(
     saved: list[Any] | None = None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_winch: Any = None
-    local_tty = tty and os.isatty(in_fd)
+    local_tty = tty and stdin and os.isatty(in_fd)
+    early: list[tuple[bytes, bytes]] = []  # output that came with the answer
     try:
         conn.sendall(encode_json(HELLO, {"stdin": stdin, "stdin_once": stdin_once}))
-        _answer(conn, reader)
+        _answer(conn, reader, early)
         if local_tty:
             saved = termios.tcgetattr(in_fd)
             ttymod.setraw(in_fd, termios.TCSANOW)
@@ -272,6 +279,9 @@ def attach(
 
             with contextlib.suppress(ValueError):  # not the main thread: no resize forwarding
                 old_winch = signal.signal(signal.SIGWINCH, on_winch)
+        code = _deliver(early, out_fd, err_fd)
+        if code is not None:
+            return code
         return _copy(conn, reader, in_fd if stdin else None, out_fd, err_fd, keys if tty else b"", wake_r)
     finally:
         if old_winch is not None:
@@ -319,12 +329,20 @@ def _copy(conn: socket.socket, reader: FrameReader, in_fd: int | None, out_fd: i
                     data = conn.recv(65536)
                     if not data:
                         raise MonitorError("attach: the monitor closed the connection without an exit status")
-                    for kind, payload in reader.feed(data):
-                        if kind == STDOUT:
-                            _write_all(out_fd, payload)
-                        elif kind == STDERR:
-                            _write_all(err_fd, payload)
-                        elif kind == EXIT:
-                            return int(json.loads(payload)["exit_code"])
+                    code = _deliver(reader.feed(data), out_fd, err_fd)
+                    if code is not None:
+                        return code
     finally:
         sel.close()
+
+
+def _deliver(frames: list[tuple[bytes, bytes]], out_fd: int, err_fd: int) -> int | None:
+    """Writes output frames out; the exit code when one of them is the exit."""
+    for kind, payload in frames:
+        if kind == STDOUT:
+            _write_all(out_fd, payload)
+        elif kind == STDERR:
+            _write_all(err_fd, payload)
+        elif kind == EXIT:
+            return int(json.loads(payload)["exit_code"])
+    return None

@@ -177,6 +177,7 @@ class Monitor:
         full = self.cdir / self.sock_path
         # relative to the cwd (CDIR) when the full path does not fit sun_path
         self.listener.bind(str(full) if len(os.fsencode(full)) < 100 else str(self.sock_path))
+        self.sock_path.chmod(0o600)  # connecting needs write permission: the owner (root) only
         self.listener.listen(16)
         self.listener.setblocking(False)
 
@@ -190,6 +191,7 @@ class Monitor:
                 self.console_path.unlink()
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             console.bind(str(self.console_path))  # the absolute path fits sun_path (see _console_path)
+            self.console_path.chmod(0o600)
             console.listen(1)
             console.settimeout(0.05)
             try:
@@ -560,12 +562,15 @@ class Monitor:
             r = self.runc.run("delete", self.cid)
             if r.returncode != 0:
                 self.runc.run("delete", "--force", self.cid)
-        self._save(status="exited", exit_code=code, finished_at=rfc3339nano(self.exited_at))
+        # transient files go before the exit is recorded: a recorded exit means the monitor is done with them
         self.listener.close()
-        for name in (self.sock_path, self.pid_path, self.process_path):
-            if name is not None and (name is self.sock_path or self.mode == "exec"):
-                with contextlib.suppress(FileNotFoundError):
-                    name.unlink()
+        transient = [self.sock_path]
+        if self.mode == "exec":
+            transient += [self.pid_path, self.runc_log, *([self.process_path] if self.process_path else [])]
+        for name in transient:
+            with contextlib.suppress(FileNotFoundError):
+                name.unlink()
+        self._save(status="exited", exit_code=code, finished_at=rfc3339nano(self.exited_at))
         frame = encode_json(EXIT, {"exit_code": code})
         deadline = time.monotonic() + DRAIN_SECONDS
         for client in list(self.clients.values()):
