@@ -79,6 +79,25 @@ def test_reading_back_gives_each_stream_unchanged(chunks: list[tuple[str, bytes]
         assert err == b"".join(b for s, b in clean if s == "stderr")
 
 
+@given(st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]),
+                         st.lists(st.sampled_from([b"a", b"\n", b"\t", b"\r", b'"', b"\\", b"\xc3\xa9", b"\x00",
+                                                   b"\xff", b"x" * 9000]), max_size=12).map(b"".join)),
+                max_size=12))  # fmt: skip
+def test_bulk_path_writes_what_the_json_encoder_writes(chunks: list[tuple[str, bytes]]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for fast in (True, False):
+            path = Path(d) / f"log-{fast}"
+            w = logs.JsonFileWriter(path, lambda: T0, fast=fast)
+            for stream, data in chunks:
+                w.feed(stream, data)
+            w.close()
+            files.append([json.loads(line) for line in path.read_bytes().splitlines()])
+        assert files[0] == files[1]
+
+
 def test_tail_keeps_the_last_entries(tmp_path: Path) -> None:
     write(tmp_path, [("stdout", b"".join(b"line%d\n" % i for i in range(10000)))])
     assert read(tmp_path, tail=2)[0] == b"line9998\nline9999\n"
@@ -94,14 +113,14 @@ def test_tail_counts_entries_of_both_streams(tmp_path: Path) -> None:
 
 
 def test_timestamps_are_fixed_nine_digits(tmp_path: Path) -> None:
-    write(tmp_path, [("stdout", b"a\nb\n"), ("stderr", b"c\n")], Clock(step=100_000_000))
+    write(tmp_path, [("stdout", b"a\n"), ("stdout", b"b\n"), ("stderr", b"c\n")], Clock(step=100_000_000))
     out, err = read(tmp_path, timestamps=True)
     assert out == b"2025-12-01T10:06:48.123456789Z a\n2025-12-01T10:06:48.223456789Z b\n"
     assert err == b"2025-12-01T10:06:48.323456789Z c\n"
 
 
 def test_since_and_until_filter_by_time(tmp_path: Path) -> None:
-    write(tmp_path, [("stdout", b"a\nb\nc\n")])  # one second apart from T0
+    write(tmp_path, [("stdout", b"a\n"), ("stdout", b"b\n"), ("stdout", b"c\n")])  # one second apart from T0
     assert read(tmp_path, since=T0 / 1e9 + 0.5)[0] == b"b\nc\n"
     assert read(tmp_path, since="2025-12-01T10:06:50Z")[0] == b"c\n"
     assert read(tmp_path, until="2025-12-01T10:06:49.5Z")[0] == b"a\nb\n"
