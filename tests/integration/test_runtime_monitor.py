@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from imgcore.runtime import attach as attach_mod
 from imgcore.runtime import lifecycle, logs
 from imgcore.runtime._state import lock_held
 from tests.conftest import require_tool
@@ -34,7 +36,7 @@ from tests.conftest import require_tool
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 PYTHONPATH = str(Path(lifecycle.__file__).resolve().parents[2])
-APPLETS = ("sh", "echo", "sleep", "cat", "true", "false", "stty", "env", "ls")
+APPLETS = ("sh", "echo", "sleep", "cat", "true", "false", "stty", "env", "ls", "yes", "head")
 
 
 def poll(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
@@ -343,6 +345,30 @@ def test_logs_follow_until_exit(make: Callable[..., Ctr]) -> None:
     assert lifecycle.state(ctr.cdir).status == "exited"
 
 
+def test_heavy_output_with_a_stalled_client_does_not_block(make: Callable[..., Ctr]) -> None:
+    line = "x" * 99
+    ctr = make(f"yes {line} | head -c 20000000; echo end; echo e >&2")
+    # a client that says hello and then never reads: the monitor must drop it, not stall the container
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ctr.start()
+    try:
+        stalled.connect(str(ctr.cdir / "attach.sock"))
+        stalled.sendall(attach_mod.encode_json(attach_mod.HELLO, {"stdin": False}))
+        assert lifecycle.wait(ctr.cdir, timeout=60) == 0
+    finally:
+        stalled.close()
+    out, err = read_logs(ctr.cdir, tail=2)
+    assert (out, err) == (b"end\n", b"e\n")
+    entries = (ctr.cdir / "container.log").read_bytes().count(b"\n")
+    assert entries == 20_000_000 // 100 + 2
+
+
+def test_tty_must_match_the_bundle(make: Callable[..., Ctr]) -> None:
+    ctr = make("true")
+    with pytest.raises(lifecycle.ContainerStartFailed, match=r"process\.terminal is False"):
+        ctr.start(tty=True)
+
+
 # ------------------------------------------------------------------------------------------ exec
 
 
@@ -399,7 +425,7 @@ def test_attach_pipes_stdin_and_fans_out_output(make: Callable[..., Ctr], tmp_pa
     os.close(w)
     out_r, out_w = os.pipe()
     try:
-        code = lifecycle.attach_mod.attach(ctr.cdir, stdin=True, tty=False, stdin_once=True, stdio=(r, out_w, out_w))
+        code = attach_mod.attach(ctr.cdir, stdin=True, tty=False, stdin_once=True, stdio=(r, out_w, out_w))
     finally:
         os.close(r)
         os.close(out_w)
@@ -409,7 +435,7 @@ def test_attach_pipes_stdin_and_fans_out_output(make: Callable[..., Ctr], tmp_pa
     assert watcher.wait(10) == 2
     assert watcher_out.read_bytes() == b"hello\nworld\ndone\n"
     with pytest.raises(lifecycle.ContainerNotRunning, match="cannot attach to a stopped container"):
-        lifecycle.attach_mod.attach(ctr.cdir, stdin=False, tty=False)
+        attach_mod.attach(ctr.cdir, stdin=False, tty=False)
 
 
 def test_deep_container_directory_beyond_sun_path(make: Callable[..., Ctr]) -> None:
@@ -421,7 +447,7 @@ def test_deep_container_directory_beyond_sun_path(make: Callable[..., Ctr]) -> N
     os.close(w)
     out_r, out_w = os.pipe()
     try:
-        code = lifecycle.attach_mod.attach(ctr.cdir, stdin=True, tty=True, stdio=(r, out_w, out_w))
+        code = attach_mod.attach(ctr.cdir, stdin=True, tty=True, stdio=(r, out_w, out_w))
     finally:
         os.close(r)
         os.close(out_w)

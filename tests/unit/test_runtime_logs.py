@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,8 +69,6 @@ def test_invalid_utf8_becomes_replacement_characters(tmp_path: Path) -> None:
 @given(st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.binary(max_size=300)), max_size=20))
 def test_reading_back_gives_each_stream_unchanged(chunks: list[tuple[str, bytes]]) -> None:
     # ASCII-safe content round-trips byte for byte, whatever the chunking
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         cdir = Path(d)
         clean = [(s, b.replace(b"\x00", b"").decode("latin-1").encode("ascii", "replace")) for s, b in chunks]
@@ -84,8 +83,6 @@ def test_reading_back_gives_each_stream_unchanged(chunks: list[tuple[str, bytes]
                                                    b"\xff", b"x" * 9000]), max_size=12).map(b"".join)),
                 max_size=12))  # fmt: skip
 def test_bulk_path_writes_what_the_json_encoder_writes(chunks: list[tuple[str, bytes]]) -> None:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         files = []
         for fast in (True, False):
