@@ -23,6 +23,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,15 @@ def test_detached_container_outlives_its_starter(make: Callable[..., Ctr]) -> No
     assert st.exit_code == 137
     assert st.finished_at.endswith("Z")
     assert ctr.runc_state() is None  # runc delete ran
+
+
+def test_concurrent_starts_make_one_monitor(make: Callable[..., Ctr]) -> None:
+    ctr = make("sleep 100")
+    with ThreadPoolExecutor(3) as pool:
+        states = list(pool.map(lambda _: ctr.start(), range(3)))
+    assert {s.status for s in states} == {"running"}
+    assert len({s.monitor_pid for s in states}) == 1
+    assert lifecycle.stop(ctr.cdir, timeout=0) == 137
 
 
 def test_exit_code_is_recorded(make: Callable[..., Ctr]) -> None:

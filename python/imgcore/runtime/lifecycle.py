@@ -14,6 +14,8 @@ Invariants:
   exit: no polling of the container, no lost exit however the waiter and the monitor interleave.
 - ``stop`` is docker's: the stop signal, ``timeout`` seconds, then SIGKILL; it returns the recorded exit code
   (``128+N`` for a signal N). ``pause``/``unpause`` ask the monitor (the only writer of ``state.json``).
+- ``start`` holds ``CDIR/start.lock`` while it spawns the monitor, so concurrent starts make one monitor (the
+  later ones find the container running: a no-op, as docker's).
 - A start failure raises :class:`ContainerStartFailed` with runc's own message, e.g. ``runc create failed:
   unable to start container process: exec: "x": executable file not found in $PATH``, and docker's exit status
   for it (``exit_status`` 127/126/125), which the CLI prints and exits with.
@@ -37,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imgcore._fs import atomic_write_json
+from imgcore._fs import atomic_write_json, locked
 from imgcore.errors import InvalidArgument
 from imgcore.runtime import attach as attach_mod
 from imgcore.runtime._runc_cmd import RUNC_ENV, Runc, last_error, start_failure_exit_status
@@ -211,6 +213,12 @@ def start(
     runtime_path = Path(runtime_path)
     if not runtime_path.is_absolute():
         raise InvalidArgument(f"start {cid}: the runtime path must be absolute, not {str(runtime_path)!r}")
+    with locked(cdir / "start.lock"):  # concurrent starts: the second finds it running
+        return _start_locked(cdir, cid, runtime_path, Path(runtime_root), tty, open_stdin, timeout)
+
+
+def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, tty: bool, open_stdin: bool,
+                  timeout: float) -> State:  # fmt: skip
     current = state(cdir)
     if current.running:
         return current

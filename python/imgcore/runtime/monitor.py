@@ -288,8 +288,9 @@ class Monitor:
             assert self.process_path is not None
             tty = ["--tty"] if self.tty else []
             started = rfc3339nano(now_nano())
-            self._spawn_runtime(["exec", "--detach", "--pid-file", pid_file, "--process", str(self.process_path),
-                                 *tty, *console, self.cid])  # fmt: skip
+            process = str(self.cdir / self.process_path)
+            self._spawn_runtime(["exec", "--detach", "--pid-file", pid_file, "--process", process, *tty, *console,
+                                 self.cid])  # fmt: skip
             self.pid = int(self.pid_path.read_text().strip())
             self._save(status="running", pid=self.pid, started_at=started)
 
