@@ -536,25 +536,31 @@ def test_attach_with_a_tty_detach_and_reattach(make: Callable[..., Ctr], tmux: T
     ctr = make(["sh"], tty=True)
     ctr.start(tty=True, open_stdin=True)
     first = tmp_path / "first"
+    sock = ctr.cdir / "attach.sock"
     tmux.run("a1", _driver_command(tmp_path, "attach", ctr, first))
-    time.sleep(0.3)
+    poll(lambda: monitor_connections(sock) == 1, what="the client to connect")
     tmux("send-keys", "-t", "a1", "echo hel''lo", "Enter")
     tmux.wait_line("a1", r"hello")
     # the pty has the client's window size (sent on attach), and follows a resize (SIGWINCH -> TIOCSWINSZ)
     tmux("send-keys", "-t", "a1", "stty size", "Enter")
     tmux.wait_line("a1", r"30 100")
     tmux("resize-window", "-t", "a1", "-x", "90", "-y", "25")
-    time.sleep(0.2)
-    tmux("send-keys", "-t", "a1", "stty size", "Enter")
-    tmux.wait_line("a1", r"25 90")
+    for _ in range(20):  # the resize travels tmux -> SIGWINCH -> client -> monitor -> TIOCSWINSZ
+        tmux("send-keys", "-t", "a1", "stty size", "Enter")
+        with contextlib.suppress(AssertionError):
+            tmux.wait_line("a1", r"25 90", timeout=0.5)
+            break
+    else:
+        raise AssertionError("the pty never got the new window size:\n" + "\n".join(tmux.screen("a1")))
     tmux("send-keys", "-t", "a1", "C-p", "C-q")
     poll(lambda: first.exists() and first.read_text() == "detached", what="the client to detach")
     tmux.wait_line("a1", r".*read escape sequence")
     assert lifecycle.state(ctr.cdir).status == "running"
     # again, and leave through the shell
     second = tmp_path / "second"
+    poll(lambda: monitor_connections(sock) == 0, what="the first client's connection to close")
     tmux.run("a2", _driver_command(tmp_path, "attach", ctr, second))
-    time.sleep(0.3)
+    poll(lambda: monitor_connections(sock) == 1, what="the second client to connect")
     tmux("send-keys", "-t", "a2", "exit 42", "Enter")
     poll(lambda: second.exists() and second.read_text() != "", what="the second client to return")
     assert second.read_text() == "42"
@@ -582,7 +588,7 @@ def test_exec_with_a_tty_detach_keeps_it_running(make: Callable[..., Ctr], tmux:
     # a second interactive exec: its exit code comes back
     second = tmp_path / "second"
     tmux.run("e2", _driver_command(tmp_path, "exec", ctr, second))
-    time.sleep(0.3)
+    poll(lambda: len(list(ctr.cdir.glob("exec-*.sock"))) == 2, what="the second exec monitor")
     tmux("send-keys", "-t", "e2", "exit 9", "Enter")
     poll(lambda: second.exists() and second.read_text() != "", what="the second exec to return")
     assert second.read_text() == "9"
