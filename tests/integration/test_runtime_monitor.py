@@ -450,6 +450,33 @@ def test_attach_pipes_stdin_and_fans_out_output(make: Callable[..., Ctr], tmp_pa
         attach_mod.attach(ctr.cdir, stdin=False, tty=False)
 
 
+def test_attach_first_gets_all_output_and_the_exit_of_a_fast_process(make: Callable[..., Ctr]) -> None:
+    ctr = make("echo hi; echo err >&2; exit 3")
+    ctr_start = lifecycle.start(ctr.cdir, ctr.cid, ctr.runc, ctr.root, attach_first=True)
+    assert ctr_start.pid > 0
+    assert lifecycle.wait(ctr.cdir, timeout=10) == 3  # recorded at once, though the monitor waits for a client
+    assert lock_held(ctr.cdir / "monitor.lock")
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        code = attach_mod.attach(ctr.cdir, stdin=False, tty=False, stdio=(devnull, out_w, err_w))
+    finally:
+        for fd in (devnull, out_w, err_w):
+            os.close(fd)
+    with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
+        assert (out.read(), err.read()) == (b"hi\n", b"err\n")
+    assert code == 3
+    poll(lambda: not lock_held(ctr.cdir / "monitor.lock"), what="the monitor to exit after handing over")
+    # nobody attaches: a new start does not wait for the lingering monitor
+    lifecycle.start(ctr.cdir, ctr.cid, ctr.runc, ctr.root, attach_first=True)
+    lifecycle.wait(ctr.cdir, timeout=10)
+    t0 = time.monotonic()
+    assert ctr.start().pid > 0
+    assert time.monotonic() - t0 < 5
+    assert lifecycle.wait(ctr.cdir, timeout=10) == 3
+
+
 def test_deep_container_directory_beyond_sun_path(make: Callable[..., Ctr]) -> None:
     ctr = make("echo ready; read x; echo got $x; exit 6", tty=True, deep=True)
     assert len(str(ctr.cdir / "attach.sock")) > 108

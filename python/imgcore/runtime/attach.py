@@ -242,10 +242,6 @@ def attach(
     cdir = Path(cdir)
     keys = parse_detach_keys(detach_keys)
     path = sock if sock is not None else cdir / ATTACH_SOCK
-    st = read_state(cdir / STATE, cdir / LOCK) if sock is None else None
-    if st is not None and not st.running:
-        raise ContainerNotRunning(f"you cannot attach to a stopped container {st.id or cdir.name}, start it first",
-                                  cid=st.id, status=st.status)  # fmt: skip
     in_fd, out_fd, err_fd = stdio
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -253,10 +249,16 @@ def attach(
             conn.connect(addr)
     except OSError as e:
         conn.close()
-        if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
-            name = st.id if st is not None else path.name
-            raise ContainerNotRunning(f"container {name or cdir.name} is not running", cid=name) from None
-        raise MonitorError(f"attach: cannot connect to {path}: {e.strerror or e}") from None
+        if e.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+            raise MonitorError(f"attach: cannot connect to {path}: {e.strerror or e}") from None
+        if sock is not None:
+            raise ContainerNotRunning(f"{path.name}: the process is not running") from None
+        st = read_state(cdir / STATE, cdir / LOCK)
+        cid = st.id or cdir.name
+        if not st.running:
+            raise ContainerNotRunning(f"you cannot attach to a stopped container {cid}, start it first", cid=cid,
+                                      status=st.status) from None  # fmt: skip
+        raise ContainerNotRunning(f"container {cid} is not running", cid=cid, status=st.status) from None
     reader = FrameReader()
     saved: list[Any] | None = None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

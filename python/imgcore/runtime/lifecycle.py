@@ -10,8 +10,8 @@ Invariants:
 - A container reads as running only while its monitor lives (``monitor.lock`` held); a monitor that died (for
   example SIGKILLed) reads as ``exited`` with exit code 255 and a note in ``error``, never as running.
   ``start``/``stop``/``kill`` clean up such an orphan with ``runc delete --force``.
-- ``wait`` blocks on the monitor's lock, which the kernel frees when the monitor exits, after it recorded the
-  exit: no polling of the container, no lost exit however the waiter and the monitor interleave.
+- ``wait`` returns when the exit is recorded or the monitor's lock is free (the kernel frees it when the
+  monitor exits, however it exits), so no exit is lost however the waiter and the monitor interleave.
 - ``stop`` is docker's: the stop signal, ``timeout`` seconds, then SIGKILL; it returns the recorded exit code
   (``128+N`` for a signal N). ``pause``/``unpause`` ask the monitor (the only writer of ``state.json``).
 - ``start`` holds ``CDIR/start.lock`` while it spawns the monitor, so concurrent starts make one monitor (the
@@ -121,6 +121,36 @@ def _clean_orphan(cdir: Path) -> None:
         Runc(raw.runtime, raw.runtime_root).run("delete", "--force", raw.id)
 
 
+def _wait_exit(cdir: Path, timeout: float | None) -> bool:
+    """Waits until the container's exit is recorded (or its monitor is gone); False on timeout."""
+    if timeout is None:
+        timeout = float("inf")
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while lock_held(cdir / LOCK):
+        raw = _raw_state(cdir)
+        if raw is not None and raw.status == "exited":
+            return True  # recorded; the monitor may still be handing the output to a late client
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def _release_lingering(cdir: Path) -> None:
+    """A monitor that recorded the exit but still waits for its first client (``attach_first``): be that
+    client, so it hands over and exits."""
+    raw = _raw_state(cdir)
+    if raw is None or raw.status != "exited" or not lock_held(cdir / LOCK):
+        return
+    with contextlib.suppress(OSError), attach_mod.attach_socket(cdir / "attach.sock", 5.0) as s:
+        s.sendall(attach_mod.encode_json(attach_mod.HELLO, {"stdin": False}))
+        while s.recv(65536):
+            pass
+
+
 def _wait_free(lock: Path, timeout: float | None) -> bool:
     """Waits until no monitor holds ``lock``; False on timeout."""
     if timeout is None:
@@ -203,28 +233,33 @@ def start(
     tty: bool = False,
     open_stdin: bool = False,
     *,
+    attach_first: bool = False,
     timeout: float = 60.0,
 ) -> State:
     """Starts the container whose bundle is ``CDIR/bundle`` under a new monitor; returns once it runs.
 
     Starting a running container is a no-op (docker's). ``tty`` must match the bundle's ``process.terminal``.
+    ``attach_first`` (docker ``run`` without ``-d``): the monitor keeps the output for the first client that
+    attaches and waits for it (bounded) even after the exit, so ``attach`` right after ``start`` sees
+    everything from the first byte and gets the exit code however fast the process ends.
     """
     cdir = Path(cdir).absolute()
     runtime_path = Path(runtime_path)
     if not runtime_path.is_absolute():
         raise InvalidArgument(f"start {cid}: the runtime path must be absolute, not {str(runtime_path)!r}")
     with locked(cdir / "start.lock"):  # concurrent starts: the second finds it running
-        return _start_locked(cdir, cid, runtime_path, Path(runtime_root), tty, open_stdin, timeout)
+        return _start_locked(cdir, cid, runtime_path, Path(runtime_root), tty, open_stdin, attach_first, timeout)
 
 
 def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, tty: bool, open_stdin: bool,
-                  timeout: float) -> State:  # fmt: skip
+                  attach_first: bool, timeout: float) -> State:  # fmt: skip
     current = state(cdir)
     if current.running:
         return current
     if not (cdir / "bundle" / "config.json").is_file():
         raise InvalidArgument(f"start {cid}: {cdir / 'bundle' / 'config.json'} does not exist")
     _clean_orphan(cdir)
+    _release_lingering(cdir)
     if not _wait_free(cdir / LOCK, 10.0):  # a monitor that is finishing (restart right after an exit)
         raise ContainerStateError(f"container {cid}: its previous monitor is still finishing", cid=cid)
     Path(runtime_root).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -232,6 +267,7 @@ def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, 
             "--runtime-root", str(Path(runtime_root).absolute())]  # fmt: skip
     args += ["--tty"] if tty else []
     args += ["--open-stdin"] if open_stdin else []
+    args += ["--wait-client"] if attach_first else []
     report = _spawn_monitor(cdir, args, timeout)
     if not report.get("ok"):
         raise _failure(cid, report)
@@ -271,7 +307,7 @@ def wait(cdir: Path, timeout: float | None = None) -> int:
     Raises TimeoutError when ``timeout`` seconds pass first.
     """
     cdir = Path(cdir)
-    if not _wait_free(cdir / LOCK, timeout):
+    if not _wait_exit(cdir, timeout):
         raise TimeoutError(f"wait {cdir.name}: still running after {timeout:g}s")
     st = state(cdir)
     return st.exit_code if st.exit_code is not None else 0
@@ -286,7 +322,7 @@ def stop(cdir: Path, timeout: float = 10, signal: str | int = "SIGTERM") -> int:
         return st.exit_code if st.exit_code is not None else 0
     with contextlib.suppress(ContainerNotRunning):
         kill(cdir, signal)
-    if not _wait_free(cdir / LOCK, max(0.0, timeout)):
+    if not _wait_exit(cdir, max(0.0, timeout)):
         with contextlib.suppress(ContainerNotRunning):
             kill(cdir, "KILL")
     return wait(cdir)

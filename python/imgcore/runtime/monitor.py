@@ -532,20 +532,17 @@ class Monitor:
         while True:
             timeout = None
             if self.exit_code is not None:
-                if self.wait_client and not self.greeted:
-                    # nobody has seen the output yet: wait (bounded) for the client that asked for it
-                    timeout = self.exited_at / 1e9 + _CLIENT_WAIT - time.time()
-                    if timeout <= 0:
-                        return
-                else:
-                    if not self.outputs:
-                        return
-                    timeout = self.exited_at / 1e9 + DRAIN_SECONDS - time.time()
-                    if timeout <= 0:
-                        return
-            for key, mask in self.sel.select(timeout):
-                handler: Handler = key.data
-                handler(mask)
+                if not self.outputs:
+                    return
+                timeout = self.exited_at / 1e9 + DRAIN_SECONDS - time.time()
+                if timeout <= 0:
+                    return
+            self._dispatch(timeout)
+
+    def _dispatch(self, timeout: float | None) -> None:
+        for key, mask in self.sel.select(timeout):
+            handler: Handler = key.data
+            handler(mask)
 
     def _finish(self) -> None:
         for fd in list(self.outputs):
@@ -564,14 +561,27 @@ class Monitor:
             if r.returncode != 0:
                 self.runc.run("delete", "--force", self.cid)
         # transient files go before the exit is recorded: a recorded exit means the monitor is done with them
-        self.listener.close()
-        transient = [self.sock_path]
+        transient = []
         if self.mode == "exec":
             transient += [self.pid_path, self.runc_log, *([self.process_path] if self.process_path else [])]
+        if not self.wait_client or self.greeted:
+            self.listener.close()  # a client that connects after the exit is recorded finds no monitor
+            transient.append(self.sock_path)
         for name in transient:
             with contextlib.suppress(FileNotFoundError):
                 name.unlink()
         self._save(status="exited", exit_code=code, finished_at=rfc3339nano(self.exited_at))
+        if self.wait_client and not self.greeted:
+            # nobody has seen the output yet: wait (bounded) for the client that asked for it, then give it
+            # everything and the exit
+            while not self.greeted:
+                left = self.exited_at / 1e9 + _CLIENT_WAIT - time.time()
+                if left <= 0:
+                    break
+                self._dispatch(left)
+            self.listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.sock_path.unlink()
         frame = encode_json(EXIT, {"exit_code": code})
         deadline = time.monotonic() + DRAIN_SECONDS
         for client in list(self.clients.values()):
