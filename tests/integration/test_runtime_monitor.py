@@ -135,6 +135,14 @@ def monitor_connections(sock: Path) -> int:
     return max(0, len(lines) - 1)  # minus the listener
 
 
+def catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def read_logs(cdir: Path, **kw: object) -> tuple[bytes, bytes]:
     out, err = io.BytesIO(), io.BytesIO()
     logs.read(cdir, stdout=out, stderr=err, **kw)  # type: ignore[arg-type]
@@ -475,6 +483,28 @@ def test_attach_first_gets_all_output_and_the_exit_of_a_fast_process(make: Calla
     assert ctr.start().pid > 0
     assert time.monotonic() - t0 < 5
     assert lifecycle.wait(ctr.cdir, timeout=10) == 3
+
+
+def test_a_non_tty_client_forwards_its_signals(make: Callable[..., Ctr]) -> None:
+    ctr = make("trap 'echo got-int; exit 5' INT; while true; do sleep 0.05; done")
+    ctr.start()
+    client = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; from imgcore.runtime import attach; "
+         f"sys.exit(attach.attach({str(ctr.cdir)!r}, stdin=False, tty=False))"],
+        stdout=subprocess.PIPE, env={"PYTHONPATH": PYTHONPATH},
+    )  # fmt: skip
+    try:
+        poll(lambda: monitor_connections(ctr.cdir / "attach.sock") == 1, what="the client to connect")
+        poll(lambda: catches(client.pid, signal.SIGUSR2), what="the client's signal handlers")  # the last installed
+        client.send_signal(signal.SIGINT)  # docker's --sig-proxy: to the container, not the client
+        out, _ = client.communicate(timeout=10)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert client.returncode == 5
+    assert out == b"got-int\n"
+    assert lifecycle.state(ctr.cdir).exit_code == 5
 
 
 def test_deep_container_directory_beyond_sun_path(make: Callable[..., Ctr]) -> None:

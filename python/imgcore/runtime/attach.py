@@ -10,6 +10,7 @@ client -> monitor::
     E  end of this client's stdin (closes the container's stdin when the hello said stdin_once)
     R  window size, struct ">HH" rows, cols (the monitor sets it on the pty: TIOCSWINSZ, the kernel sends SIGWINCH)
     C  control, JSON {"op": "pause" | "resume"}  -- answered by an A frame
+    S  a signal for the process, struct ">I" number (docker's --sig-proxy: what the client itself received)
 
 monitor -> client::
 
@@ -74,7 +75,9 @@ MAX_FRAME = 1 << 20
 MAX_BACKLOG = 8 << 20
 _HEADER = struct.Struct(">BI")
 
-HELLO, STDIN, STDIN_EOF, RESIZE, CONTROL = b"H", b"0", b"E", b"R", b"C"
+HELLO, STDIN, STDIN_EOF, RESIZE, CONTROL, SIGNAL = b"H", b"0", b"E", b"R", b"C", b"S"
+#: what a non-tty client forwards to the process (docker's --sig-proxy; a tty sends ^C etc. as bytes)
+PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 ANSWER, STDOUT, STDERR, EXIT = b"A", b"1", b"2", b"X"
 
 
@@ -234,11 +237,14 @@ def attach(
     *,
     sock: Path | None = None,
     stdin_once: bool = False,
+    sig_proxy: bool | None = None,
     stdio: tuple[int, int, int] = (0, 1, 2),
 ) -> int:
     """Attaches the local terminal (``stdio`` fds) to the container in ``cdir``; returns its exit code when it
     exits while attached. Raises :class:`Detached` on the detach keys, :class:`ContainerNotRunning` when there
-    is nothing to attach to. ``sock`` names another monitor socket (an exec process's)."""
+    is nothing to attach to. ``sock`` names another monitor socket (an exec process's). ``sig_proxy``
+    (default: when not ``tty``, as docker) forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 that this
+    process receives to the container's process."""
     cdir = Path(cdir)
     keys = parse_detach_keys(detach_keys)
     path = sock if sock is not None else cdir / ATTACH_SOCK
@@ -262,8 +268,14 @@ def attach(
     reader = FrameReader()
     saved: list[Any] | None = None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    old_winch: Any = None
+    old_handlers: dict[int, Any] = {}
     local_tty = tty and stdin and os.isatty(in_fd)
+    proxy = (not tty) if sig_proxy is None else sig_proxy
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):
+            os.write(wake_w, bytes([signum]))
+
     early: list[tuple[bytes, bytes]] = []  # output that came with the answer
     try:
         conn.sendall(encode_json(HELLO, {"stdin": stdin, "stdin_once": stdin_once}))
@@ -274,20 +286,17 @@ def attach(
             size = _winsize(in_fd)
             if size is not None:
                 conn.sendall(encode(RESIZE, struct.pack(">HH", *size)))
-
-            def on_winch(signum: int, frame: FrameType | None) -> None:
-                with contextlib.suppress(OSError):
-                    os.write(wake_w, b"w")
-
-            with contextlib.suppress(ValueError):  # not the main thread: no resize forwarding
-                old_winch = signal.signal(signal.SIGWINCH, on_winch)
+        wanted = ([signal.SIGWINCH] if local_tty else []) + (list(PROXIED_SIGNALS) if proxy else [])
+        with contextlib.suppress(ValueError):  # not the main thread: no resize or signal forwarding
+            for sig in wanted:
+                old_handlers[sig] = signal.signal(sig, on_signal)
         code = _deliver(early, out_fd, err_fd)
         if code is not None:
             return code
         return _copy(conn, reader, in_fd if stdin else None, out_fd, err_fd, keys if tty else b"", wake_r)
     finally:
-        if old_winch is not None:
-            signal.signal(signal.SIGWINCH, old_winch)
+        for number, handler in old_handlers.items():
+            signal.signal(number, handler)
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
         os.close(wake_r)
@@ -299,19 +308,25 @@ def _copy(conn: socket.socket, reader: FrameReader, in_fd: int | None, out_fd: i
           wake_r: int) -> int:  # fmt: skip
     sel = selectors.DefaultSelector()
     sel.register(conn, selectors.EVENT_READ, "conn")
-    sel.register(wake_r, selectors.EVENT_READ, "winch")
+    sel.register(wake_r, selectors.EVENT_READ, "signals")
     if in_fd is not None:
         sel.register(in_fd, selectors.EVENT_READ, "stdin")
     escape = _Escape(keys)
     try:
         while True:
             for key, _ in sel.select():
-                if key.data == "winch":
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake_r, 64)
-                    size = _winsize(in_fd if in_fd is not None else out_fd)
-                    if size is not None:
-                        conn.sendall(encode(RESIZE, struct.pack(">HH", *size)))
+                if key.data == "signals":
+                    try:
+                        received = os.read(wake_r, 64)
+                    except BlockingIOError:
+                        received = b""
+                    for signum in received:
+                        if signum != signal.SIGWINCH:
+                            conn.sendall(encode(SIGNAL, struct.pack(">I", signum)))
+                            continue
+                        size = _winsize(in_fd if in_fd is not None else out_fd)
+                        if size is not None:
+                            conn.sendall(encode(RESIZE, struct.pack(">HH", *size)))
                 elif key.data == "stdin":
                     assert in_fd is not None
                     try:

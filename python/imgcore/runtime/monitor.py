@@ -16,7 +16,12 @@ a tty or a detached exec). :func:`imgcore.runtime.lifecycle.start` spawns it in 
    (:class:`~imgcore.runtime.logs.JsonFileWriter`; exec processes are not logged, as docker), reaps children;
 5. when the init process exits: reads the output pipes to their end (bounded by :data:`DRAIN_SECONDS`), runs
    ``runc delete``, records ``exit_code`` (``128+N`` for signal N, as docker) and ``finished_at`` in
-   ``state.json`` atomically, sends the exit to attached clients, and exits (which frees the lock).
+   ``state.json`` atomically, sends the exit to attached clients, and exits (which frees the lock). With
+   ``--wait-client`` (``start(attach_first=True)``, and interactive exec) the output is also kept for the first
+   client, which is waited for (at most ``_CLIENT_WAIT`` s) even after the exit is recorded.
+
+Clients' signals (``S`` frames, docker's ``--sig-proxy``) go to the process with ``runc kill`` (exec mode:
+``kill(2)`` on the exec'd pid, which cannot be reused while the monitor has not reaped it).
 
 Invariants: ``state.json`` is written by the monitor only; the exit is recorded after ``runc delete``, so a
 record saying exited means the id is free for the next ``start``; nothing the container controls (output volume,
@@ -56,6 +61,7 @@ from imgcore.runtime.attach import (
     HELLO,
     MAX_BACKLOG,
     RESIZE,
+    SIGNAL,
     STDERR,
     STDIN,
     STDIN_EOF,
@@ -481,6 +487,14 @@ class Monitor:
         elif kind == CONTROL:
             op = json.loads(payload or b"{}").get("op")
             self._send(client, encode_json(ANSWER, self._control(str(op))))
+        elif kind == SIGNAL and len(payload) == 4 and self.exit_code is None:
+            (signum,) = struct.unpack(">I", payload)
+            if 0 < signum < signal.NSIG:
+                if self.mode == "container":
+                    self.runc.run("kill", self.cid, str(signum))
+                else:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signum)  # not yet reaped by us: the pid cannot have been reused
 
     def _control(self, op: str) -> dict[str, Any]:
         if self.exit_code is not None or self.mode != "container":
