@@ -413,6 +413,9 @@ def test_exec_returns_exit_code_and_output(make: Callable[..., Ctr], tmp_path: P
     poll(lambda: json.loads(rec.read_text()).get("exit_code") == 4, what="the detached exec's exit")
     assert not list(ctr.cdir.glob("exec-*.process.json"))
     assert lifecycle.state(ctr.cdir).status == "running"
+    # the next exec sweeps the finished one's record
+    assert lifecycle.exec(ctr.cdir, ctr.cid, {"args": ["true"]}, stdio=(0, 1, 2)) == 0
+    assert not list(ctr.cdir.glob("exec-*"))
 
 
 def test_exec_on_a_stopped_container_is_a_typed_error(make: Callable[..., Ctr]) -> None:

@@ -371,6 +371,16 @@ def _process_json(process: dict[str, Any], tty: bool) -> dict[str, Any]:
     return proc
 
 
+def _sweep_execs(cdir: Path) -> None:
+    """Removes the records of finished exec processes (detached ones leave theirs; nobody reads them later)."""
+    for rec in cdir.glob("exec-*.state.json"):
+        lock = rec.with_name(rec.name.removesuffix(".state.json") + ".lock")
+        if not lock_held(lock):
+            for p in (rec, lock):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+
 def exec(
     cdir: Path,
     cid: str,
@@ -389,6 +399,7 @@ def exec(
     """
     cdir = Path(cdir).absolute()
     st = _require_running(cdir, "exec")
+    _sweep_execs(cdir)
     runc = Runc(st.runtime, st.runtime_root)
     eid = secrets.token_hex(8)
     names = exec_names(eid)
