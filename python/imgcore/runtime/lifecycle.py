@@ -293,7 +293,8 @@ def kill(cdir: Path, sig: str | int = "KILL") -> None:
     st = _require_running(cdir, "kill")
     r = Runc(st.runtime, st.runtime_root).run("kill", st.id, str(number))
     if r.returncode != 0:
-        if not state(cdir).running:
+        gone = "not running" in r.message or "does not exist" in r.message  # it exited under us
+        if gone or not state(cdir).running:
             raise ContainerNotRunning(f"container {st.id} is not running", cid=st.id, status="exited")
         raise MonitorError(f"kill {st.id}: {r.message}", cid=st.id)
     if st.status == "paused" and number == signal_mod.SIGKILL:
