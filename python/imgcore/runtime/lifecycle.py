@@ -376,7 +376,7 @@ def _sweep_execs(cdir: Path) -> None:
     """Removes the records of finished exec processes (detached ones leave theirs; nobody reads them later)."""
     for rec in cdir.glob("exec-*.state.json"):
         lock = rec.with_name(rec.name.removesuffix(".state.json") + ".lock")
-        if not lock_held(lock):
+        if read_state(rec, lock).status == "exited":  # recorded (its monitor may be a moment from exiting) or gone
             for p in (rec, lock):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
