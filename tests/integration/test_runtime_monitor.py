@@ -383,6 +383,21 @@ def test_heavy_output_with_a_stalled_client_does_not_block(make: Callable[..., C
     assert entries == 20_000_000 // 100 + 2
 
 
+def test_a_malformed_client_is_dropped_not_the_monitor(make: Callable[..., Ctr]) -> None:
+    ctr = make("sleep 100")
+    ctr.start()
+    for junk in (attach_mod.encode(attach_mod.HELLO, b"not json"), attach_mod.encode(attach_mod.CONTROL, b"[1]"),
+                 b"1" + (attach_mod.MAX_FRAME + 1).to_bytes(4, "big")):  # fmt: skip
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(ctr.cdir / "attach.sock"))
+            s.sendall(junk)
+            s.settimeout(10)
+            assert s.recv(100) == b""  # dropped
+    lifecycle.pause(ctr.cdir)  # the monitor still answers
+    lifecycle.unpause(ctr.cdir)
+    assert lifecycle.stop(ctr.cdir, timeout=0) == 137
+
+
 def test_tty_must_match_the_bundle(make: Callable[..., Ctr]) -> None:
     ctr = make("true")
     with pytest.raises(lifecycle.ContainerStartFailed, match=r"process\.terminal is False"):

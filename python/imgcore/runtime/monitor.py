@@ -456,7 +456,12 @@ class Monitor:
         for kind, payload in frames:
             if client.sock.fileno() not in self.clients:
                 return
-            self._frame(client, kind, payload)
+            try:
+                self._frame(client, kind, payload)
+            except (ValueError, TypeError, AttributeError, struct.error):  # a malformed frame: that client goes
+                traceback.print_exc()
+                self._drop(client)
+                return
 
     def _frame(self, client: _Client, kind: bytes, payload: bytes) -> None:
         if kind == HELLO:
