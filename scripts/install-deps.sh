@@ -15,6 +15,8 @@ if [ "$want_test" = 1 ]; then
   # loopback; bubblewrap: unprivileged exec; libarchive-tools (bsdtar) and zstd: independent archive readers;
   # openssl + apache2-utils: TLS certificates and htpasswd for the registry auth tests.
   pkgs+=(skopeo umoci docker-registry bubblewrap libarchive-tools zstd pigz openssl apache2-utils e2fsprogs)
+  # tmux: a real terminal for the interactive attach/exec tests (raw mode, window size, detach keys).
+  pkgs+=(tmux)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,81 @@
+"""The monitor's own minimal runc invocation, until :mod:`imgcore.runtime.runc` (the runtime helper's) is merged.
+
+Invariants: the runtime is run by the absolute path it was given, with ``--root`` and the fixed environment
+:data:`RUNC_ENV` (the same as ``imgcore.runtime.host.host_env()``), never the caller's or an image's; errors are
+read from runc's ``--log`` file (``--log-format json``), which holds exactly what runc says on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RUNC_ENV", "Runc", "RuncResult", "last_error", "start_failure_exit_status"]
+
+#: The whole environment runc gets (a fixed system PATH, the C locale for stable messages).
+RUNC_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+@dataclass(frozen=True)
+class RuncResult:
+    returncode: int
+    message: str  # runc's error message (its last error-level log entry, else its stderr), "" on success
+
+
+@dataclass(frozen=True)
+class Runc:
+    """An OCI runtime binary (absolute ``path``) and its private state directory ``root``."""
+
+    path: str
+    root: str
+
+    def argv(self, *args: str, log: Path | None = None) -> list[str]:
+        logopts = ["--log", str(log), "--log-format", "json"] if log is not None else []
+        return [self.path, "--root", self.root, *logopts, *args]
+
+    def run(self, *args: str, log: Path | None = None, timeout: float = 60.0) -> RuncResult:
+        """Runs ``runc ARGS`` with no stdin, capturing its output; never raises for a non-zero exit."""
+        if log is not None:
+            with contextlib.suppress(FileNotFoundError):
+                log.unlink()
+        try:
+            proc = subprocess.run(self.argv(*args, log=log), env=RUNC_ENV, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return RuncResult(-1, f"runc {args[0]}: no answer after {timeout:g}s")
+        if proc.returncode == 0:
+            return RuncResult(0, "")
+        msg = (last_error(log) if log is not None else "") or proc.stderr.strip()[-4096:]
+        return RuncResult(proc.returncode, msg or f"runc {args[0]}: exit status {proc.returncode}")
+
+
+def last_error(log: Path) -> str:
+    """The message of runc's last error-level entry in its JSON log, "" when there is none."""
+    msg = ""
+    try:
+        with log.open("rb") as f:
+            data = f.read()[-65536:]
+    except OSError:
+        return ""
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+                msg = str(entry.get("msg", ""))
+    return msg
+
+
+def start_failure_exit_status(message: str) -> int:
+    """docker's exit status for a container runc could not start, from runc's message.
+
+    127: the command was not found; 126: found but cannot be executed (permission denied, a directory, exec
+    format error); 125: anything else (docker's "the daemon failed").
+    """
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "unable to start container process" in message:
+        return 126
+    return 125
