@@ -30,8 +30,10 @@ def public_modules() -> list[str]:
     return sorted(names)
 
 
-def build(output: Path) -> list[str]:
-    """Writes the HTML reference into ``output``; returns the modules documented. Warnings raise."""
+def build(output: Path, *, search: bool = True) -> list[str]:
+    """Writes the HTML reference into ``output``; returns the modules documented. Warnings raise.
+
+    ``search`` adds the search box's index (pdoc precompiles it with node when node is installed: seconds)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         specs: list[str] = []
@@ -40,7 +42,7 @@ def build(output: Path) -> list[str]:
             if name not in covered:
                 specs.append(name)
                 covered.update(pdoc.extract.walk_specs([name]))
-        pdoc.render.configure(docformat="google", show_source=False, search=True)
+        pdoc.render.configure(docformat="google", show_source=False, search=search)
         pdoc.pdoc(*specs, output_directory=output)
     return sorted(covered)
 
