@@ -24,9 +24,14 @@ from pathlib import Path
 import pytest
 
 import imgcore
+from tests.conftest import IN_CI
 
-pdoc = pytest.importorskip("pdoc", reason="pdoc builds the API reference: pip install pdoc (the `test` extra)")
-from pdoc import doc_ast  # noqa: E402  (after the importorskip that names the missing extra)
+try:
+    from pdoc import doc_ast
+except ImportError:  # the `test` extra has it; under CI its absence is a failure, not a skip
+    if IN_CI:
+        raise
+    pytest.skip("pdoc builds the API reference: pip install pdoc (the `test` extra)", allow_module_level=True)
 
 DOCS_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "docs.py"
 

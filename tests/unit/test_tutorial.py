@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import imgcore
 from tests.conftest import require_tool
 from tests.integration.conftest import start_registry
 
@@ -48,6 +49,8 @@ def test_tutorial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             exec(compile(block, f"{TUTORIAL}:block{i}", "exec"), namespace)
     finally:
         registry.stop()
+        for container in imgcore.Store(tmp_path / "store").containers():  # a failed block may leave overlays
+            container.remove()
     # What the last block leaves: the two base images, and the second store holds the pulled one.
     assert (tmp_path / "store" / "index.json").is_file()
     assert (work / "second-store" / "index.json").is_file()
