@@ -1,5 +1,5 @@
 # `make` runs the whole local loop; scripts/test.sh is what CI runs.
-.PHONY: all install build-dev build-prod format lint lint-python lint-rust stubtest test test-fast test-rust test-integration bench fuzz clean demo
+.PHONY: all install build-dev build-prod format lint lint-python lint-rust stubtest test test-fast test-rust test-integration bench fuzz clean demo docs
 
 all: format build-dev lint test
 
@@ -53,6 +53,9 @@ fuzz:
 
 demo:
 	bash scripts/demo.sh
+
+docs:
+	bash scripts/docs.sh
 
 clean:
 	rm -rf target dist .pytest_cache .hypothesis

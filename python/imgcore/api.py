@@ -166,6 +166,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.content = ContentStore(root)
+        """The content store underneath (blobs, ``index.json``, tags): for what this front door does not cover."""
         self._containers = Containers(self.content)
 
     def __repr__(self) -> str:

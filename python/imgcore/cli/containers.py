@@ -136,6 +136,7 @@ def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
 
 
 def register(sub: Any) -> None:
+    """Adds the container commands (create, ps, rm, mount, umount, exec, diff, commit) to ``sub``."""
     p = sub.add_parser("create", help="create a writable container from an image")
     p.add_argument("image")
     p.add_argument("--name")

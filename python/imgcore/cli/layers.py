@@ -97,6 +97,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Adds the layer commands (``ls``, ``layer ...``) to ``sub``."""
     p = sub.add_parser("ls", help="list an image's files (merged layers) and the layer each one comes from")
     p.add_argument("image")
     p.add_argument("path", nargs="?", default="/")

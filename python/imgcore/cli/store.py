@@ -65,6 +65,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Adds the store commands (``fsck``, ``blob ...``, ``demo``) to ``sub``."""
     p = sub.add_parser("fsck", help="re-hash every blob and report corrupt ones")
     p.set_defaults(func=cmd_fsck)
 

@@ -28,6 +28,8 @@ __all__ = ["ContainerUsage", "DiskUsage", "ImageUsage", "LayerUsage", "disk_usag
 
 @dataclass(frozen=True)
 class LayerUsage:
+    """One layer of the store as ``df -v`` shows it: sizes (uncompressed, stored, unpacked) and its users."""
+
     digest: str
     diff_id: str
     media_type: str
@@ -38,11 +40,15 @@ class LayerUsage:
 
     @property
     def shared(self) -> bool:
+        """Whether more than one image uses the layer (it is then stored once for all of them)."""
         return len(self.images) > 1
 
 
 @dataclass(frozen=True)
 class ImageUsage:
+    """One image as ``df -v`` shows it: ``size`` sums its layers, ``shared_size`` the ones other images use too,
+    ``containers`` counts the containers created from it."""
+
     image: Image
     size: int
     shared_size: int
@@ -50,11 +56,14 @@ class ImageUsage:
 
     @property
     def unique_size(self) -> int:
+        """Bytes of the layers only this image uses: what removing it alone would free."""
         return self.size - self.shared_size
 
 
 @dataclass(frozen=True)
 class ContainerUsage:
+    """One container as ``df -v`` shows it: its writable layer's size and the image it was created from."""
+
     id: str
     name: str
     image: str
@@ -65,6 +74,9 @@ class ContainerUsage:
 
 @dataclass(frozen=True)
 class DiskUsage:
+    """The whole store's usage (``docker system df -v``): per image, per layer, per container, plus the bytes
+    no image reaches, the copy driver's baselines and partial downloads. Sizes are bytes."""
+
     images: tuple[ImageUsage, ...]
     layers: tuple[LayerUsage, ...]
     containers: tuple[ContainerUsage, ...]
@@ -79,6 +91,7 @@ class DiskUsage:
 
     @property
     def images_size_without_sharing(self) -> int:
+        """The images' sizes summed, a shared layer counted once per image (what it would take unshared)."""
         return sum(i.size for i in self.images)
 
     @property
@@ -88,15 +101,18 @@ class DiskUsage:
 
     @property
     def images_active(self) -> int:
+        """How many images have at least one container (docker's ACTIVE column)."""
         return sum(1 for i in self.images if i.containers)
 
     @property
     def images_reclaimable(self) -> int:
+        """Bytes of the layers no image with a container uses: what ``prune -a`` could free at most."""
         active = {i.image.id for i in self.images if i.containers}
         return sum(layer.size for layer in self.layers if not active.intersection(layer.images))
 
     @property
     def containers_size(self) -> int:
+        """Bytes of every container's writable layer (or private copy) together."""
         return sum(c.size for c in self.containers)
 
     @property

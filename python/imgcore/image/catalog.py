@@ -63,6 +63,7 @@ class ImageRow:
 
     @property
     def dangling(self) -> bool:
+        """Whether the image has no tag (listed as ``<none> <none>``)."""
         return not self.image.tags
 
 
@@ -362,6 +363,10 @@ def history(store: ContentStore, text: str) -> list[HistoryRow]:
 
 
 def record_tag_time(store: ContentStore, image_id: str) -> None:
+    """Notes now as the time ``image_id`` was last tagged (``images`` sorts and ``--filter since`` by it).
+
+    The table is a JSON file beside the layout, rewritten atomically under its lock, so concurrent taggers
+    never lose each other's entries; an unreadable table is started afresh rather than failing the tag."""
     path = store.paths.tag_times
     path.parent.mkdir(parents=True, exist_ok=True)
     with _fs.locked(path.with_suffix(".lock")):

@@ -29,6 +29,7 @@ CHANGE_INSTRUCTIONS = (
     "VOLUME",
     "WORKDIR",
 )
+"""The Dockerfile instructions ``commit -c`` and ``import -c`` accept (docker's own list)."""
 
 
 def _json_or_shell(arg: str) -> list[str]:

@@ -41,6 +41,8 @@ from imgcore.store import ContentStore
 __all__ = ["DRIVERS", "LayerCache", "Unpacked", "default_driver", "overlay_supported", "tree_bytes"]
 
 DRIVERS = ("overlay", "copy")
+"""Container storage drivers: ``overlay`` mounts the shared layers under a writable upper dir (root);
+``copy`` gives each container a private copy of the flattened image (works anywhere)."""
 _overlay_probe: dict[str, str | None] = {}
 
 

@@ -30,7 +30,9 @@ from imgcore.errors import DigestMismatch, InvalidArchive, LimitExceeded, Unsafe
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "LayerStats", "extract_layer", "layer_index", "unpack_layers"]
 
 DEFAULT_MAX_BYTES = 64 << 30
+"""Default cap on the uncompressed bytes of one layer (64 GiB): a decompression bomb stops with ``LimitExceeded``."""
 DEFAULT_MAX_ENTRIES = 4_000_000
+"""Default cap on the tar entries of one layer (``LimitExceeded`` beyond it), for the same reason."""
 _MAX_SYMLINKS = 40
 _WH = b".wh."
 _OPQ = b".wh..wh..opq"

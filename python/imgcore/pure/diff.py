@@ -55,6 +55,7 @@ class Change:
     metadata_only: bool = False
 
     def astuple(self) -> tuple[str, str, bool]:
+        """``(kind, path, metadata_only)``, the form the Rust ``Change`` compares and pickles as."""
         return (self.kind, self.path, self.metadata_only)
 
     def __str__(self) -> str:

@@ -51,14 +51,17 @@ class Digest:
 
     @property
     def algorithm(self) -> str:
+        """The algorithm name, ``sha256`` or ``sha512``."""
         return self._algorithm
 
     @property
     def hex(self) -> str:
+        """The lowercase hex part."""
         return self._hex
 
     @property
     def short(self) -> str:
+        """The first 12 hex characters (docker's short ID)."""
         return self._hex[:12]
 
     def __str__(self) -> str:
@@ -87,25 +90,31 @@ class Hasher:
         self._size = 0
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Feeds a bytes-like chunk."""
         self._h.update(chunk)
         self._size += memoryview(chunk).nbytes
 
     def hexdigest(self) -> str:
+        """The lowercase hex of what was fed so far."""
         return self._h.hexdigest()
 
     def digest(self) -> str:
+        """``algorithm:hex`` of what was fed so far."""
         return f"{self._h.name}:{self._h.hexdigest()}"
 
     @property
     def size(self) -> int:
+        """Bytes fed so far."""
         return self._size
 
     @property
     def algorithm(self) -> str:
+        """The algorithm name."""
         return str(self._h.name)
 
 
 def sha256(data: bytes | bytearray | memoryview) -> str:
+    """``"sha256:<hex>"`` of any bytes-like object."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -118,14 +127,18 @@ def _hash_file(path: StrPath, algorithm: str) -> tuple[str, int]:
 
 
 def sha256_file(path: StrPath) -> str:
+    """``"sha256:<hex>"`` of a file, read in chunks."""
     return _hash_file(path, "sha256")[0]
 
 
 def sha256_files(paths: Sequence[StrPath]) -> list[str]:
+    """The digest of each file, in order; the first failure raises (as the Rust twin, which uses all cores)."""
     return [sha256_file(p) for p in paths]
 
 
 def hash_files(paths: Sequence[StrPath], algorithm: str = "sha256") -> list[tuple[str | None, int, str | None]]:
+    """``(digest | None, size, error | None)`` per file: never raises per file, so a verifier can report every
+    bad one; an unknown ``algorithm`` raises before any file is read."""
     _algorithm(algorithm)
     out: list[tuple[str | None, int, str | None]] = []
     for p in paths:

@@ -5,3 +5,5 @@ defaults); ``host`` finds host helpers by absolute path and gives them imgcore's
 the runtime's commands; ``bwrap`` is the unprivileged fallback. The per-container monitor lives beside them.
 Nothing here imports the image/container workflow modules: they call in, never the other way round.
 """
+
+__all__: list[str] = []

@@ -111,6 +111,8 @@ class Ingest:
         return int(self._hasher.size)
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Appends ``chunk``, hashing it as it goes; more bytes than the expected size abort the ingest and raise
+        ``SizeMismatch`` at once, so an oversized download is cut off early."""
         assert self._file is not None, "ingest already finished"
         if self.expected_size is not None and self._hasher.size + len(chunk) > self.expected_size:
             got = self._hasher.size + len(chunk)
@@ -231,13 +233,16 @@ class ContentStore:
     # -- blobs -------------------------------------------------------------------------------------------------
 
     def blob_path(self, digest: str | Digest) -> Path:
+        """Where the blob is (or would be) stored: ``<root>/blobs/<algorithm>/<hex>``; does not check it exists."""
         d = _digest(digest)
         return self.root / "blobs" / str(d.algorithm) / str(d.hex)
 
     def has_blob(self, digest: str | Digest) -> bool:
+        """Whether the blob is stored (no re-hash)."""
         return self.blob_path(digest).is_file()
 
     def blob_size(self, digest: str | Digest) -> int:
+        """The stored blob's size in bytes; ``BlobNotFound`` when it is not stored."""
         try:
             return self.blob_path(digest).stat().st_size
         except FileNotFoundError:
@@ -321,6 +326,7 @@ class ContentStore:
         return data
 
     def open_blob(self, digest: str | Digest) -> BinaryIO:
+        """The blob opened for binary reading (not verified: see :meth:`get_blob`); ``BlobNotFound`` when absent."""
         try:
             return self.blob_path(digest).open("rb")
         except FileNotFoundError:
@@ -335,6 +341,7 @@ class ContentStore:
         return True
 
     def list_blobs(self) -> list[str]:
+        """Every stored blob's digest, sorted by algorithm then hex."""
         out: list[str] = []
         blobs = self.root / "blobs"
         for alg_dir in sorted(p for p in blobs.iterdir() if p.is_dir()):
@@ -342,6 +349,7 @@ class ContentStore:
         return out
 
     def get_json(self, digest: str | Digest) -> Any:
+        """The blob parsed as JSON (a config or manifest); ``BlobNotFound`` when absent."""
         return json.loads(self.get_blob(digest))
 
     def fsck(self, progress: Callable[[int, int], None] | None = None) -> list[FsckProblem]:
@@ -417,6 +425,7 @@ class ContentStore:
         return [Descriptor.from_json(m, "index.json") for m in self._index()["manifests"]]
 
     def put_manifest(self, raw: bytes, media_type: str) -> Descriptor:
+        """Stores a manifest or index's raw bytes; returns its descriptor (digest computed from those bytes)."""
         desc = self.put_blob(raw)
         return Descriptor(media_type, desc.digest, desc.size)
 
@@ -485,6 +494,7 @@ class ContentStore:
         return out
 
     def iter_blob(self, digest: str | Digest, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The blob's bytes in ``chunk``-sized pieces, for streaming without holding it in memory."""
         with self.open_blob(digest) as f:
             while data := f.read(chunk):
                 yield data

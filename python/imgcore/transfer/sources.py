@@ -17,6 +17,7 @@ from imgcore.store import ContentStore
 __all__ = ["DEFAULT_JOBS", "client_for", "known_sources", "record_source"]
 
 DEFAULT_JOBS = 3
+"""Layers moved at a time by pull and push (docker's ``max-concurrent-downloads`` default)."""
 _MAX_SOURCES_BYTES = 1 << 20
 
 
