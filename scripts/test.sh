@@ -23,5 +23,7 @@ python3 -m mypy python/imgcore
 python3 -m mypy.stubtest imgcore._core
 
 step "pytest (everything, integration included)"
-# Run against the installed package, not the source tree.
-python3 -m pytest -p no:cacheprovider "$@"
+# Run against the installed package, not the source tree; in a private temporary directory, so pytest never
+# cleans up (or trips over) the directories of other runs.
+basetemp="$(mktemp -d /tmp/imgcore-pytest.XXXXXX)"
+python3 -m pytest -p no:cacheprovider --basetemp="$basetemp" "$@"

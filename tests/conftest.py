@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def store(tmp_path: Path) -> object:
     from imgcore.store import ContentStore
 
     return ContentStore(tmp_path / "store")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No overlay mount made by a test outlives the run (a leftover would make every later temp-dir cleanup fail)."""
+    base = str(session.config._tmp_path_factory.getbasetemp()) if hasattr(session.config, "_tmp_path_factory") else None
+    if not base or os.geteuid() != 0:
+        return
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(base + "/")), reverse=True):
+        subprocess.run(["/usr/bin/umount", "-l", point], check=False, capture_output=True)

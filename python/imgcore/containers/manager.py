@@ -406,7 +406,7 @@ class Containers:
 
                 def enter() -> None:
                     os.chroot(root)
-                    os.makedirs(cwd, exist_ok=True)  # docker creates a missing WORKDIR; inside the chroot, confined
+                    Path(cwd).mkdir(parents=True, exist_ok=True)  # docker makes a missing WORKDIR; in the chroot
                     os.chdir(cwd)
 
                 proc = subprocess.run(argv, env=full_env, preexec_fn=enter, stdout=out, stderr=out, check=False)
