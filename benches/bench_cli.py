@@ -143,7 +143,7 @@ def main() -> int:
     from tests.images_helpers import make_image
 
     import imgcore
-    from imgcore.store import Store
+    from imgcore.store import ContentStore
 
     sh(PY, "-m", "compileall", "-q", Path(imgcore.__file__).parent)
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-", dir=args.tmp))
@@ -154,7 +154,7 @@ def main() -> int:
         t_ver = best(args.runs * 2, lambda: sh(*py, "--version"))
         rows.append(("imgcore --version", t_ver, t_pass, "python3 -c pass", "within 20 ms"))
 
-        store = Store(tmp / "many")
+        store = ContentStore(tmp / "many")
         t0 = time.perf_counter()
         base = make_image(store, "base:1", {f"usr/lib/f{i}": bytes([i % 256]) * 4096 for i in range(20)})
         for i in range(args.images - 1):
@@ -193,9 +193,9 @@ def main() -> int:
                 prime()
                 sh(*pull, ref2)
                 want = json.loads((layout / "index.json").read_text())["manifests"][1]["digest"]
-                got = Store(store_dir).resolve(ref2).digest
+                got = ContentStore(store_dir).resolve(ref2).digest
                 assert got == want, f"imgcore pull stored {got}, expected {want}"
-                assert not Store(store_dir).fsck()
+                assert not ContentStore(store_dir).fsck()
                 t_pull = best(args.runs, lambda: sh(*pull, ref2), prime)
                 t_sko = best(args.runs, lambda: sh(*skopeo, f"docker://{ref2}", f"oci:{oci_dir}:app2"), prime)
                 rows.append(("pull 2nd image, base stored (+32 MiB layer)", t_pull, t_sko, "skopeo copy", ">= 1.2x"))

@@ -79,7 +79,7 @@ def test_the_seed_workflow_in_one_import(store: imgcore.Store, base: imgcore.Ima
     assert store.fsck() == []
 
     archive = io.BytesIO()
-    store.save([new], archive)
+    store.save(["new_tomcat:1.0"], archive)  # by name, so the archive names it (by ID it loads untagged)
     box.remove()
     assert store.containers() == []
     records = store.remove("new_tomcat:1.0")

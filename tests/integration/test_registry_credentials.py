@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from imgcore import distribution
 from imgcore.errors import AuthError
 from imgcore.registry import Credentials, RegistryClient
-from imgcore.store import Store
+from imgcore.store import ContentStore
+from imgcore.transfer import pull as pulling
+from imgcore.transfer import push as pushing
 
 from .conftest import HostileServer, OciImage, RedirectProxy, Registry, skopeo_push
 
@@ -45,7 +46,7 @@ def test_basic_credentials_never_reach_a_redirect_target(
     try:
         client = RegistryClient(proxy.host, credentials=Credentials("carol", "basic-pw-42"), retries=1, backoff=0.01)
         with pytest.raises(AuthError) as exc:
-            distribution.pull(f"{proxy.host}/cred/app:v1", store=Store(tmp_path / "s"), client=client)
+            pulling.pull(f"{proxy.host}/cred/app:v1", store=ContentStore(tmp_path / "s"), client=client)
     finally:
         proxy.close()
     assert hostile.seen, "the proxy did not redirect anything to the hostile host"
@@ -68,7 +69,7 @@ def test_bearer_token_never_reaches_a_redirect_target(
     try:
         client = RegistryClient(proxy.host, credentials=Credentials("bob", "tok-pw"), retries=1, backoff=0.01)
         with pytest.raises(AuthError, match=hostile.host.replace(".", r"\.")):
-            distribution.pull(f"{proxy.host}/tok/cred:v1", store=Store(tmp_path / "s"), client=client)
+            pulling.pull(f"{proxy.host}/tok/cred:v1", store=ContentStore(tmp_path / "s"), client=client)
     finally:
         proxy.close()
     assert hostile.seen
@@ -86,8 +87,8 @@ def test_redirected_download_succeeds_without_credentials(
     proxy = RedirectProxy(basic_registry.host, hostile)
     try:
         client = RegistryClient(proxy.host, credentials=Credentials("carol", "basic-pw-42"))
-        store = Store(tmp_path / "s")
-        result = distribution.pull(f"{proxy.host}/cred/app:v1", store=store, client=client)
+        store = ContentStore(tmp_path / "s")
+        result = pulling.pull(f"{proxy.host}/cred/app:v1", store=store, client=client)
     finally:
         proxy.close()
     assert result.digest == oci_image.manifest_digest
@@ -102,15 +103,15 @@ def test_upload_location_on_another_host_gets_no_authorization(
 ) -> None:
     skopeo_push(oci_image, basic_registry, "cred/app:v1")
     creds = Credentials("carol", "basic-pw-42")
-    store = Store(tmp_path / "s")
-    distribution.pull(f"{basic_registry.host}/cred/app:v1", store=store,
+    store = ContentStore(tmp_path / "s")
+    pulling.pull(f"{basic_registry.host}/cred/app:v1", store=store,
                       client=RegistryClient(basic_registry.host, credentials=creds))  # fmt: skip
     hostile.mode = "basic"
     proxy = RedirectProxy(basic_registry.host, hostile)
     try:
         client = RegistryClient(proxy.host, credentials=creds, retries=1, backoff=0.01)
         with pytest.raises(AuthError) as exc:
-            distribution.push(f"{proxy.host}/other/app:v1", source=f"{basic_registry.host}/cred/app:v1",
+            pushing.push(f"{proxy.host}/other/app:v1", source=f"{basic_registry.host}/cred/app:v1",
                               store=store, client=client)  # fmt: skip
     finally:
         proxy.close()

@@ -81,9 +81,13 @@ _HUB_API: Final = "registry-1.docker.io"
 _CHUNK: Final = 1 << 20
 # containers/image internal/iolimits: MaxManifestBodySize, MaxConfigBodySize, MaxAuthTokenBodySize, MaxErrorBodySize.
 MAX_MANIFEST: Final = 4 << 20
+"""Largest manifest or index accepted (containers/image's iolimits: 4 MiB)."""
 MAX_CONFIG: Final = 4 << 20
+"""Largest image config accepted (4 MiB)."""
 MAX_TOKEN: Final = 1 << 20
+"""Largest token response accepted (1 MiB)."""
 MAX_ERROR_BODY: Final = 1 << 20
+"""Largest error body read from a registry (1 MiB)."""
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 

@@ -107,6 +107,7 @@ class State:
         return self.status in ("running", "paused")
 
     def to_json(self) -> dict[str, Any]:
+        """The record as written to ``state.json``."""
         return {
             "status": self.status,
             "pid": self.pid,
@@ -124,6 +125,7 @@ class State:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> State:
+        """The record read back from ``state.json`` (missing fields take their defaults)."""
         code = data.get("exit_code")
         return cls(
             status=str(data.get("status", "created")),

@@ -71,7 +71,9 @@ __all__ = [
 ]
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+"""docker's default detach sequence."""
 MAX_FRAME = 1 << 20
+"""Largest frame accepted on the attach socket."""
 MAX_BACKLOG = 8 << 20
 _HEADER = struct.Struct(">BI")
 
@@ -97,6 +99,7 @@ class FrameReader:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """Buffers ``data`` and returns the complete ``(kind, payload)`` frames it finished."""
         self._buf += data
         frames = []
         while len(self._buf) >= _HEADER.size:

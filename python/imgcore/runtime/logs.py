@@ -106,6 +106,7 @@ class JsonFileWriter:
             buf.clear()
 
     def close(self) -> None:
+        """Flushes and closes the log file."""
         for stream in self._pending:
             self.flush(stream)
         os.close(self._fd)

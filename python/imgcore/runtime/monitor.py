@@ -75,6 +75,7 @@ from imgcore.runtime.logs import JsonFileWriter
 __all__ = ["DRAIN_SECONDS", "exec_names", "main"]
 
 DRAIN_SECONDS = 2.0
+"""How long the monitor keeps draining output after the process exited."""
 PR_SET_CHILD_SUBREAPER = 36
 _LOCK_WAIT = 10.0
 _CREATE_TIMEOUT = 60.0
@@ -634,6 +635,7 @@ class Monitor:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python3 -m imgcore.runtime.monitor``: runs one monitor (container or exec mode); returns its exit status."""
     p = argparse.ArgumentParser(prog="python3 -m imgcore.runtime.monitor")
     p.add_argument("mode", choices=("container", "exec"))
     p.add_argument("--cdir", required=True)
