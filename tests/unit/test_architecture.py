@@ -44,11 +44,11 @@ def test_no_imgcore_import_hides_inside_a_function() -> None:
 
 
 def test_a_command_imports_only_its_group(tmp_path: Path) -> None:
-    """``imgcore images`` never loads the registry client, TLS or rich (start-up)."""
+    """``imgcore images`` never loads the registry client, TLS, rich, GC, containers or tarfile (start-up)."""
     code = (
         "import sys; from imgcore.cli import main; main(['--root', sys.argv[1], 'images']); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('urllib3', 'ssl', 'rich', 'http') "
-        "or m.startswith(('imgcore.registry', 'imgcore.transfer'))))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('urllib3', 'ssl', 'rich', 'http', 'tarfile') "
+        "or m.startswith(('imgcore.registry', 'imgcore.transfer', 'imgcore.gc', 'imgcore.containers'))))"
     )
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -1,9 +1,10 @@
 """The ``imgcore`` command: argument parsing and output formatting only; the work is done by the library.
 
-One module per command group (``cli/images.py``, ``cli/containers.py``, ``cli/distribution.py``,
-``cli/layers.py``, ``cli/store.py``), each importing what it uses at its top. :data:`COMMANDS` maps every command
-to its group, so a command loads only its own group (``imgcore images`` never imports the registry client, TLS
-or rich); ``--help`` and ``--version`` load none beyond what they print.
+One module per command group (``cli/images.py``, ``cli/housekeeping.py``, ``cli/containers.py``,
+``cli/distribution.py``, ``cli/layers.py``, ``cli/store.py``), each importing what it uses at its top.
+:data:`COMMANDS` maps every command to its group, so a command loads only its own group (``imgcore images``
+never imports the registry client, TLS, rich, garbage collection or tarfile); ``--help`` loads them all and
+``--version`` none.
 
 docker's conventions: usage errors exit 125 (docker's "error in the CLI itself"), an imgcore error exits 1 with
 ``Error: <message>`` on stderr, Ctrl-C exits 130, and a closed pipe (``imgcore diff C | head``) ends quietly.
@@ -27,9 +28,8 @@ USAGE_ERROR = 125
 
 #: command -> the group module that registers it (and its handlers).
 COMMANDS: dict[str, str] = {
-    **dict.fromkeys(
-        ("images", "tag", "rmi", "history", "inspect", "import", "export", "df", "prune", "image"), "imgcore.cli.images"
-    ),
+    **dict.fromkeys(("images", "tag", "history", "inspect"), "imgcore.cli.images"),
+    **dict.fromkeys(("rmi", "import", "export", "df", "prune", "image"), "imgcore.cli.housekeeping"),
     **dict.fromkeys(("create", "ps", "rm", "mount", "umount", "exec", "diff", "commit"), "imgcore.cli.containers"),
     **dict.fromkeys(("pull", "push", "login", "logout", "save", "load"), "imgcore.cli.distribution"),
     **dict.fromkeys(("ls", "layer"), "imgcore.cli.layers"),

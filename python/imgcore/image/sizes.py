@@ -21,6 +21,10 @@ from imgcore.store import ContentStore
 __all__ = ["forget_layer_size", "layer_size", "measure_blob", "record_layer_size"]
 
 
+# A blob's uncompressed size never changes (the digest names the content), so a process keeps what it read.
+_known: dict[str, int] = {}
+
+
 def _cache(store: ContentStore, digest: str) -> Path:
     d = Digest(digest)
     return store.paths.sizes / f"{d.algorithm}-{d.hex}"
@@ -31,6 +35,7 @@ def record_layer_size(store: ContentStore, digest: str, size: int) -> None:
     path = _cache(store, digest)
     path.parent.mkdir(parents=True, exist_ok=True)
     _fs.atomic_write(path, f"{int(size)}\n".encode())
+    _known[digest] = int(size)
 
 
 def forget_layer_size(store: ContentStore, digest: str) -> None:
@@ -52,8 +57,15 @@ def layer_size(store: ContentStore, desc: Descriptor) -> int:
     """The layer's uncompressed (tar) size, docker's per-layer SIZE; the blob's size when it is not stored."""
     if desc.media_type in (OCI_LAYER, DOCKER_LAYER):
         return desc.size
+    known = _known.get(desc.digest)
+    if known is not None:
+        return known
     with contextlib.suppress(OSError, ValueError):
-        return int(_cache(store, desc.digest).read_text().strip())
+        d = Digest(desc.digest)
+        with open(f"{store.paths.sizes}/{d.algorithm}-{d.hex}", "rb") as f:  # noqa: PTH123 (hot in `images`)
+            size = int(f.read(32).strip())
+        _known[desc.digest] = size
+        return size
     if not store.has_blob(desc.digest):
         return desc.size
     return measure_blob(store, desc.digest)[2]
