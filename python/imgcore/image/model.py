@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -176,12 +177,12 @@ class Image:
         """The descriptor a tag of this image records in ``index.json``."""
         return (self.target or self.manifest_desc).with_annotations(None)
 
-    @property
+    @functools.cached_property
     def created(self) -> _dt.datetime | None:
         """The config's ``created`` time (None when absent or unreadable)."""
         return parse_time(self.config.created)
 
-    @property
+    @functools.cached_property
     def references(self) -> tuple[Reference, ...]:
         """The tags, parsed."""
         return tuple(parse(t) for t in self.tags)
