@@ -8,6 +8,7 @@ in ``SCHILY.xattr`` records (overlayfs' own left out); the walk is iterative, so
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tarfile
@@ -15,9 +16,26 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imgcore.containers.manager import Containers
+from imgcore.errors import InvalidTree
 from imgcore.store import ContentStore
 
 __all__ = ["export", "write_tree_tar"]
+
+
+def _open_same(path: Path, st: os.stat_result) -> BinaryIO:
+    """``path`` opened for reading only if it is still the regular file the walk saw (a container process may
+    swap it, or a parent, for a symlink to a host file: docker's CVE-2018-15664); never follows the last link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise InvalidTree(f"export: {path}: replaced by a symlink while it was being read") from None
+    now = os.fstat(fd)
+    if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise InvalidTree(f"export: {path}: replaced while it was being read (not the file the walk saw)")
+    return os.fdopen(fd, "rb")
 
 _SKIP_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
@@ -51,7 +69,7 @@ def write_tree_tar(root: str | os.PathLike[str], out: BinaryIO) -> int:
                     if st.st_nlink > 1:
                         links[key] = rel
                     info.type, info.size = tarfile.REGTYPE, st.st_size
-                    fileobj = path.open("rb")
+                    fileobj = _open_same(path, st)
             elif stat.S_ISDIR(st.st_mode):
                 info.type = tarfile.DIRTYPE
             elif stat.S_ISLNK(st.st_mode):

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -379,6 +380,7 @@ fn produce(
                 if payload {
                     copy_file(
                         data_from,
+                        (meta.dev, meta.ino),
                         meta.size,
                         &mut buf,
                         &mut |b, s| flush(b, s, false),
@@ -397,14 +399,31 @@ fn produce(
 }
 
 /// Appends exactly `size` bytes of `path` to `buf`, flushing full slices as it goes.
+///
+/// NOTE: a process inside a running container may swap the file (or a parent directory) for a symlink between
+/// the walk's `lstat` and this open, to get host content into the layer (the pattern of docker's
+/// CVE-2018-15664). The last component is opened with `O_NOFOLLOW`, and the opened file must be the very inode
+/// the walk saw (`expect` = device and inode): anything else is refused, never read.
 fn copy_file(
     path: &Path,
+    expect: (u64, u64),
     size: u64,
     buf: &mut Vec<u8>,
     flush: &mut dyn FnMut(&mut Vec<u8>, &mut Stats) -> Result<()>,
     stats: &mut Stats,
 ) -> Result<()> {
-    let mut f = File::open(path).at(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK) // a FIFO swapped in must not block
+        .open(path)
+        .at(path)?;
+    let st = f.metadata().at(path)?;
+    if !st.is_file() || (st.dev(), st.ino()) != expect {
+        return Err(CoreError::InvalidTree {
+            path: path.to_path_buf(),
+            reason: "replaced while the layer was being written (it is not the file the walk saw)".into(),
+        });
+    }
     let mut left = size;
     while left > 0 {
         let room = (SLICE - buf.len().min(SLICE)).max(64 * 1024) as u64;
@@ -569,4 +588,38 @@ fn par_gzip(items: &[Item], layer: &LayerOptions, file: File, out: &Path, level:
         }
         Ok((digest, diff_id, size, stats))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn copy(path: &Path, expect: (u64, u64)) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        let mut stats = Stats::default();
+        copy_file(path, expect, 3, &mut buf, &mut |_, _| Ok(()), &mut stats)?;
+        Ok(buf)
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_walk_is_never_read() {
+        let dir = std::env::temp_dir().join(format!("imgcore-swap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        std::fs::write(&file, b"abc").unwrap();
+        let host = dir.join("host-secret");
+        std::fs::write(&host, b"xyz").unwrap();
+        let st = std::fs::symlink_metadata(&file).unwrap();
+        assert_eq!(copy(&file, (st.dev(), st.ino())).unwrap(), b"abc");
+        // the container swaps the file for a symlink to a host file: refused, not followed
+        std::fs::remove_file(&file).unwrap();
+        symlink(&host, &file).unwrap();
+        assert!(copy(&file, (st.dev(), st.ino())).is_err());
+        // ... or for another file (a parent directory swapped the same way lands on another inode)
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, b"abc").unwrap();
+        assert!(copy(&host, (st.dev(), st.ino())).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
