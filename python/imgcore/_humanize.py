@@ -23,6 +23,7 @@ __all__ = [
     "human_duration",
     "human_size",
     "parse_time",
+    "printable",
     "short_id",
     "since",
     "tabwrite",
@@ -160,3 +161,13 @@ def tabwrite(rows: Sequence[Sequence[str]], *, minwidth: int = 10, padding: int 
         parts.append(row[-1] if row else "")
         out.append("".join(parts))
     return "\n".join(out) + "\n"
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F)}
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})  # C1 controls (CSI and friends)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ESC, CSI, BEL, ...) shown as ``\\xNN``, never sent raw,
+    so an image's history or labels cannot drive the user's terminal."""
+    return text.translate(_CONTROL)

@@ -173,3 +173,10 @@ def test_times():
     assert since(None) == "N/A"
     assert ago("garbage") == "N/A"
     assert format_created(t) == "2023-05-04T17:37:03Z"
+
+
+def test_printable_escapes_terminal_controls() -> None:
+    from imgcore._humanize import printable
+
+    assert printable("ok \x1b]0;pwned\x07 \x9b31m") == "ok \\x1b]0;pwned\\x07 \\x9b31m"
+    assert printable("tabs\tstay, unicode ü stays") == "tabs\tstay, unicode ü stays"

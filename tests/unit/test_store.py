@@ -255,3 +255,20 @@ def test_broken_index_is_a_store_error(store):
     (store.root / "index.json").write_text("{not json")
     with pytest.raises(StoreError, match=r"index\.json"):
         store.tags()
+
+
+def test_fsck_reports_a_truncated_index_a_bogus_entry_and_a_symlinked_blob(store, tmp_path):
+    good = store.put_blob(b"good")
+    (store.root / "index.json").write_text('{"schemaVersion": 2, "manifests": [')
+    assert [p.path for p in store.fsck()] == ["index.json"]  # a truncated index is a problem, not "0 problems"
+    (store.root / "index.json").write_text('{"schemaVersion": 2, "manifests": [{"mediaType": "x"}]}')
+    assert [str(p) for p in store.fsck()] == ["index.json: manifests[0]: no digest"]
+    (store.root / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"planted")
+    planted = store.blob_path(imgcore.sha256(b"planted"))
+    planted.symlink_to(outside)
+    problems = store.fsck()
+    assert [p.path for p in problems] == [str(planted)]
+    assert "not a regular file" in problems[0].problem
+    assert store.has_blob(good.digest)

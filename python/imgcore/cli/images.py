@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from imgcore._gotemplate import render, render_rows
-from imgcore._humanize import ellipsis, format_created, human_size, since, tabwrite
+from imgcore._humanize import ellipsis, format_created, human_size, printable, since, tabwrite
 from imgcore.errors import ImgcoreError
 from imgcore.image.catalog import history, inspect, list_images, tag
 from imgcore.store import ContentStore
@@ -142,10 +142,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format != "table":
         objs = []
         for row in rows:
-            created_by = row.created_by.replace("\t", " ")
+            created_by = printable(row.created_by.replace("\t", " "))
             objs.append(
                 {
-                    "Comment": row.comment,
+                    "Comment": printable(row.comment),
                     "CreatedAt": format_created(row.created),
                     "CreatedBy": ellipsis(created_by, 45) if trunc else created_by,
                     "CreatedSince": since(row.created) if args.human else format_created(row.created),
@@ -161,14 +161,14 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for row in rows:
-        created_by = row.created_by.replace("\t", " ")
+        created_by = printable(row.created_by.replace("\t", " "))
         table.append(
             [
                 ident(row.id),
                 since(row.created) if args.human else format_created(row.created),
                 ellipsis(created_by, 45) if trunc else created_by,
                 human_size(row.size) if args.human else str(row.size),
-                row.comment,
+                printable(row.comment),
             ]
         )
     sys.stdout.write(tabwrite(table))

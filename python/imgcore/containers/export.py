@@ -37,6 +37,7 @@ def _open_same(path: Path, st: os.stat_result) -> BinaryIO:
         raise InvalidTree(f"export: {path}: replaced while it was being read (not the file the walk saw)")
     return os.fdopen(fd, "rb")
 
+
 _SKIP_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
 

@@ -370,6 +370,9 @@ class ContentStore:
                 except ValueError:
                     problems.append(FsckProblem(str(p), "not a valid digest name"))
                     continue
+                if p.is_symlink() or not p.is_file():
+                    problems.append(FsckProblem(str(p), "not a regular file (a symlink or other entry in blobs/)"))
+                    continue
                 entries.append((name, p))
         by_alg: dict[str, list[tuple[str, Path]]] = {}
         for name, p in entries:
@@ -393,10 +396,21 @@ class ContentStore:
                     problems.append(FsckProblem(str(p), f"unreadable: {err}"))
                 elif actual != name:
                     problems.append(FsckProblem(str(p), f"corrupt: content hashes to {actual}"))
-        with contextlib.suppress(StoreError):
-            for desc in self._index()["manifests"]:
-                if not self.has_blob(desc["digest"]):
-                    problems.append(FsckProblem("index.json", f"manifest {desc['digest']} is missing"))
+        try:
+            manifests = self._index()["manifests"]
+        except StoreError as e:
+            problems.append(FsckProblem("index.json", str(e)))
+            manifests = []
+        for i, desc in enumerate(manifests):
+            digest = desc.get("digest") if isinstance(desc, dict) else None
+            try:
+                present = isinstance(digest, str) and self.has_blob(digest)
+            except ValueError:
+                present = False
+            if not isinstance(digest, str):
+                problems.append(FsckProblem("index.json", f"manifests[{i}]: no digest"))
+            elif not present:
+                problems.append(FsckProblem("index.json", f"manifests[{i}]: manifest {digest} is missing"))
         return problems
 
     # -- index.json and tags -----------------------------------------------------------------------------------

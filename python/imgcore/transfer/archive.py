@@ -60,6 +60,14 @@ class LoadResult:
     format: str
 
 
+def _check_stored(store: ContentStore, digest: str) -> None:
+    """A corrupt blob is never exported: it is re-hashed before it is written."""
+    actual = sha256_file(store.blob_path(digest))
+    if actual != digest:
+        raise DigestMismatch(f"save: blob {digest} in the store is corrupt (hashes to {actual})",
+                             expected=digest, actual=actual)  # fmt: skip
+
+
 def _image_blobs(store: ContentStore, desc: Descriptor) -> tuple[Manifest, list[Descriptor]]:
     raw = store.get_blob(desc.digest)
     doc = parse_manifest_or_index(raw, desc.media_type or None)
@@ -162,6 +170,7 @@ def save(
             for digest in blobs_by_digest:
                 size = store.blob_size(digest)
                 progress.layer(short_id(digest), "Saving", 0, size)
+                _check_stored(store, digest)
                 with store.open_blob(digest) as f:
                     add(tf, f"blobs/sha256/{digest.split(':', 1)[1]}", size, f)
                 progress.layer(short_id(digest), "Saved", size, size)
@@ -332,7 +341,7 @@ def _plan_oci(staged: _Staged, where: str) -> _Plan:
         try:
             for item in json.loads(staged.path("manifest.json", where).read_bytes()):
                 cfg = str(item["Config"]).rsplit("/", 1)[-1].removesuffix(".json")
-                repo_tags.setdefault(f"sha256:{cfg}", []).extend(item.get("RepoTags") or [])
+                repo_tags.setdefault(f"sha256:{cfg}", []).extend(_repo_tags(item, where))
         except (ValueError, KeyError, TypeError) as e:
             raise InvalidManifest(f"{where}: manifest.json is malformed: {e}") from None
     plan: _Plan = []
@@ -367,6 +376,18 @@ def _plan_oci(staged: _Staged, where: str) -> _Plan:
     return plan
 
 
+def _repo_tags(item: object, where: str) -> list[str]:
+    """A manifest.json entry's ``RepoTags``: a list of strings or nothing (a string is not three tags)."""
+    tags = item.get("RepoTags") if isinstance(item, dict) else None
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidManifest(
+            f"{where}: manifest.json: RepoTags: expected a list of strings, got {type(tags).__name__}"
+        )
+    return tags
+
+
 def _plan_classic(staged: _Staged, where: str) -> _Plan:
     """Verify a classic docker-save archive (manifest.json, <id>/layer.tar) and build OCI manifests for it."""
     try:
@@ -379,7 +400,7 @@ def _plan_classic(staged: _Staged, where: str) -> _Plan:
     for i, item in enumerate(items):
         w = f"{where}: manifest.json[{i}]"
         try:
-            cfg_name, layer_names, tags = str(item["Config"]), [str(x) for x in item["Layers"]], item.get("RepoTags")
+            cfg_name, layer_names, tags = str(item["Config"]), [str(x) for x in item["Layers"]], _repo_tags(item, w)
         except (KeyError, TypeError) as e:
             raise InvalidManifest(f"{w}: missing {e}") from None
         cpath = staged.path(cfg_name, w)
