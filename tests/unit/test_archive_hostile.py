@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 
 import pytest
@@ -18,7 +17,7 @@ from tests.images_helpers import layer_tar, make_image
 def test_save_refuses_a_corrupt_blob(store, tmp_path):
     img = make_image(store, "app:1", {"etc/x": b"x"})
     blob = store.blob_path(img.manifest.layers[0].digest)
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     blob.write_bytes(b"corrupted")
     out = tmp_path / "out.tar"
     with pytest.raises(DigestMismatch, match="corrupt"):
