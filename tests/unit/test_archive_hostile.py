@@ -47,3 +47,28 @@ def test_load_refuses_repo_tags_that_are_not_a_list(store):
     assert store.tags() == {}
     result = archive.load(io.BytesIO(_classic(["abc:1"])), store=store)
     assert [name for name, _ in result.images] == ["docker.io/library/abc:1"]
+
+
+def test_load_bounds_members_and_refuses_sparse_ones(store, tmp_path, monkeypatch):
+    from imgcore.errors import InvalidArchive, LimitExceeded
+
+    monkeypatch.setattr(archive, "MAX_MEMBERS", 10)
+    many = io.BytesIO()
+    with tarfile.open(fileobj=many, mode="w") as tf:
+        for i in range(11):
+            tf.addfile(tarfile.TarInfo(f"junk{i}"), io.BytesIO(b""))
+    with pytest.raises(LimitExceeded, match="more than 10 members"):
+        archive.load(io.BytesIO(many.getvalue()), store=store)
+    # a 1 GiB hole in a few KiB of archive must never be spooled (GNU tar writes the sparse member)
+    hole = tmp_path / "blobs"
+    hole.mkdir()
+    with (hole / "big").open("wb") as f:
+        f.truncate(1 << 30)
+    out = tmp_path / "sparse.tar"
+    import subprocess
+
+    subprocess.run(["tar", "--sparse", "-cf", str(out), "-C", str(tmp_path), "blobs/big"], check=True)
+    assert out.stat().st_size < 1 << 20
+    with pytest.raises(InvalidArchive, match="sparse"):
+        archive.load(out, store=store)
+    assert store.list_blobs() == []

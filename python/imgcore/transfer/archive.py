@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from imgcore._core import inspect_blob, sha256_file
 from imgcore._progress import NullProgress, Progress, short_id
-from imgcore.errors import DigestMismatch, ImgcoreError, InvalidArchive, InvalidManifest, SizeMismatch
+from imgcore.errors import DigestMismatch, ImgcoreError, InvalidArchive, InvalidManifest, LimitExceeded, SizeMismatch
 from imgcore.image.builder import manifest_for
 from imgcore.image.catalog import lookup, tag_manifest
 from imgcore.models import (
@@ -48,6 +48,11 @@ from imgcore.store import ContentStore
 __all__ = ["LoadResult", "load", "save"]
 
 _LAYER_TYPES = {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
+_META = ("index.json", "oci-layout", "manifest.json", "repositories")
+MAX_MEMBERS = 200_000
+"""Most members an archive may have (docker's saves have a few per layer)."""
+MAX_JSON = 20 << 20
+"""Largest JSON document read from an archive (containerd's cap, CVE-2023-25153)."""
 
 _DOCKER_NAME = "io.containerd.image.name"
 
@@ -224,28 +229,44 @@ def _clean_name(name: str, where: str) -> str:
     return norm
 
 
+def _wanted(name: str) -> bool:
+    """Whether a member can be part of an image in a docker or OCI archive (only those are spooled: an archive
+    cannot make load write more than it could ever use)."""
+    return (
+        name in _META or name.startswith("blobs/") or name.endswith(("/layer.tar", ".json", ".tar", ".tar.gz", ".tgz"))
+    )
+
+
 def _stage_tar(src: str | os.PathLike[str] | BinaryIO, staging: Path) -> _Staged:
+    """Spools the archive's regular files into ``staging``, streaming (one pass, members not kept in memory)."""
     staged = _Staged(staging)
     where = f"load {src}" if isinstance(src, str | os.PathLike) else "load"
     n = 0
     try:
-        tf = (
-            tarfile.open(src, mode="r:*")  # noqa: SIM115
-            if isinstance(src, str | os.PathLike)
-            else tarfile.open(fileobj=src, mode="r|*")  # noqa: SIM115
-        )
-        with tf:
-            for member in tf:
+        opened = Path(src).open("rb") if isinstance(src, str | os.PathLike) else None  # noqa: SIM115
+        stream: BinaryIO = opened if opened is not None else src  # type: ignore[assignment]  # a path was opened
+        tf = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115
+        with tf, opened if opened is not None else contextlib.nullcontext():
+            for count, member in enumerate(tf, 1):
+                tf.members = []  # type: ignore[attr-defined]  # streaming: nothing to look back at, memory stays small
+                if count > MAX_MEMBERS:
+                    raise LimitExceeded(f"{where}: more than {MAX_MEMBERS} members; not an image archive")
+                if member.issparse():
+                    raise InvalidArchive(
+                        f"{where}: {member.name!r} is a sparse member; docker and OCI archives have none"
+                    )
                 if member.isdir():
                     continue
                 name = _clean_name(member.name, where)
+                if name in _META and member.size > MAX_JSON:
+                    raise InvalidArchive(f"{where}: {name} is {member.size} bytes, more than {MAX_JSON}")
                 if member.issym() or member.islnk():
                     target = member.linkname
                     if member.issym():
                         target = posixpath.join(posixpath.dirname(name), target)
                     staged.links[name] = _clean_name(target, where)
                     continue
-                if not member.isfile():
+                if not member.isfile() or not _wanted(name):
                     continue
                 n += 1
                 dest = staging / f"f{n}"
