@@ -270,7 +270,8 @@ def _platform_from(doc: _Doc, value: Any, path: str) -> Platform:
 def _descriptor_from(doc: _Doc, value: Any, path: str) -> Descriptor:
     data = doc.obj(value, path)
     mt = data.get("mediaType")
-    media_type = "" if mt is None else doc.media_type(mt, _join(path, "mediaType"))
+    # "" is "unknown", as the constructor allows it (and as earlier stores wrote it into index.json).
+    media_type = "" if mt is None or mt == "" else doc.media_type(mt, _join(path, "mediaType"))
     digest = doc.digest(doc.required(data, "digest", path), _join(path, "digest"))
     size = doc.integer(doc.required(data, "size", path), _join(path, "size"))
     annotations = doc.opt_str_map(data, "annotations", path)
