@@ -158,6 +158,8 @@ def load_json(
             except UnicodeEncodeError:
                 _fail(error, what, "not valid JSON: a string holds an unpaired UTF-16 surrogate escape")
         return value
+    except ImgcoreError:  # our own refusal (the error classes are ValueErrors too): already says what and where
+        raise
     except _Refused as e:
         _fail(error, what, f"not valid JSON: {e}")
     except json.JSONDecodeError as e:

@@ -310,7 +310,7 @@ def _media_type_of(
 ) -> str:
     """The document's own media type, else the one given (a Content-Type, a descriptor's), else ``default``."""
     value = data.get("mediaType")
-    if value is None:
+    if value is None or value == "":  # "" read as absent, as before the schema checks
         value = media_type or default
         if not isinstance(value, str):
             doc.expected("mediaType", "a string", value)
@@ -783,8 +783,8 @@ def parse_manifest_or_index(
     doc = _Doc(where) if where else _Doc("manifest", raw=raw)
     data = load_object(raw, doc.what, limit=limit)
     mt = data.get("mediaType")
-    if mt is None:
-        mt = media_type
+    if mt is None or mt == "":
+        mt = media_type or None
     elif not isinstance(mt, str):
         doc.expected("mediaType", "a string", mt)
     if mt in INDEX_TYPES or (mt is None and "manifests" in data):

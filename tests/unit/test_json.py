@@ -42,6 +42,7 @@ def test_hostile_documents_are_typed_errors(raw, why):
     with pytest.raises(InvalidManifest, match=why) as info:
         _json.load_json(raw, "manifest sha256:x")
     assert str(info.value).startswith("manifest sha256:x: ")
+    assert str(info.value).count("manifest sha256:x") == 1
 
 
 def test_depth_limit_is_exact_and_ignores_brackets_in_strings():

@@ -323,3 +323,13 @@ def test_repositories_file():
         m.parse_repositories(b'{"x": ["1"]}')
     with pytest.raises(InvalidArchive, match="top level"):
         m.parse_repositories(b"[]")
+
+
+def test_empty_media_types_read_as_absent():
+    d = m.Descriptor.from_json({**LAYER, "mediaType": ""})
+    assert d.media_type == ""
+    assert m.Descriptor.from_json(d.to_json()) == d
+    assert m.Manifest.from_bytes(_manifest(mediaType="")).media_type == m.OCI_MANIFEST
+    assert isinstance(m.parse_manifest_or_index(_manifest(mediaType="")), m.Manifest)
+    with pytest.raises(InvalidManifest, match=r"layers\[0\]\.mediaType: expected a media type"):
+        m.Manifest.from_bytes(_manifest(layers=[{**LAYER, "mediaType": "not a media type"}]))
