@@ -52,7 +52,10 @@ class Reference:
         """The short form docker prints: ``mysql`` for ``docker.io/library/mysql``."""
         if self.domain == DEFAULT_DOMAIN:
             prefix = OFFICIAL_NAMESPACE + "/"
-            return self.path[len(prefix) :] if self.path.startswith(prefix) else self.path
+            rest = self.path[len(prefix) :]
+            # docker.io/library/a/b stays library/a/b: "a/b" would read back as docker.io/a/b (docker's
+            # familiarizeName drops the prefix only when no "/" is left).
+            return rest if self.path.startswith(prefix) and "/" not in rest else self.path
         return self.repository
 
     @property
