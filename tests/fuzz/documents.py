@@ -92,5 +92,5 @@ save_entries = st.fixed_dictionaries(
     },
     optional={"LayerSources": st.dictionaries(digests, descriptors([m.DOCKER_FOREIGN_LAYER]), max_size=2)},
 )
-save_manifests = st.lists(save_entries, max_size=3)
-repositories = st.dictionaries(words, st.dictionaries(words, hexes, max_size=2), max_size=3)
+save_manifests = st.lists(save_entries, min_size=1, max_size=3)
+repositories = st.dictionaries(words, st.dictionaries(words, hexes, min_size=1, max_size=2), min_size=1, max_size=3)
