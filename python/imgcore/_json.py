@@ -49,6 +49,7 @@ MAX_INT_DIGITS = 100
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # A \uD800-\uDFFF escape somewhere: the parsed strings may hold lone surrogates (checked exactly after parsing).
 _SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
+_PAIR = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -65,10 +66,12 @@ def _depth_exceeds(data: bytes, limit: int) -> bool:
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     if len(brackets) <= limit:
         return False
-    # Removing every adjacent pair peels one level per pass: a balanced text of depth <= limit is empty after it.
+    # One scan removing every adjacent pair peels exactly one level (a removal cannot join a new pair within the
+    # same scan; two chained bytes.replace calls could peel two): a balanced text of depth <= limit is empty after
+    # ``limit`` passes.
     rest = brackets
     for _ in range(limit):
-        shorter = rest.replace(b"[]", b"").replace(b"{}", b"")
+        shorter = _PAIR.sub(b"", rest)
         if not shorter:
             return False
         if len(shorter) == len(rest):

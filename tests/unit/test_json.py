@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imgcore import _json
 from imgcore.errors import InvalidArchive, InvalidManifest, StoreError
@@ -76,3 +80,30 @@ def test_read_json_file_reads_at_most_the_limit(tmp_path):
     assert _json.read_json_file(p, "doc")["a"] == "x" * 100
     with pytest.raises(FileNotFoundError):
         _json.read_json_file(tmp_path / "missing.json")
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _chain(shape: list[tuple[bool, str]]) -> object:
+    value: object = "x]}"
+    for as_list, key in shape:
+        value = [value, "[{"] if as_list else {key: value, "[": "{"}
+    return value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.text(max_size=3)), min_size=55, max_size=75))
+def test_depth_limit_matches_the_real_depth(shape):
+    doc = _chain(shape)
+    raw = json.dumps(doc, ensure_ascii=False).encode()
+    if _depth(doc) > _json.MAX_DEPTH:
+        with pytest.raises(InvalidManifest, match="nested deeper"):
+            _json.load_json(raw, "doc")
+    else:
+        assert _json.load_json(raw, "doc") == doc
