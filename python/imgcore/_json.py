@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -49,7 +51,8 @@ MAX_INT_DIGITS = 100
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # A \uD800-\uDFFF escape somewhere: the parsed strings may hold lone surrogates (checked exactly after parsing).
 _SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
-_PAIR = re.compile(rb"\[\]|\{\}")
+# +1 for an opening bracket, -1 (0xff as a signed byte) for a closing one.
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -62,32 +65,17 @@ def _fail(error: type[ImgcoreError], what: str, why: str) -> NoReturn:
 
 
 def _depth_exceeds(data: bytes, limit: int) -> bool:
-    """Whether brackets outside string literals nest deeper than ``limit`` (unbalanced text: the parser decides)."""
+    """Whether brackets outside string literals nest deeper than ``limit`` (unbalanced text: the parser decides).
+
+    The running sum of +1 per opening and -1 per closing bracket is the depth; ``accumulate`` over a signed
+    byte array keeps the loop in C (a 20 MiB document of brackets takes a fraction of a second).
+    """
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     if len(brackets) <= limit:
         return False
-    # One scan removing every adjacent pair peels exactly one level (a removal cannot join a new pair within the
-    # same scan; two chained bytes.replace calls could peel two): a balanced text of depth <= limit is empty after
-    # ``limit`` passes.
-    rest = brackets
-    for _ in range(limit):
-        shorter = _PAIR.sub(b"", rest)
-        if not shorter:
-            return False
-        if len(shorter) == len(rest):
-            break
-        rest = shorter
-    depth = 0
-    for b in brackets:
-        if b in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-            if depth < 0:
-                return False
-    return False
+    steps = array("b")
+    steps.frombytes(brackets.translate(_STEP))
+    return max(accumulate(steps)) > limit
 
 
 def _parse_int(text: str) -> int:
