@@ -15,7 +15,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("quick", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# IMGCORE_LONG=1: the torture/fuzz form of the suite (tests scale their own loops by LONG as well).
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True
+)
+LONG = os.environ.get("IMGCORE_LONG", "").lower() in ("1", "true", "yes")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("long" if LONG else "ci"))
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 VECTORS = Path(__file__).parent / "vectors"

@@ -2,26 +2,55 @@
 
 A model never does I/O. A document's digest is always the hash of its raw bytes (``raw``), never of a
 re-serialisation, as go-containerregistry keeps ``Manifest()`` apart from ``RawManifest()``.
+
+Every document from outside is checked against its schema before use, with types, depths and sizes
+(:mod:`imgcore._json` bounds the parse). A document that does not fit raises
+:class:`~imgcore.errors.InvalidManifest` (:class:`~imgcore.errors.InvalidArchive` for docker-save's
+``manifest.json`` and ``repositories``) naming the document and the field path::
+
+    manifest sha256:ab12…: layers[3].size: expected a non-negative integer, got "12"
+
+and never a ``TypeError``/``KeyError``/``RecursionError`` from a hostile document. Rules shared by every model:
+
+* ``null`` for an optional field means absent (as Go's encoding/json reads it); a required field may not be null.
+* Unknown fields are ignored (the OCI specs require it) but still bounded by the loader.
+* Sizes are integers (not booleans, not floats) in ``0 .. 2**63-1``; digests are ``algorithm:hex`` as
+  :class:`~imgcore.Digest` accepts them; annotations and labels map strings to strings.
+* An image config's ``created`` (and a history entry's) is never fatal: a mistyped or non-RFC-3339 value reads as
+  unknown (``ImageConfig.created`` is None) and ``ImageConfig.created_error`` says what was wrong, so one image with
+  a bad time does not break listing the others.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import platform as _platform
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from imgcore._core import Digest, sha256
-from imgcore.errors import InvalidDigest, InvalidManifest, UnsupportedMediaType
+from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT, load_array, load_object
+from imgcore.errors import (
+    ImgcoreError,
+    InvalidArchive,
+    InvalidArgument,
+    InvalidDigest,
+    InvalidManifest,
+    UnsupportedMediaType,
+)
 
 __all__ = [
+    "ARCHIVE_LIMIT",
     "DOCKER_CONFIG",
     "DOCKER_LAYER",
     "DOCKER_LAYER_GZIP",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
     "LAYER_MEDIA_TYPES",
+    "MANIFEST_LIMIT",
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER",
@@ -34,8 +63,11 @@ __all__ = [
     "Index",
     "Manifest",
     "Platform",
+    "SaveManifestEntry",
     "canonical_json",
     "parse_manifest_or_index",
+    "parse_repositories",
+    "parse_save_manifest",
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -67,35 +99,232 @@ LAYER_MEDIA_TYPES = frozenset(
     }
 )
 
+MAX_SIZE = (1 << 63) - 1  # Go's int64, what every registry and runtime reads sizes into
+# The image-spec's media type grammar (RFC 6838 restricted names), from its JSON schema.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 def canonical_json(obj: Any) -> bytes:
     """Deterministic JSON bytes (sorted keys, no spaces): the same document always has the same digest."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _load(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidManifest(f"{what}: not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise InvalidManifest(f"{what}: expected a JSON object, got {type(data).__name__}")
-    return data
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidManifest(f"cannot serialise document: {e}") from None
 
 
-def _document(
-    raw: bytes, what: str, media_type: str | None, default: str, allowed: frozenset[str]
-) -> tuple[dict[str, Any], str]:
-    """A manifest or index's JSON and media type (the document's own, else the one given, else ``default``),
-    checked against ``allowed`` and schemaVersion 2."""
-    data = _load(raw, what)
-    mt = data.get("mediaType") or media_type or default
-    if mt not in allowed:
-        raise UnsupportedMediaType(f"{what}: unsupported media type {mt!r}")
-    if data.get("schemaVersion") != 2:
-        raise InvalidManifest(f"{what}: schemaVersion must be 2, got {data.get('schemaVersion')!r}")
-    return data, str(mt)
+# ------------------------------------------------------------------------------------------------- schema checks
 
+
+def _show(value: Any) -> str:
+    """A short, JSON-like rendering of a bad value for an error message."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        text = str(value) if value.bit_length() < 300 else f"an integer of {value.bit_length()} bits"
+        return text
+    if isinstance(value, str):
+        text = json.dumps(value[:64])
+        return text[:-1] + '…"' if len(value) > 64 else text
+    if isinstance(value, float):
+        return repr(value)
+    return type(value).__name__
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    part = key if _IDENT.fullmatch(key) else json.dumps(key[:64])
+    if not _IDENT.fullmatch(key):
+        return f"{path}[{part}]"
+    return f"{path}.{part}" if path else part
+
+
+class _Doc:
+    """A document being checked: its name for messages and the error class its failures raise."""
+
+    __slots__ = ("_kind", "_raw", "_what", "error")
+
+    def __init__(self, what: str, error: type[ImgcoreError] = InvalidManifest, *, raw: bytes | None = None) -> None:
+        self._kind = what
+        self._raw = raw
+        self._what: str | None = None if raw is not None else what
+        self.error = error
+
+    @property
+    def what(self) -> str:
+        """The document's name: ``kind`` and, for one parsed from bytes, the digest of those bytes (computed only
+        when a message needs it)."""
+        if self._what is None:
+            self._what = _doc_name(self._kind, self._raw or b"")
+        return self._what
+
+    def fail(self, path: str, why: str) -> NoReturn:
+        raise self.error(f"{self.what}: {path}: {why}" if path else f"{self.what}: {why}")
+
+    def expected(self, path: str, what: str, value: Any) -> NoReturn:
+        self.fail(path, f"expected {what}, got {_show(value)}")
+
+    def obj(self, value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.expected(path, "an object", value)
+        return value
+
+    def required(self, data: Mapping[str, Any], key: str, path: str) -> Any:
+        value = data.get(key)
+        if value is None:
+            if key in data:
+                self.fail(_join(path, key), "must not be null")
+            self.fail(path, f"missing field {json.dumps(key)}")
+        return value
+
+    def text(self, value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            self.expected(path, "a string", value)
+        return value
+
+    def opt_str(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = data.get(key)
+        return None if value is None else self.text(value, _join(path, key))
+
+    def flag(self, data: Mapping[str, Any], key: str, path: str) -> bool | None:
+        value = data.get(key)
+        if value is not None and not isinstance(value, bool):
+            self.expected(_join(path, key), "a boolean", value)
+        return value
+
+    def integer(self, value: Any, path: str, *, non_negative: bool = True) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value > MAX_SIZE:
+            self.expected(path, "a non-negative integer" if non_negative else "an integer", value)
+        if value < (0 if non_negative else -MAX_SIZE - 1):
+            self.expected(path, "a non-negative integer" if non_negative else "an integer", value)
+        return value
+
+    def digest(self, value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            self.expected(path, "a digest string", value)
+        try:
+            return str(Digest(value))
+        except (InvalidDigest, ValueError, TypeError) as e:  # ValueError: lone surrogates pyo3 cannot encode
+            self.fail(path, f"invalid digest {_show(value)}: {str(e).split(': ', 1)[-1]}")
+
+    def str_list(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list):
+            self.expected(path, "an array of strings", value)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.expected(_join(path, i), "a string", item)
+        return value
+
+    def opt_str_list(self, data: Mapping[str, Any], key: str, path: str) -> list[str] | None:
+        value = data.get(key)
+        return None if value is None else self.str_list(value, _join(path, key))
+
+    def str_map(self, value: Any, path: str) -> dict[str, str]:
+        if not isinstance(value, dict):
+            self.expected(path, "an object of strings", value)
+        for key, item in value.items():
+            if not isinstance(item, str):
+                self.expected(_join(path, key), "a string", item)
+        return value
+
+    def opt_str_map(self, data: Mapping[str, Any], key: str, path: str) -> dict[str, str] | None:
+        value = data.get(key)
+        return None if value is None else self.str_map(value, _join(path, key))
+
+    def obj_map(self, data: Mapping[str, Any], key: str, path: str) -> None:
+        """A map of strings to objects (``ExposedPorts``, ``Volumes``: Go's ``map[string]struct{}``)."""
+        value = data.get(key)
+        if value is None:
+            return
+        where = _join(path, key)
+        for k, item in self.obj(value, where).items():
+            if item is not None:
+                self.obj(item, _join(where, k))
+
+    def media_type(self, value: Any, path: str) -> str:
+        text = self.text(value, path)
+        if not _MEDIA_TYPE.fullmatch(text):
+            self.expected(path, "a media type (type/subtype)", value)
+        return text
+
+
+def _platform_from(doc: _Doc, value: Any, path: str) -> Platform:
+    data = doc.obj(value, path)
+    arch = doc.text(doc.required(data, "architecture", path), _join(path, "architecture"))
+    os_ = doc.text(doc.required(data, "os", path), _join(path, "os"))
+    doc.opt_str_list(data, "os.features", path)
+    doc.opt_str_list(data, "features", path)
+    return Platform(os_, arch, doc.opt_str(data, "variant", path), doc.opt_str(data, "os.version", path))
+
+
+def _descriptor_from(doc: _Doc, value: Any, path: str) -> Descriptor:
+    data = doc.obj(value, path)
+    mt = data.get("mediaType")
+    # "" is "unknown", as the constructor allows it (and as earlier stores wrote it into index.json).
+    media_type = "" if mt is None or mt == "" else doc.media_type(mt, _join(path, "mediaType"))
+    digest = doc.digest(doc.required(data, "digest", path), _join(path, "digest"))
+    size = doc.integer(doc.required(data, "size", path), _join(path, "size"))
+    annotations = doc.opt_str_map(data, "annotations", path)
+    urls = doc.opt_str_list(data, "urls", path)
+    plat = data.get("platform")
+    doc.opt_str(data, "artifactType", path)
+    doc.opt_str(data, "data", path)
+    return Descriptor(
+        media_type=media_type,
+        digest=digest,
+        size=size,
+        annotations=dict(annotations) if annotations else None,
+        platform=None if plat is None else _platform_from(doc, plat, _join(path, "platform")),
+        urls=tuple(urls) if urls else None,
+    )
+
+
+def _as_bytes(raw: Any, kind: str) -> bytes:
+    """A document's raw bytes (``bytes``, ``bytearray`` or ``memoryview``); anything else is an error."""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, bytearray | memoryview):
+        return bytes(raw)
+    raise InvalidManifest(f"{kind}: expected the document's bytes, got {type(raw).__name__}")
+
+
+def _doc_name(kind: str, raw: bytes) -> str:
+    try:
+        return f"{kind} {sha256(raw)}"
+    except Exception:  # raw of the wrong type: the loader says so with the plain name
+        return kind
+
+
+def _media_type_of(
+    doc: _Doc, data: Mapping[str, Any], media_type: str | None, default: str, allowed: frozenset[str]
+) -> str:
+    """The document's own media type, else the one given (a Content-Type, a descriptor's), else ``default``."""
+    value = data.get("mediaType")
+    if value is None or value == "":  # "" read as absent, as before the schema checks
+        value = media_type or default
+        if not isinstance(value, str):
+            doc.expected("mediaType", "a string", value)
+    else:
+        doc.text(value, "mediaType")
+    if value not in allowed:
+        raise UnsupportedMediaType(f"{doc.what}: unsupported media type {_show(value)}")
+    version = data.get("schemaVersion")
+    if not isinstance(version, int) or isinstance(version, bool) or version != 2:
+        doc.fail("schemaVersion", f"must be 2, got {_show(version)}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------- models
 
 _GOARCH = {
     "x86_64": "amd64",
@@ -120,11 +349,21 @@ class Platform:
     variant: str | None = None
     os_version: str | None = None
 
+    def __post_init__(self) -> None:
+        doc = _Doc("platform")
+        doc.text(self.os, "os")
+        doc.text(self.architecture, "architecture")
+        for name in ("variant", "os_version"):
+            value = getattr(self, name)
+            if value is not None:
+                doc.text(value, name)
+
     @classmethod
     def parse(cls, text: str) -> Platform:
-        parts = text.strip().split("/")
+        """``os/arch[/variant]``; a malformed one raises :class:`~imgcore.errors.InvalidArgument` (a ValueError)."""
+        parts = text.strip().split("/") if isinstance(text, str) else []
         if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
+            raise InvalidArgument(f"invalid platform {_show(text)}: expected os/arch[/variant]")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     @classmethod
@@ -135,10 +374,9 @@ class Platform:
         return cls("linux", arch, variant)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Platform:
-        return cls(
-            str(data.get("os", "")), str(data.get("architecture", "")), data.get("variant"), data.get("os.version")
-        )
+    def from_json(cls, data: Any, where: str = "platform") -> Platform:
+        """A descriptor's ``platform`` object; ``os`` and ``architecture`` are required strings."""
+        return _platform_from(_Doc(where), data, "")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
@@ -162,7 +400,11 @@ class Platform:
 
 @dataclass(frozen=True)
 class Descriptor:
-    """An OCI content descriptor: what a blob is, its digest and its size."""
+    """An OCI content descriptor: what a blob is, its digest and its size.
+
+    The constructor checks types (``media_type`` a string, possibly empty for "unknown"; ``digest`` a valid
+    digest; ``size`` a non-negative integer); :meth:`from_json` also checks a document's descriptor field by field.
+    """
 
     media_type: str
     digest: str
@@ -172,33 +414,34 @@ class Descriptor:
     urls: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        digest = self.digest
+        doc = _Doc(f"descriptor {digest}" if isinstance(digest, str) else "descriptor")
+        doc.text(self.media_type, "media_type")
+        doc.digest(digest, "digest")
+        if not isinstance(self.size, int) or isinstance(self.size, bool):
+            doc.expected("size", "a non-negative integer", self.size)
         if self.size < 0:
             raise InvalidManifest(f"descriptor {self.digest}: negative size {self.size}")
+        if self.size > MAX_SIZE:
+            doc.expected("size", "a non-negative integer", self.size)
+        if self.annotations is not None:
+            if not isinstance(self.annotations, Mapping):
+                doc.expected("annotations", "an object of strings", self.annotations)
+            for key, value in self.annotations.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    doc.expected(_join("annotations", str(key)), "a string", value)
+        if self.platform is not None and not isinstance(self.platform, Platform):
+            doc.expected("platform", "a Platform", self.platform)
+        if self.urls is not None:
+            if not isinstance(self.urls, tuple):
+                doc.expected("urls", "a tuple of strings", self.urls)
+            for i, url in enumerate(self.urls):
+                doc.text(url, _join("urls", i))
 
     @classmethod
     def from_json(cls, data: Any, where: str = "descriptor") -> Descriptor:
-        if not isinstance(data, dict):
-            raise InvalidManifest(f"{where}: expected an object")
-        try:
-            digest = str(Digest(data["digest"]))
-            size = data["size"]
-            media_type = data.get("mediaType", "")
-        except KeyError as e:
-            raise InvalidManifest(f"{where}: missing field {e.args[0]!r}") from None
-        except (InvalidDigest, TypeError) as e:
-            raise InvalidManifest(f"{where}: {e}") from None
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidManifest(f"{where}: size must be a non-negative integer, got {size!r}")
-        plat = data.get("platform")
-        urls = data.get("urls")
-        return cls(
-            media_type=media_type,
-            digest=digest,
-            size=size,
-            annotations=dict(data["annotations"]) if data.get("annotations") else None,
-            platform=Platform.from_json(plat) if isinstance(plat, dict) else None,
-            urls=tuple(urls) if urls else None,
-        )
+        """A descriptor object from a document; ``where`` names it in errors (``index.json``, ...)."""
+        return _descriptor_from(_Doc(where), data, "")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -221,6 +464,21 @@ class Descriptor:
         )
 
 
+def _check_descriptors(doc: _Doc, name: str, items: Any) -> None:
+    if not isinstance(items, tuple):
+        doc.expected(name, "a tuple of descriptors", items)
+    for i, item in enumerate(items):
+        if not isinstance(item, Descriptor):
+            doc.expected(_join(name, i), "a Descriptor", item)
+
+
+def _check_annotations(doc: _Doc, annotations: Any) -> None:
+    if annotations is not None:
+        if not isinstance(annotations, Mapping):
+            doc.expected("annotations", "an object of strings", annotations)
+        doc.str_map(dict(annotations), "annotations")
+
+
 @dataclass(frozen=True)
 class Manifest:
     """An image manifest (OCI or Docker schema 2)."""
@@ -231,24 +489,51 @@ class Manifest:
     annotations: Mapping[str, str] | None = None
     raw: bytes = field(default=b"", repr=False)
 
+    def __post_init__(self) -> None:
+        doc = _Doc("manifest")
+        doc.text(self.media_type, "mediaType")
+        if not isinstance(self.config, Descriptor):
+            doc.expected("config", "a Descriptor", self.config)
+        _check_descriptors(doc, "layers", self.layers)
+        _check_annotations(doc, self.annotations)
+        if not isinstance(self.raw, bytes):
+            doc.expected("raw", "bytes", self.raw)
+
     @property
     def digest(self) -> str:
         return str(Digest(_sha(self.raw)))
 
     @classmethod
-    def from_bytes(cls, raw: bytes, media_type: str | None = None) -> Manifest:
-        data, mt = _document(raw, "manifest", media_type, OCI_MANIFEST, MANIFEST_TYPES)
-        if "config" not in data:
-            raise InvalidManifest("manifest: missing config descriptor")
-        layers = data.get("layers")
+    def from_bytes(
+        cls, raw: bytes, media_type: str | None = None, *, where: str | None = None, limit: int = ARCHIVE_LIMIT
+    ) -> Manifest:
+        """Parses and checks a manifest; ``media_type`` (a Content-Type) is used when the document has none.
+
+        ``where`` replaces the default name in errors (``manifest <digest of raw>``); registry responses should
+        pass ``limit=MANIFEST_LIMIT``.
+        """
+        raw = _as_bytes(raw, where or "manifest")
+        doc = _Doc(where) if where else _Doc("manifest", raw=raw)
+        return cls._from_data(doc, load_object(raw, doc.what, limit=limit), raw, media_type)
+
+    @classmethod
+    def _from_data(cls, doc: _Doc, data: dict[str, Any], raw: bytes, media_type: str | None) -> Manifest:
+        mt = _media_type_of(doc, data, media_type, OCI_MANIFEST, MANIFEST_TYPES)
+        config = _descriptor_from(doc, doc.required(data, "config", ""), "config")
+        layers = doc.required(data, "layers", "")
         if not isinstance(layers, list):
-            raise InvalidManifest("manifest: layers must be a list")
+            doc.expected("layers", "an array of descriptors", layers)
+        subject = data.get("subject")
+        if subject is not None:
+            _descriptor_from(doc, subject, "subject")
+        doc.opt_str(data, "artifactType", "")
+        annotations = doc.opt_str_map(data, "annotations", "")
         return cls(
             media_type=mt,
-            config=Descriptor.from_json(data["config"], "manifest config"),
-            layers=tuple(Descriptor.from_json(x, f"manifest layer {i}") for i, x in enumerate(layers)),
-            annotations=data.get("annotations"),
-            raw=raw,
+            config=config,
+            layers=tuple(_descriptor_from(doc, x, _join("layers", i)) for i, x in enumerate(layers)),
+            annotations=annotations,
+            raw=bytes(raw),
         )
 
     @staticmethod
@@ -273,28 +558,57 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Index:
-    """An image index (OCI) or manifest list (Docker)."""
+    """An image index (OCI) or manifest list (Docker); also an OCI layout's ``index.json``."""
 
     media_type: str
     manifests: tuple[Descriptor, ...]
     annotations: Mapping[str, str] | None = None
     raw: bytes = field(default=b"", repr=False)
 
+    def __post_init__(self) -> None:
+        doc = _Doc("index")
+        doc.text(self.media_type, "mediaType")
+        _check_descriptors(doc, "manifests", self.manifests)
+        _check_annotations(doc, self.annotations)
+        if not isinstance(self.raw, bytes):
+            doc.expected("raw", "bytes", self.raw)
+
     @property
     def digest(self) -> str:
         return str(Digest(_sha(self.raw)))
 
     @classmethod
-    def from_bytes(cls, raw: bytes, media_type: str | None = None) -> Index:
-        data, mt = _document(raw, "index", media_type, OCI_INDEX, INDEX_TYPES)
-        manifests = data.get("manifests")
+    def from_bytes(
+        cls, raw: bytes, media_type: str | None = None, *, where: str | None = None, limit: int = ARCHIVE_LIMIT
+    ) -> Index:
+        """Parses and checks an index; ``where`` names it in errors (default ``index <digest of raw>``)."""
+        raw = _as_bytes(raw, where or "index")
+        doc = _Doc(where) if where else _Doc("index", raw=raw)
+        return cls._from_data(doc, load_object(raw, doc.what, limit=limit), raw, media_type)
+
+    @classmethod
+    def from_data(cls, data: Any, where: str, raw: bytes = b"", media_type: str | None = None) -> Index:
+        """Checks an index already parsed by :func:`imgcore._json.load_object` (the store's ``index.json``,
+        whose entries the store keeps editing as dicts)."""
+        doc = _Doc(where)
+        return cls._from_data(doc, doc.obj(data, ""), raw, media_type)
+
+    @classmethod
+    def _from_data(cls, doc: _Doc, data: dict[str, Any], raw: bytes, media_type: str | None) -> Index:
+        mt = _media_type_of(doc, data, media_type, OCI_INDEX, INDEX_TYPES)
+        manifests = doc.required(data, "manifests", "")
         if not isinstance(manifests, list):
-            raise InvalidManifest("index: manifests must be a list")
+            doc.expected("manifests", "an array of descriptors", manifests)
+        subject = data.get("subject")
+        if subject is not None:
+            _descriptor_from(doc, subject, "subject")
+        doc.opt_str(data, "artifactType", "")
+        annotations = doc.opt_str_map(data, "annotations", "")
         return cls(
             media_type=mt,
-            manifests=tuple(Descriptor.from_json(x, f"index manifest {i}") for i, x in enumerate(manifests)),
-            annotations=data.get("annotations"),
-            raw=raw,
+            manifests=tuple(_descriptor_from(doc, x, _join("manifests", i)) for i, x in enumerate(manifests)),
+            annotations=annotations,
+            raw=bytes(raw),
         )
 
     def for_platform(self, want: Platform) -> Descriptor:
@@ -306,25 +620,116 @@ class Index:
         raise InvalidManifest(f"index: no manifest for platform {want} (available: {have})")
 
 
+def _rfc3339_error(value: Any) -> str | None:
+    """Why ``value`` is not an RFC 3339 time (None when it is one)."""
+    if not isinstance(value, str):
+        return f"expected an RFC 3339 time string, got {_show(value)}"
+    m = _RFC3339.fullmatch(value) if len(value) <= 64 else None
+    if m is None:
+        return f"expected an RFC 3339 time, got {_show(value)}"
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    try:
+        _dt.datetime(year, month, day, hour, minute, min(second, 59))  # RFC 3339 allows a leap second
+        if m.group(8) is not None and (int(m.group(9)) > 23 or int(m.group(10)) > 59):
+            raise ValueError("offset out of range")
+        if second > 60:
+            raise ValueError("second out of range")
+    except ValueError as e:
+        return f"expected an RFC 3339 time, got {_show(value)} ({e})"
+    return None
+
+
+_CONFIG_STRINGS = ("User", "WorkingDir", "StopSignal", "Hostname", "Domainname", "Image", "MacAddress")
+_CONFIG_LISTS = ("Env", "Cmd", "Entrypoint", "OnBuild", "Shell")
+_CONFIG_BOOLS = ("ArgsEscaped", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce")
+
+
+def _check_container_config(doc: _Doc, value: Any, path: str) -> None:
+    data = doc.obj(value, path)
+    for key in _CONFIG_STRINGS:
+        doc.opt_str(data, key, path)
+    for key in _CONFIG_LISTS:
+        doc.opt_str_list(data, key, path)
+    for key in _CONFIG_BOOLS:
+        doc.flag(data, key, path)
+    doc.flag(data, "NetworkDisabled", path)
+    doc.obj_map(data, "ExposedPorts", path)
+    doc.obj_map(data, "Volumes", path)
+    doc.opt_str_map(data, "Labels", path)
+    health = data.get("Healthcheck")
+    if health is not None:
+        where = _join(path, "Healthcheck")
+        health = doc.obj(health, where)
+        doc.opt_str_list(health, "Test", where)
+        for key in ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+            if health.get(key) is not None:
+                doc.integer(health[key], _join(where, key), non_negative=False)
+    timeout = data.get("StopTimeout")
+    if timeout is not None:
+        doc.integer(timeout, _join(path, "StopTimeout"), non_negative=False)
+
+
+def _check_config(doc: _Doc, data: Mapping[str, Any]) -> str | None:
+    """Checks an image config's schema; returns why its ``created`` is unusable (None when fine or absent)."""
+    for key in ("architecture", "os", "variant", "os.version", "author"):
+        doc.opt_str(data, key, "")
+    doc.opt_str_list(data, "os.features", "")
+    if data.get("config") is not None:
+        _check_container_config(doc, data["config"], "config")
+    rootfs = doc.obj(doc.required(data, "rootfs", ""), "rootfs")
+    kind = doc.required(rootfs, "type", "rootfs")
+    if kind != "layers":
+        doc.fail("rootfs.type", f'expected "layers", got {_show(kind)}')
+    diff_ids = doc.required(rootfs, "diff_ids", "rootfs")
+    if not isinstance(diff_ids, list):
+        doc.expected("rootfs.diff_ids", "an array of digests", diff_ids)
+    for i, d in enumerate(diff_ids):
+        doc.digest(d, _join("rootfs.diff_ids", i))
+    history = data.get("history")
+    if history is not None:
+        if not isinstance(history, list):
+            doc.expected("history", "an array of objects", history)
+        for i, entry in enumerate(history):
+            where = _join("history", i)
+            entry = doc.obj(entry, where)
+            for key in ("created_by", "author", "comment"):
+                doc.opt_str(entry, key, where)
+            doc.flag(entry, "empty_layer", where)
+    created = data.get("created")
+    return None if created is None else _rfc3339_error(created)
+
+
 @dataclass(frozen=True)
 class ImageConfig:
-    """An image configuration (OCI ``config.v1`` / Docker ``container.image.v1``)."""
+    """An image configuration (OCI ``config.v1`` / Docker ``container.image.v1``).
+
+    The constructor checks ``data`` against the schema (module docstring). A bad ``created`` is not an error:
+    :attr:`created` is then None and :attr:`created_error` says why.
+    """
 
     data: Mapping[str, Any]
     raw: bytes = field(default=b"", repr=False)
 
+    def __post_init__(self) -> None:
+        doc = _Doc("image config", raw=self.raw) if isinstance(self.raw, bytes) and self.raw else _Doc("image config")
+        if not isinstance(self.raw, bytes):
+            doc.expected("raw", "bytes", self.raw)
+        if not isinstance(self.data, Mapping):
+            doc.expected("", "an object", self.data)
+        object.__setattr__(self, "_created_error", _check_config(doc, self.data))
+
     @classmethod
-    def from_bytes(cls, raw: bytes) -> ImageConfig:
-        data = _load(raw, "image config")
-        rootfs = data.get("rootfs")
-        if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
-            raise InvalidManifest("image config: missing rootfs.diff_ids")
-        for d in rootfs["diff_ids"]:
-            try:
-                Digest(d)
-            except (InvalidDigest, TypeError) as e:
-                raise InvalidManifest(f"image config: bad diff_id: {e}") from None
-        return cls(data=data, raw=raw)
+    def from_bytes(cls, raw: bytes, *, where: str | None = None, limit: int = ARCHIVE_LIMIT) -> ImageConfig:
+        """Parses and checks a config; ``where`` names it in errors (default ``image config <digest of raw>``)."""
+        raw = _as_bytes(raw, where or "image config")
+        default = _Doc("image config", raw=raw)
+        data = load_object(raw, where or default.what, limit=limit)
+        if where is None:
+            return cls(data=data, raw=raw)
+        try:
+            return cls(data=data, raw=raw)
+        except InvalidManifest as e:  # name the config as the caller does
+            raise InvalidManifest(f"{where}: {str(e).removeprefix(default.what + ': ')}") from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageConfig:
@@ -345,8 +750,15 @@ class ImageConfig:
 
     @property
     def created(self) -> str | None:
+        """The ``created`` time as written, when it is a valid RFC 3339 time; else None."""
         value = self.data.get("created")
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) and self.created_error is None else None
+
+    @property
+    def created_error(self) -> str | None:
+        """Why ``created`` is unusable (mistyped or not RFC 3339), or None when it is valid or absent."""
+        error: str | None = self.__dict__.get("_created_error")
+        return error
 
     @property
     def config(self) -> dict[str, Any]:
@@ -354,19 +766,108 @@ class ImageConfig:
 
     @property
     def platform(self) -> Platform:
-        return Platform(str(self.data.get("os", "")), str(self.data.get("architecture", "")), self.data.get("variant"))
+        return Platform(
+            str(self.data.get("os") or ""), str(self.data.get("architecture") or ""), self.data.get("variant")
+        )
 
 
 def _sha(raw: bytes) -> str:
     return sha256(raw)
 
 
-def parse_manifest_or_index(raw: bytes, media_type: str | None = None) -> Manifest | Index:
+def parse_manifest_or_index(
+    raw: bytes, media_type: str | None = None, *, where: str | None = None, limit: int = ARCHIVE_LIMIT
+) -> Manifest | Index:
     """Parses a manifest or an index, deciding by ``mediaType`` in the document, then the one given, then shape."""
-    data = _load(raw, "manifest")
-    mt = data.get("mediaType") or media_type
+    raw = _as_bytes(raw, where or "manifest")
+    doc = _Doc(where) if where else _Doc("manifest", raw=raw)
+    data = load_object(raw, doc.what, limit=limit)
+    mt = data.get("mediaType")
+    if mt is None or mt == "":
+        mt = media_type or None
+    elif not isinstance(mt, str):
+        doc.expected("mediaType", "a string", mt)
     if mt in INDEX_TYPES or (mt is None and "manifests" in data):
-        return Index.from_bytes(raw, mt)
+        return Index._from_data(doc, data, raw, mt)
     if mt in MANIFEST_TYPES or (mt is None and "layers" in data):
-        return Manifest.from_bytes(raw, mt)
-    raise UnsupportedMediaType(f"manifest: unsupported media type {mt!r}")
+        return Manifest._from_data(doc, data, raw, mt)
+    raise UnsupportedMediaType(f"{doc.what}: unsupported media type {_show(mt)}")
+
+
+# ------------------------------------------------------------------------------------------------- docker save
+
+
+def _archive_path(doc: _Doc, value: Any, path: str) -> str:
+    """A file name inside an archive: relative, no ``..``, no NUL (the archive reader still confines it)."""
+    text = doc.text(value, path)
+    if not text or "\0" in text or text.startswith("/") or ".." in text.split("/"):
+        doc.expected(path, "a relative path inside the archive", value)
+    return text
+
+
+@dataclass(frozen=True)
+class SaveManifestEntry:
+    """One entry of docker-save's ``manifest.json``: the config file, its tags and the layer files, in order.
+
+    ``layer_sources`` maps a layer's digest to its descriptor (docker writes it for foreign layers).
+    """
+
+    config: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    layer_sources: Mapping[str, Descriptor] | None = None
+
+    @property
+    def config_digest(self) -> str | None:
+        """``sha256:<hex>`` when the config's file name is its digest (``<hex>.json``, ``blobs/sha256/<hex>``)."""
+        hex_ = self.config.rsplit("/", 1)[-1].removesuffix(".json")
+        try:
+            return str(Digest(f"sha256:{hex_}"))
+        except InvalidDigest:
+            return None
+
+
+def parse_save_manifest(
+    raw: bytes, where: str = "manifest.json", *, limit: int = ARCHIVE_LIMIT
+) -> tuple[SaveManifestEntry, ...]:
+    """docker-save's ``manifest.json`` (an array of entries); a malformed one raises
+    :class:`~imgcore.errors.InvalidArchive` naming the entry and field (``manifest.json: [0].RepoTags: ...``)."""
+    doc = _Doc(where, InvalidArchive)
+    items = load_array(raw, where, limit=limit, error=InvalidArchive)
+    out = []
+    for i, item in enumerate(items):
+        path = _join("", i)
+        data = doc.obj(item, path)
+        config = _archive_path(doc, doc.required(data, "Config", path), _join(path, "Config"))
+        tags = doc.opt_str_list(data, "RepoTags", path) or []
+        layers = doc.required(data, "Layers", path)
+        if not isinstance(layers, list):
+            doc.expected(_join(path, "Layers"), "an array of file names", layers)
+        names = tuple(_archive_path(doc, x, _join(_join(path, "Layers"), j)) for j, x in enumerate(layers))
+        sources = None
+        raw_sources = data.get("LayerSources")
+        if raw_sources is not None:
+            where_sources = _join(path, "LayerSources")
+            sources = {}
+            for key, value in doc.obj(raw_sources, where_sources).items():
+                digest = doc.digest(key, _join(where_sources, key))
+                sources[digest] = _descriptor_from(doc, value, _join(where_sources, key))
+        out.append(SaveManifestEntry(config, tuple(tags), names, sources))
+    return tuple(out)
+
+
+def parse_repositories(
+    raw: bytes, where: str = "repositories", *, limit: int = ARCHIVE_LIMIT
+) -> dict[str, dict[str, str]]:
+    """docker's legacy ``repositories`` file: ``{repository: {tag: top layer id (64 hex)}}``; a malformed one
+    raises :class:`~imgcore.errors.InvalidArchive`."""
+    doc = _Doc(where, InvalidArchive)
+    data = load_object(raw, where, limit=limit, error=InvalidArchive)
+    out: dict[str, dict[str, str]] = {}
+    for repo, tags in data.items():
+        tag_map = doc.str_map(tags, _join("", repo))
+        for tag, layer_id in tag_map.items():
+            if not re.fullmatch(r"[0-9a-f]{64}", layer_id):
+                doc.expected(_join(_join("", repo), tag), "a layer ID (64 lowercase hex)", layer_id)
+        out[repo] = dict(tag_map)
+    return out

@@ -2,7 +2,9 @@
 
 ``mysql`` is ``docker.io/library/mysql:latest``; ``host:5000/ns/repo:tag`` keeps its registry;
 ``name@sha256:…`` pins a digest. The grammar is distribution/reference's; a malformed reference raises
-:class:`~imgcore.errors.InvalidReference` that says which part is wrong.
+:class:`~imgcore.errors.InvalidReference` that says which part is wrong, and nothing else: not a ``TypeError`` for
+a non-string, not a ``UnicodeEncodeError`` for a lone surrogate. The grammar is ASCII only, as Go's RE2 reads it,
+and a reference longer than :data:`MAX_REFERENCE` characters is refused before any pattern runs.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ DEFAULT_TAG = "latest"
 LEGACY_DOMAINS = frozenset({"index.docker.io", "registry-1.docker.io"})
 OFFICIAL_NAMESPACE = "library"
 MAX_NAME = 255
+MAX_REFERENCE = 1024  # name (255) + tag (128) + the longest digest (sha512: 135), with room to spare
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
 _HEX64 = re.compile(r"[a-f0-9]{64}")
@@ -49,7 +52,10 @@ class Reference:
         """The short form docker prints: ``mysql`` for ``docker.io/library/mysql``."""
         if self.domain == DEFAULT_DOMAIN:
             prefix = OFFICIAL_NAMESPACE + "/"
-            return self.path[len(prefix) :] if self.path.startswith(prefix) else self.path
+            rest = self.path[len(prefix) :]
+            # docker.io/library/a/b stays library/a/b: "a/b" would read back as docker.io/a/b (docker's
+            # familiarizeName drops the prefix only when no "/" is left).
+            return rest if self.path.startswith(prefix) and "/" not in rest else self.path
         return self.repository
 
     @property
@@ -69,7 +75,7 @@ class Reference:
         return self.repository + self._suffix()
 
     def with_tag(self, tag: str) -> Reference:
-        if not _TAG.fullmatch(tag):
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             raise InvalidReference(f"invalid tag {tag!r}: must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
         return replace(self, tag=tag, digest=None)
 
@@ -84,6 +90,8 @@ class Reference:
 
 
 def _check_digest(digest: str, where: str) -> str:
+    if not isinstance(digest, str) or not digest.isascii():
+        raise InvalidReference(f"invalid reference {where!r}: invalid digest {digest!r}")
     try:
         return str(Digest(digest))
     except InvalidDigest as e:
@@ -96,8 +104,14 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     With ``default_tag`` (the default) a reference with neither tag nor digest gets ``latest``, as ``docker pull``
     does.
     """
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
+        raise InvalidReference(f"invalid reference: expected a string, got {type(text).__name__}")
+    if not text:
         raise InvalidReference("invalid reference: empty")
+    if len(text) > MAX_REFERENCE:
+        raise InvalidReference(f"invalid reference {text[:40]!r}…: longer than {MAX_REFERENCE} characters")
+    if not text.isascii():
+        raise InvalidReference(f"invalid reference {text!r}: only ASCII characters are allowed")
     if _HEX64.fullmatch(text):
         raise InvalidReference(
             f"invalid reference {text!r}: cannot use a 64-character hex string (an image ID) as a name"

@@ -27,6 +27,7 @@ D = "sha256:" + "ab" * 32
         (f"busybox@{D}", f"docker.io/library/busybox@{D}", f"busybox@{D}"),
         (f"busybox:1@{D}", f"docker.io/library/busybox:1@{D}", f"busybox:1@{D}"),
         ("a-b__c/d.e_f", "docker.io/a-b__c/d.e_f:latest", "a-b__c/d.e_f:latest"),
+        ("library/m/ysql:8.0", "docker.io/library/m/ysql:8.0", "library/m/ysql:8.0"),  # found by tests/fuzz
     ],
 )
 def test_normalisation(text, full, familiar):
@@ -64,9 +65,23 @@ def test_parts():
         ("bad_host:x/y", "invalid registry host"),
         ("x" * 300, "longer than 255"),
         (":tag", "empty repository"),
+        ("café", "only ASCII"),
+        ("x:tägg", "only ASCII"),
+        ("x@sha256:\ud800", "only ASCII"),
+        ("a/" * 600, "longer than 1024 characters"),
     ],
 )
 def test_invalid_references_say_why(text, why):
     with pytest.raises(InvalidReference, match=why) as info:
         parse(text)
     assert isinstance(info.value, ValueError)
+
+
+def test_non_strings_are_invalid_references():
+    for value in (None, 3, b"mysql", ["mysql"]):
+        with pytest.raises(InvalidReference, match="expected a string"):
+            parse(value)  # type: ignore[arg-type]
+    with pytest.raises(InvalidReference, match="invalid tag"):
+        parse("x").with_tag(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidReference, match="invalid digest"):
+        parse("x").with_digest("sha256:\ud800")
