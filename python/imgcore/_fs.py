@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imgcore._json import read_json_file
+
 __all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "locked", "read_json"]
 
 
@@ -46,8 +48,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    with path.open("rb") as f:
-        return json.load(f)
+    """A state file's JSON, bounded in size, depth and number length (``InvalidManifest``, a ``ValueError``,
+    when it is malformed or too large): state files are outside data too, they can be planted or truncated."""
+    return read_json_file(path, f"state file {path}")
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from imgcore._core import Digest, sha256
-from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT, load_array, load_object
+from imgcore._json import ARCHIVE_LIMIT, load_array, load_object
 from imgcore.errors import (
     ImgcoreError,
     InvalidArchive,
@@ -43,14 +43,12 @@ from imgcore.errors import (
 )
 
 __all__ = [
-    "ARCHIVE_LIMIT",
     "DOCKER_CONFIG",
     "DOCKER_LAYER",
     "DOCKER_LAYER_GZIP",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
     "LAYER_MEDIA_TYPES",
-    "MANIFEST_LIMIT",
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER",

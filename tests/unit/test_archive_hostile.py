@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 import imgcore
-from imgcore.errors import DigestMismatch, InvalidManifest
+from imgcore.errors import DigestMismatch, InvalidArchive
 from imgcore.transfer import archive
 from tests.images_helpers import layer_tar, make_image
 
@@ -42,7 +42,7 @@ def _classic(repo_tags: object) -> bytes:
 
 
 def test_load_refuses_repo_tags_that_are_not_a_list(store):
-    with pytest.raises(InvalidManifest, match="RepoTags: expected a list of strings, got str"):
+    with pytest.raises(InvalidArchive, match="RepoTags: expected an array of strings"):
         archive.load(io.BytesIO(_classic("abc")), store=store)
     assert store.tags() == {}
     result = archive.load(io.BytesIO(_classic(["abc:1"])), store=store)

@@ -23,7 +23,14 @@ from typing import Any
 
 from imgcore import _fs
 from imgcore._humanize import parse_time
-from imgcore.errors import BlobNotFound, ImageConflict, ImageNotFound, InvalidArgument, InvalidReference
+from imgcore.errors import (
+    BlobNotFound,
+    ImageConflict,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidManifest,
+    InvalidReference,
+)
 from imgcore.image.model import Image
 from imgcore.image.sizes import layer_size
 from imgcore.models import REF_NAME, Descriptor, ImageConfig, Index, Manifest, Platform, parse_manifest_or_index
@@ -94,7 +101,7 @@ def _manifest_for(store: ContentStore, desc: Descriptor) -> tuple[Descriptor, Ma
 
 
 def _pick_child(store: ContentStore, index: Index, where: str) -> Descriptor:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(InvalidManifest, ValueError, LookupError):
         chosen = index.for_platform(Platform.host())
         if store.has_blob(chosen.digest):
             return chosen

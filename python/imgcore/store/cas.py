@@ -26,7 +26,7 @@ from typing import IO, Any, BinaryIO
 
 from imgcore import _fs
 from imgcore._core import Digest, Hasher, hash_files, sha256_file
-from imgcore.errors import BlobNotFound, DigestMismatch, ImageNotFound, SizeMismatch, StoreError
+from imgcore.errors import BlobNotFound, DigestMismatch, ImageNotFound, InvalidManifest, SizeMismatch, StoreError
 from imgcore.models import REF_NAME, Descriptor
 from imgcore.reference import Reference, parse
 from imgcore.store.lease import Lease
@@ -440,8 +440,13 @@ class ContentStore:
             self._write_index(data)
 
     def index_entries(self) -> list[Descriptor]:
-        """Every descriptor in index.json (tagged images and kept untagged ones)."""
-        return [Descriptor.from_json(m, "index.json") for m in self._index()["manifests"]]
+        """Every descriptor in index.json (tagged images and kept untagged ones); an entry that is not a valid
+        descriptor is left out (``fsck`` reports it), so one bad entry never hides the others."""
+        out = []
+        for i, m in enumerate(self._index()["manifests"]):
+            with contextlib.suppress(InvalidManifest, ValueError, TypeError):
+                out.append(Descriptor.from_json(m, f"index.json: manifests[{i}]"))
+        return out
 
     def put_manifest(self, raw: bytes, media_type: str) -> Descriptor:
         """Stores a manifest or index's raw bytes; returns its descriptor (digest computed from those bytes)."""

@@ -40,6 +40,7 @@ from imgcore.models import (
     Manifest,
     Platform,
     parse_manifest_or_index,
+    parse_save_manifest,
 )
 from imgcore.reference import Reference
 from imgcore.reference import parse as parse_reference
@@ -350,21 +351,22 @@ def _names_from(text: str | None) -> Reference | None:
 _Plan = list[tuple[Reference | None, list[tuple[Descriptor, Path]], Descriptor]]
 
 
+def _read_capped(staged: _Staged, name: str, where: str) -> bytes:
+    """An archive's JSON member, at most :data:`MAX_JSON` bytes."""
+    path = staged.path(name, where)
+    if path.stat().st_size > MAX_JSON:
+        raise InvalidArchive(f"{where}: {name} is larger than {MAX_JSON} bytes")
+    return path.read_bytes()
+
+
 def _plan_oci(staged: _Staged, where: str) -> _Plan:
     """Verify an OCI layout (or docker 25+ archive) and list what to store: (name, blobs, manifest descriptor)."""
-    try:
-        index = json.loads(staged.path("index.json", where).read_bytes())
-        entries = [Descriptor.from_json(m, f"{where}: index.json") for m in index["manifests"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise InvalidManifest(f"{where}: index.json is not an OCI index: {e}") from None
+    entries = Index.from_bytes(_read_capped(staged, "index.json", where), where=f"{where}: index.json").manifests
     repo_tags: dict[str, list[str]] = {}
     if staged.has("manifest.json"):
-        try:
-            for item in json.loads(staged.path("manifest.json", where).read_bytes()):
-                cfg = str(item["Config"]).rsplit("/", 1)[-1].removesuffix(".json")
-                repo_tags.setdefault(f"sha256:{cfg}", []).extend(_repo_tags(item, where))
-        except (ValueError, KeyError, TypeError) as e:
-            raise InvalidManifest(f"{where}: manifest.json is malformed: {e}") from None
+        for item in parse_save_manifest(_read_capped(staged, "manifest.json", where), f"{where}: manifest.json"):
+            if item.config_digest:
+                repo_tags.setdefault(item.config_digest, []).extend(item.repo_tags)
     plan: _Plan = []
     for entry in entries:
         blobs: list[tuple[Descriptor, Path]] = []
@@ -397,40 +399,20 @@ def _plan_oci(staged: _Staged, where: str) -> _Plan:
     return plan
 
 
-def _repo_tags(item: object, where: str) -> list[str]:
-    """A manifest.json entry's ``RepoTags``: a list of strings or nothing (a string is not three tags)."""
-    tags = item.get("RepoTags") if isinstance(item, dict) else None
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise InvalidManifest(
-            f"{where}: manifest.json: RepoTags: expected a list of strings, got {type(tags).__name__}"
-        )
-    return tags
-
-
 def _plan_classic(staged: _Staged, where: str) -> _Plan:
     """Verify a classic docker-save archive (manifest.json, <id>/layer.tar) and build OCI manifests for it."""
-    try:
-        items = json.loads(staged.path("manifest.json", where).read_bytes())
-        if not isinstance(items, list):
-            raise TypeError("not a list")
-    except (ValueError, TypeError) as e:
-        raise InvalidManifest(f"{where}: manifest.json is malformed: {e}") from None
+    items = parse_save_manifest(_read_capped(staged, "manifest.json", where), f"{where}: manifest.json")
     plan: _Plan = []
     for i, item in enumerate(items):
         w = f"{where}: manifest.json[{i}]"
-        try:
-            cfg_name, layer_names, tags = str(item["Config"]), [str(x) for x in item["Layers"]], _repo_tags(item, w)
-        except (KeyError, TypeError) as e:
-            raise InvalidManifest(f"{w}: missing {e}") from None
+        cfg_name, layer_names, tags = item.config, list(item.layers), list(item.repo_tags)
         cpath = staged.path(cfg_name, w)
         cfg_digest = _sha256_path(cpath)
         expected_hex = cfg_name.rsplit("/", 1)[-1].removesuffix(".json")
         if len(expected_hex) == 64 and f"sha256:{expected_hex}" != cfg_digest:
             raise DigestMismatch(f"{w}: config {cfg_name} hashes to {cfg_digest}",
                                  expected=f"sha256:{expected_hex}", actual=cfg_digest)  # fmt: skip
-        config = ImageConfig.from_bytes(cpath.read_bytes())
+        config = ImageConfig.from_bytes(_read_capped(staged, cfg_name, w), where=f"{w}: config {cfg_name}")
         if len(config.diff_ids) != len(layer_names):
             n_ids = len(config.diff_ids)
             raise InvalidManifest(f"{w}: {len(layer_names)} layers but the config lists {n_ids} diff_ids")

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import InvalidManifest, RegistryError
 from imgcore.image.catalog import load_image, tag_manifest
@@ -186,10 +187,7 @@ def pull(
     progress.line(f"{r.digest or r.tag}: Pulling from {r.path}")
 
     top = client.get_manifest(repo, target)
-    try:
-        doc = parse_manifest_or_index(top.raw, top.media_type or None)
-    except InvalidManifest as e:
-        raise type(e)(f"pull {r}: {e}") from None
+    doc = parse_manifest_or_index(top.raw, top.media_type or None, where=f"pull {r}: manifest", limit=MANIFEST_LIMIT)
     index_raw: tuple[bytes, str] | None = None
     if isinstance(doc, Index):
         chosen = doc.for_platform(want)
@@ -197,7 +195,9 @@ def pull(
         mresp = client.get_manifest(repo, chosen.digest)
         if mresp.digest != chosen.digest:
             raise InvalidManifest(f"pull {r}: index names {chosen.digest} but the registry served {mresp.digest}")
-        manifest = Manifest.from_bytes(mresp.raw, mresp.media_type or None)
+        manifest = Manifest.from_bytes(
+            mresp.raw, mresp.media_type or None, where=f"pull {r}: manifest {chosen.digest}", limit=MANIFEST_LIMIT
+        )
     else:
         manifest = doc
     mdigest = manifest.digest
@@ -214,7 +214,14 @@ def pull(
         if store.has_blob(manifest.config.digest):
             config_raw = store.get_blob(manifest.config.digest)
         else:
+            if manifest.config.size > ARCHIVE_LIMIT:
+                raise InvalidManifest(f"pull {r}: config is {manifest.config.size} bytes, more than {ARCHIVE_LIMIT}")
             config_raw = client.get_blob(repo, manifest.config.digest)
+            config = ImageConfig.from_bytes(config_raw, where=f"pull {r}: config {manifest.config.digest}")
+            if len(config.diff_ids) != len(manifest.layers):
+                raise InvalidManifest(
+                    f"pull {r}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids in the config"
+                )
             store.put_blob(config_raw, digest=manifest.config.digest, size=manifest.config.size)
             downloaded += len(config_raw)
         unpacker: LayerUnpacker | None = None
