@@ -30,6 +30,7 @@ Transport policy, as docker's:
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import json
 import os
@@ -38,7 +39,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, cast
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from imgcore import sha256 as _sha256
@@ -782,8 +783,11 @@ class RegistryClient:
         loc = location or self.start_upload(repo)
         scopes = (_push_scope(repo),)
         if chunk_size is None:
+            body: bytes | IO[bytes] = source
+            if on_progress and not isinstance(source, bytes | bytearray):
+                body = cast(IO[bytes], _Counting(source, on_progress))  # bars move while the one PUT streams, not only at its end
             r = self.request(
-                "PUT", _with_query(loc, {"digest": digest}), what=what, scopes=scopes, body=source,
+                "PUT", _with_query(loc, {"digest": digest}), what=what, scopes=scopes, body=body,
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}, ok=(201,),
             )  # fmt: skip
             if on_progress:
@@ -874,3 +878,27 @@ def _digest_of(data: bytes, expected: str | None) -> str:
     if expected is not None and not expected.startswith("sha256:"):
         raise InvalidDigest(f"digest {expected!r}: only sha256 is supported")
     return str(_sha256(data))
+
+
+class _Counting(io.RawIOBase):
+    """A binary reader that reports the bytes read so far (upload progress); seeks pass through (retries)."""
+
+    def __init__(self, inner: IO[bytes], report: Any) -> None:
+        super().__init__()
+        self._inner = inner
+        self._report = report
+        self._start = inner.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._report(self._inner.tell() - self._start)
+        return data
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
