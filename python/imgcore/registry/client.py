@@ -785,7 +785,8 @@ class RegistryClient:
         if chunk_size is None:
             body: bytes | IO[bytes] = source
             if on_progress and not isinstance(source, bytes | bytearray):
-                body = cast(IO[bytes], _Counting(source, on_progress))  # bars move while the one PUT streams, not only at its end
+                # the bars move while the one PUT streams, not only at its end
+                body = cast(IO[bytes], _Counting(source, on_progress))
             r = self.request(
                 "PUT", _with_query(loc, {"digest": digest}), what=what, scopes=scopes, body=body,
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}, ok=(201,),
