@@ -247,7 +247,8 @@ def pull(
         cancel = threading.Event()
         unpack_futures: list[Future[None]] = []
         per_layer = unpacker is not None and unpacker.per_layer
-        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imgcore-pull") as pool, \
+        workers = min(max(1, jobs), max(1, len(todo)))  # (threads start on demand: no idle ones)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgcore-pull") as pool, \
                 ThreadPoolExecutor(max_workers=2, thread_name_prefix="imgcore-unpack") as unpack_pool:  # fmt: skip
             if per_layer:
                 assert unpacker is not None
