@@ -69,19 +69,31 @@ __all__ = [
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+"""Media type of an OCI image manifest."""
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+"""Media type of an OCI image index (also the default for an OCI layout's ``index.json``)."""
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+"""Media type of an OCI image config."""
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+"""Media type of an uncompressed OCI layer tarball."""
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+"""Media type of a gzip-compressed OCI layer tarball."""
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+"""Media type of a zstd-compressed OCI layer tarball."""
 OCI_LAYER_NONDIST_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+"""Media type of a Docker schema 2 image manifest."""
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+"""Media type of a Docker manifest list (Docker's counterpart of an OCI index)."""
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+"""Media type of a Docker image config."""
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+"""Media type of an uncompressed Docker layer tarball."""
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+"""Media type of a gzip-compressed Docker layer tarball."""
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 REF_NAME = "org.opencontainers.image.ref.name"
+"""The annotation that names an image in an OCI layout's ``index.json`` (the store keys its tags by it)."""
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
@@ -96,6 +108,7 @@ LAYER_MEDIA_TYPES = frozenset(
         DOCKER_FOREIGN_LAYER,
     }
 )
+"""The layer media types imgcore knows: OCI and Docker, plain and compressed, non-distributable and foreign."""
 
 MAX_SIZE = (1 << 63) - 1  # Go's int64, what every registry and runtime reads sizes into
 # The image-spec's media type grammar (RFC 6838 restricted names), from its JSON schema.
@@ -366,6 +379,8 @@ class Platform:
 
     @classmethod
     def host(cls) -> Platform:
+        """The platform images are picked for here: always ``linux``, with this machine's architecture in Go's
+        names (``x86_64`` -> ``amd64``, ``aarch64`` -> ``arm64``) and variant ``v8`` for arm64, ``v7`` for armv7l."""
         machine = _platform.machine().lower()
         arch = _GOARCH.get(machine, machine)
         variant = "v8" if arch == "arm64" else ("v7" if machine == "armv7l" else None)
@@ -377,6 +392,7 @@ class Platform:
         return _platform_from(_Doc(where), data, "")
 
     def to_json(self) -> dict[str, Any]:
+        """The platform as a descriptor's ``platform`` object; ``variant`` and ``os.version`` only when set."""
         out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
         if self.variant:
             out["variant"] = self.variant
@@ -442,6 +458,8 @@ class Descriptor:
         return _descriptor_from(_Doc(where), data, "")
 
     def to_json(self) -> dict[str, Any]:
+        """The descriptor as a JSON object (``mediaType``, ``digest``, ``size``); ``urls``, ``annotations`` and
+        ``platform`` only when set."""
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
         if self.urls:
             out["urls"] = list(self.urls)
@@ -452,6 +470,8 @@ class Descriptor:
         return out
 
     def with_annotations(self, annotations: Mapping[str, str] | None) -> Descriptor:
+        """A copy with ``annotations`` in place of this one's; None or empty removes them (as the store does to
+        drop an ``index.json`` entry's name before handing the descriptor out)."""
         return Descriptor(
             self.media_type,
             self.digest,
@@ -499,6 +519,7 @@ class Manifest:
 
     @property
     def digest(self) -> str:
+        """The manifest's digest: the sha256 of :attr:`raw` as received or written, never of a re-serialisation."""
         return str(Digest(_sha(self.raw)))
 
     @classmethod
@@ -573,6 +594,7 @@ class Index:
 
     @property
     def digest(self) -> str:
+        """The index's digest: the sha256 of :attr:`raw` as received or written, never of a re-serialisation."""
         return str(Digest(_sha(self.raw)))
 
     @classmethod
@@ -731,6 +753,8 @@ class ImageConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageConfig:
+        """A config built from ``data``: serialised with :func:`canonical_json` (so the same data always gives
+        the same digest) and checked as :meth:`from_bytes` checks one."""
         return cls.from_bytes(canonical_json(data))
 
     @property
@@ -740,10 +764,12 @@ class ImageConfig:
 
     @property
     def diff_ids(self) -> list[str]:
+        """``rootfs.diff_ids``: the digests of the uncompressed layers, bottom first (a new list each time)."""
         return list(self.data["rootfs"]["diff_ids"])
 
     @property
     def history(self) -> list[dict[str, Any]]:
+        """The ``history`` entries, oldest first; an empty list when the config has none."""
         return list(self.data.get("history") or [])
 
     @property
@@ -760,10 +786,12 @@ class ImageConfig:
 
     @property
     def config(self) -> dict[str, Any]:
+        """The ``config`` object (``Env``, ``Cmd``, ``Entrypoint``, ...) as a new dict; empty when absent."""
         return dict(self.data.get("config") or {})
 
     @property
     def platform(self) -> Platform:
+        """The platform the config names (``os``, ``architecture``, ``variant``); a missing one reads as ``""``."""
         return Platform(
             str(self.data.get("os") or ""), str(self.data.get("architecture") or ""), self.data.get("variant")
         )

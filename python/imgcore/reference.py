@@ -18,7 +18,9 @@ from imgcore.errors import InvalidDigest, InvalidReference
 __all__ = ["DEFAULT_DOMAIN", "DEFAULT_TAG", "Reference", "parse"]
 
 DEFAULT_DOMAIN = "docker.io"
+"""The registry of a reference that names none (``mysql`` is ``docker.io/library/mysql``)."""
 DEFAULT_TAG = "latest"
+"""The tag of a reference that has neither tag nor digest, as ``docker pull`` adds it."""
 LEGACY_DOMAINS = frozenset({"index.docker.io", "registry-1.docker.io"})
 OFFICIAL_NAMESPACE = "library"
 MAX_NAME = 255
@@ -75,11 +77,21 @@ class Reference:
         return self.repository + self._suffix()
 
     def with_tag(self, tag: str) -> Reference:
+        """This repository with ``tag`` and no digest.
+
+        Raises:
+            InvalidReference: ``tag`` is not a valid tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``).
+        """
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             raise InvalidReference(f"invalid tag {tag!r}: must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
         return replace(self, tag=tag, digest=None)
 
     def with_digest(self, digest: str) -> Reference:
+        """This reference pinned to ``digest`` (its tag, if any, is kept).
+
+        Raises:
+            InvalidReference: ``digest`` is not a valid digest.
+        """
         return replace(self, digest=_check_digest(digest, str(self)))
 
     def tagged(self) -> Reference:

@@ -35,53 +35,6 @@ except ImportError:  # the `test` extra has it; under CI its absence is a failur
 
 DOCS_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "docs.py"
 
-# The ONE list of known exceptions: items without a docstring in files other helpers are editing right now
-# (registry/, models.py, reference.py). They get their docstrings there, not here; the last test below fails
-# as soon as one of them is documented, so this list can only shrink (to empty once those branches land).
-KNOWN_UNDOCUMENTED: frozenset[str] = frozenset(
-    (
-        "imgcore.models:DOCKER_CONFIG",
-        "imgcore.models:DOCKER_LAYER",
-        "imgcore.models:DOCKER_LAYER_GZIP",
-        "imgcore.models:DOCKER_MANIFEST",
-        "imgcore.models:DOCKER_MANIFEST_LIST",
-        "imgcore.models:LAYER_MEDIA_TYPES",
-        "imgcore.models:OCI_CONFIG",
-        "imgcore.models:OCI_INDEX",
-        "imgcore.models:OCI_LAYER",
-        "imgcore.models:OCI_LAYER_GZIP",
-        "imgcore.models:OCI_LAYER_ZSTD",
-        "imgcore.models:OCI_MANIFEST",
-        "imgcore.models:REF_NAME",
-        "imgcore.models:Descriptor.to_json",
-        "imgcore.models:Descriptor.with_annotations",
-        "imgcore.models:ImageConfig.from_dict",
-        "imgcore.models:ImageConfig.diff_ids",
-        "imgcore.models:ImageConfig.history",
-        "imgcore.models:ImageConfig.config",
-        "imgcore.models:ImageConfig.platform",
-        "imgcore.models:Index.digest",
-        "imgcore.models:Manifest.digest",
-        "imgcore.models:Platform.host",
-        "imgcore.models:Platform.to_json",
-        "imgcore.reference:DEFAULT_DOMAIN",
-        "imgcore.reference:DEFAULT_TAG",
-        "imgcore.reference:Reference.with_tag",
-        "imgcore.reference:Reference.with_digest",
-        "imgcore.registry.client:BlobStream.close",
-        "imgcore.registry.auth:Credentials.basic_header",
-        "imgcore.registry.client:ManifestResponse.size",
-        "imgcore.registry.client:RegistryClient.start_upload",
-        "imgcore.registry.client:RegistryClient.list_tags",
-        "imgcore.registry.auth:DOCKER_HUB_AUTH_KEY",
-        "imgcore.registry.auth:TokenCache.get",
-        "imgcore.registry.auth:TokenCache.put",
-        "imgcore.registry.auth:docker_config_path",
-        "imgcore.registry.auth:imgcore_config_path",
-        "imgcore.registry.client:MANIFEST_ACCEPT",
-    )
-)
-
 
 def _load_docs_script() -> types.ModuleType:
     """scripts/docs.py, the one list of public modules and the one build (the script and this test share them)."""
@@ -208,17 +161,11 @@ def _defined_elsewhere(module: types.ModuleType, name: str) -> bool:
 
 
 def test_every_public_item_has_a_docstring() -> None:
-    missing = [m for m in undocumented() if m not in KNOWN_UNDOCUMENTED]
+    missing = list(undocumented())
     assert missing == [], (
         "public items without a docstring (a constant's is a string literal right after its assignment):\n  "
         + "\n  ".join(missing)
     )
-
-
-def test_known_exceptions_are_still_undocumented() -> None:
-    # Once a listed item gets its docstring, the list must shrink: a stale exception would hide a regression.
-    fixed = KNOWN_UNDOCUMENTED - set(undocumented())
-    assert not fixed, f"documented now, remove from KNOWN_UNDOCUMENTED: {sorted(fixed)}"
 
 
 def test_reference_builds_without_warnings(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+"""The ``auths`` key Docker Hub's credentials are stored under in ``config.json``, as ``docker login`` writes it."""
 _DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 
 
@@ -55,6 +56,7 @@ class Credentials:
     password: str = field(repr=False)
 
     def basic_header(self) -> str:
+        """The ``Authorization`` value for HTTP Basic: ``Basic base64(username:password)``."""
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
@@ -155,10 +157,12 @@ def config_dir() -> Path:
 
 
 def imgcore_config_path() -> Path:
+    """imgcore's own credentials file: ``config.json`` in :func:`config_dir`."""
     return config_dir() / "config.json"
 
 
 def docker_config_path() -> Path:
+    """The docker client's credentials file: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
     env = os.environ.get("DOCKER_CONFIG")
     return (Path(env) if env else Path.home() / ".docker") / "config.json"
 
@@ -298,6 +302,7 @@ class TokenCache:
         self._tokens: dict[tuple[str, frozenset[str]], _Token] = {}
 
     def get(self, realm: str, scopes: frozenset[str]) -> str | None:
+        """A cached, unexpired token from ``realm`` that covers all of ``scopes``; None when there is none."""
         now = time.monotonic()
         with self._lock:
             for (r, have), tok in self._tokens.items():
@@ -306,6 +311,8 @@ class TokenCache:
         return None
 
     def put(self, realm: str, scopes: frozenset[str], value: str, expires_in: float) -> None:
+        """Cache ``value`` for ``realm`` and ``scopes``, valid ``expires_in`` seconds from now less 30 s (at
+        least 1 s), so it is not sent just as it expires."""
         with self._lock:
             self._tokens[(realm, scopes)] = _Token(value, time.monotonic() + max(expires_in - 30.0, 1.0))
 

@@ -76,6 +76,7 @@ MANIFEST_ACCEPT: Final = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+"""The manifest media types a manifest request accepts: OCI and Docker indexes and manifests."""
 _RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 _USER_AGENT: Final = "imgcore"
 _HUB_API: Final = "registry-1.docker.io"
@@ -177,6 +178,7 @@ class ManifestResponse:
 
     @property
     def size(self) -> int:
+        """The manifest's size in bytes: the length of :attr:`raw`."""
         return len(self.raw)
 
 
@@ -232,6 +234,8 @@ class BlobStream:
             ) from None
 
     def close(self) -> None:
+        """Close the stream and its connection, which is not reused (the body may be partly read); leaving a
+        ``with`` block does the same."""
         self._response.close()
 
     def __enter__(self) -> BlobStream:
@@ -755,6 +759,7 @@ class RegistryClient:
         return self._location(r, "mount blob")
 
     def start_upload(self, repo: str) -> str:
+        """Open a blob upload session in ``repo``; returns its absolute upload URL (the ``Location`` header)."""
         r = self.request(
             "POST", f"/v2/{repo}/blobs/uploads/", what=f"start upload to {self.registry}/{repo}",
             scopes=(_push_scope(repo),), headers={"Content-Length": "0"}, ok=(202,),
@@ -832,6 +837,7 @@ class RegistryClient:
         return digest
 
     def list_tags(self, repo: str) -> list[str]:
+        """The tags of ``repo`` as the registry lists them (one answer: pagination is not followed)."""
         r = self.request(
             "GET", f"/v2/{repo}/tags/list", what=f"list tags {self.registry}/{repo}", scopes=(_pull_scope(repo),)
         )
