@@ -933,19 +933,28 @@ impl<'o> Extractor<'o> {
             let mut pos = offset;
             let stop = offset + len;
             while pos < stop {
+                // Whole buffers, so every write starts on a block boundary of the file and zero blocks line up.
                 let want = usize::try_from(stop - pos).map_or(self.buf.len(), |n| n.min(self.buf.len()));
-                let n = match data.read(&mut self.buf[..want]) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
-                            return Err(err);
+                let mut n = 0;
+                while n < want {
+                    match data.read(&mut self.buf[n..want]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                                return Err(err);
+                            }
+                            return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
                         }
-                        return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
                     }
-                };
-                if let Some(last) = write_holey(&file, pos, &self.buf[..n]).map_err(|e| self.fs_err(&meta.path, "write", e))? {
+                }
+                if n == 0 {
+                    break;
+                }
+                if let Some(last) =
+                    write_holey(&file, pos, &self.buf[..n]).map_err(|e| self.fs_err(&meta.path, "write", e))?
+                {
                     end = last;
                 }
                 pos += n as u64;
@@ -970,7 +979,8 @@ impl<'o> Extractor<'o> {
         let size = meta.file_size();
         if end < size {
             // Trailing zeros or a trailing hole: the length, not written blocks.
-            file.set_len(size).map_err(|e| self.fs_err(&meta.path, "set length", e))?;
+            file.set_len(size)
+                .map_err(|e| self.fs_err(&meta.path, "set length", e))?;
         }
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
@@ -1175,9 +1185,13 @@ impl<'o> Extractor<'o> {
         let mut pipe = Pipeline::start(src, self.opts.max_bytes)?;
         self.decoder_errors = Some(pipe.errors());
         let ctx = self.ctx.clone();
-        let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, self.opts.max_bytes, |meta, data| {
-            self.entry(meta, data)
-        })?;
+        let entries = for_each_entry(
+            &mut pipe,
+            &ctx,
+            self.opts.max_entries,
+            self.opts.max_bytes,
+            |meta, data| self.entry(meta, data),
+        )?;
         self.finish_dirs()?;
         let summary = pipe.finish()?;
         let mut stats = std::mem::take(&mut self.stats);
