@@ -236,6 +236,8 @@ def _check_sparse(ti: tarfile.TarInfo, span: int, max_bytes: int | None) -> list
                 ti.name, f"sparse map of {numblocks} entries exceeds the {_MAX_SPARSE_ENTRIES}-entry limit", limit=True
             )
     raw = ti.sparse or []
+    if "GNU.sparse.map" in pax and pax["GNU.sparse.map"].count(",") % 2 == 0:
+        raise _SparseError(ti.name, "sparse map has an odd count of numbers")
     if len(raw) > _MAX_SPARSE_ENTRIES:
         raise _SparseError(ti.name, f"sparse map exceeds the {_MAX_SPARSE_ENTRIES}-entry limit", limit=True)
     if numblocks is not None and int(numblocks) != len(raw):
@@ -321,6 +323,9 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
     ctx = stream.ctx
     try:
         tf = tarfile.open(fileobj=stream.decoded, mode="r|", encoding="utf-8", errors="surrogateescape", tarinfo=_TarInfo, bufsize=1 << 20)  # type: ignore[call-overload]  # noqa: SIM115 - a stream over our reader, nothing to close
+    except _SparseError as e:  # tarfile reads the first member while opening
+        cls = LimitExceeded if e.limit else InvalidArchive
+        raise cls(f"{ctx}: entry {e.name!r}: {e.reason}") from None
     except tarfile.ReadError as e:
         if stream.decoded.n == 0:
             raise InvalidArchive(f"{ctx}: truncated tar stream: no end-of-archive marker after entry ''") from None

@@ -249,7 +249,12 @@ fn blocks(n: u64) -> Option<u64> {
 }
 
 fn header_checksum_ok(block: &[u8; 512], stored: u32) -> bool {
-    let sum: u32 = block[..148].iter().chain(&block[156..]).map(|&b| u32::from(b)).sum::<u32>() + 8 * 32;
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..])
+        .map(|&b| u32::from(b))
+        .sum::<u32>()
+        + 8 * 32;
     sum == stored
 }
 
@@ -286,7 +291,9 @@ fn check_sparse(pairs: &[u64], real_size: u64, stored: u64) -> std::result::Resu
     for pair in pairs.chunks_exact(2) {
         let (off, len) = (pair[0], pair[1]);
         if off > real_size {
-            return Err(format!("sparse map entry at offset {off} lies beyond the file's size {real_size}"));
+            return Err(format!(
+                "sparse map entry at offset {off} lies beyond the file's size {real_size}"
+            ));
         }
         if len == 0 {
             continue;
@@ -296,7 +303,9 @@ fn check_sparse(pairs: &[u64], real_size: u64, stored: u64) -> std::result::Resu
             .filter(|&s| s <= real_size)
             .ok_or_else(|| format!("sparse map entry {off}+{len} runs past the file's size {real_size}"))?;
         if off < end {
-            return Err(format!("sparse map entries overlap or are out of order at offset {off}"));
+            return Err(format!(
+                "sparse map entries overlap or are out of order at offset {off}"
+            ));
         }
         end = stop;
         data += len;
@@ -317,7 +326,8 @@ fn check_sparse(pairs: &[u64], real_size: u64, stored: u64) -> std::result::Resu
 
 /// Reads a GNU sparse 1.0 map from the start of the member's data: decimal numbers, one a line (the count, then
 /// offset/length pairs), padded to a block. Returns the numbers and the bytes consumed (whole blocks).
-fn read_sparse_10(pipe: &mut Pipeline, stored: u64) -> std::result::Result<(Vec<u64>, u64), String> {
+fn read_sparse_10(pipe: &mut Pipeline, stored: u64, ctx: &str) -> Result<(Vec<u64>, u64)> {
+    let err = |reason: String| invalid(ctx, reason);
     let mut consumed = 0u64;
     let mut line: Vec<u8> = Vec::with_capacity(24);
     let mut numbers = Vec::new();
@@ -329,22 +339,28 @@ fn read_sparse_10(pipe: &mut Pipeline, stored: u64) -> std::result::Result<(Vec<
             }
         }
         if consumed >= stored {
-            return Err("sparse 1.0 map runs past the member's data".into());
+            return Err(err("sparse 1.0 map runs past the member's data".into()));
         }
-        let avail = pipe.peek().map_err(|e| format!("reading the sparse map: {e}"))?;
+        let avail = pipe.peek().map_err(|e| err(format!("reading the sparse map: {e}")))?;
         let Some(&b) = avail.first() else {
-            return Err("truncated sparse 1.0 map".into());
+            return Err(err("truncated sparse 1.0 map".into()));
         };
         pipe.consume(1);
         consumed += 1;
         if b == b'\n' {
             let n = parse_u64(&line).ok_or_else(|| {
-                format!("bad number {:?} in the sparse 1.0 map", String::from_utf8_lossy(&line))
+                err(format!(
+                    "bad number {:?} in the sparse 1.0 map",
+                    String::from_utf8_lossy(&line)
+                ))
             })?;
             line.clear();
             if want.is_none() {
                 if n > MAX_SPARSE_ENTRIES {
-                    return Err(format!("sparse map of {n} entries exceeds the {MAX_SPARSE_ENTRIES}-entry limit"));
+                    return Err(CoreError::LimitExceeded {
+                        context: ctx.to_owned(),
+                        reason: format!("sparse map of {n} entries exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
+                    });
                 }
                 want = Some(n);
             } else {
@@ -352,34 +368,31 @@ fn read_sparse_10(pipe: &mut Pipeline, stored: u64) -> std::result::Result<(Vec<
             }
         } else {
             if line.len() >= 20 {
-                return Err("overlong number in the sparse 1.0 map".into());
+                return Err(err("overlong number in the sparse 1.0 map".into()));
             }
             line.push(b);
         }
     }
     let pad = blocks(consumed).unwrap_or(consumed) - consumed;
     if pad > stored - consumed {
-        return Err("sparse 1.0 map runs past the member's data".into());
+        return Err(err("sparse 1.0 map runs past the member's data".into()));
     }
-    let skipped = skip(pipe, pad).map_err(|e| format!("reading the sparse map: {e}"))?;
+    let skipped = skip(pipe, pad).map_err(|e| err(format!("reading the sparse map: {e}")))?;
     if skipped != pad {
-        return Err("truncated sparse 1.0 map".into());
+        return Err(err("truncated sparse 1.0 map".into()));
     }
     Ok((numbers, consumed + pad))
 }
 
 /// Reads an old GNU sparse header's map: the four slots in the header, then extension blocks while flagged.
-fn read_sparse_gnu(
-    pipe: &mut Pipeline,
-    header: &Header,
-    errors: &ErrorSlot,
-    ctx: &str,
-) -> Result<(Vec<u64>, u64)> {
+fn read_sparse_gnu(pipe: &mut Pipeline, header: &Header, errors: &ErrorSlot, ctx: &str) -> Result<(Vec<u64>, u64)> {
     let bad = |reason: String| invalid(ctx, reason);
     let gnu = header
         .as_gnu()
         .ok_or_else(|| bad("GNU sparse entry without a GNU header".into()))?;
-    let real = gnu.real_size().map_err(|e| bad(format!("corrupt sparse real size: {e}")))?;
+    let real = gnu
+        .real_size()
+        .map_err(|e| bad(format!("corrupt sparse real size: {e}")))?;
     let mut numbers = Vec::new();
     let mut push = |s: &tar::GnuSparseHeader| -> Result<()> {
         if s.is_empty() {
@@ -445,7 +458,10 @@ pub fn for_each_entry(
             if let Some(err) = errors.take() {
                 return Err(err);
             }
-            return Err(invalid(&here(&last), "corrupt tar stream: truncated header block".into()));
+            return Err(invalid(
+                &here(&last),
+                "corrupt tar stream: truncated header block".into(),
+            ));
         }
         if block.iter().all(|&b| b == 0) {
             break;
@@ -454,15 +470,17 @@ pub fn for_each_entry(
             .cksum()
             .map_err(|e| invalid(&here(&last), format!("corrupt tar stream: {e}")))?;
         if !header_checksum_ok(header.as_bytes(), cksum) {
-            return Err(invalid(&here(&last), "corrupt tar stream: archive header checksum mismatch".into()));
+            return Err(invalid(
+                &here(&last),
+                "corrupt tar stream: archive header checksum mismatch".into(),
+            ));
         }
         let etype = header.entry_type();
         let hsize = header
             .entry_size()
             .map_err(|e| invalid(&here(&last), format!("corrupt header field size: {e}")))?;
-        let span = |stored: u64| {
-            blocks(stored).ok_or_else(|| invalid(&here(&last), format!("entry size {stored} overflows")))
-        };
+        let span =
+            |stored: u64| blocks(stored).ok_or_else(|| invalid(&here(&last), format!("entry size {stored} overflows")));
         match etype {
             EntryType::GNULongName | EntryType::GNULongLink | EntryType::XHeader => {
                 let (cap, what) = match etype {
@@ -508,7 +526,8 @@ pub fn for_each_entry(
         });
         let name_for_err = entry_name(&path);
         let entry_ctx = || format!("{ctx}: entry {name_for_err:?}");
-        let bad = |what: &str, e: &dyn std::fmt::Display| invalid(&entry_ctx(), format!("corrupt header field {what}: {e}"));
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| invalid(&entry_ctx(), format!("corrupt header field {what}: {e}"));
         let mode = header.mode().map_err(|e| bad("mode", &e))? & 0o7777;
         let mut uid = header.uid().map_err(|e| bad("uid", &e))?;
         let mut gid = header.gid().map_err(|e| bad("gid", &e))?;
@@ -539,7 +558,9 @@ pub fn for_each_entry(
                         if n > MAX_SPARSE_ENTRIES {
                             return Err(CoreError::LimitExceeded {
                                 context: entry_ctx(),
-                                reason: format!("sparse map of {n} entries exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
+                                reason: format!(
+                                    "sparse map of {n} entries exceeds the {MAX_SPARSE_ENTRIES}-entry limit"
+                                ),
                             });
                         }
                         ps.numblocks = Some(n);
@@ -553,7 +574,10 @@ pub fn for_each_entry(
                         }
                         let expect_offset = ps.numbers.len() % 2 == 0;
                         if expect_offset != (key == b"GNU.sparse.offset") {
-                            return Err(invalid(&entry_ctx(), "sparse 0.0 map: offset and numbytes records out of order".into()));
+                            return Err(invalid(
+                                &entry_ctx(),
+                                "sparse 0.0 map: offset and numbytes records out of order".into(),
+                            ));
                         }
                         ps.numbers.push(num("PAX sparse map")?);
                     }
@@ -566,7 +590,9 @@ pub fn for_each_entry(
                                     reason: format!("sparse map exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
                                 });
                             }
-                            nums.push(parse_u64(v).ok_or_else(|| bad("PAX sparse map", &String::from_utf8_lossy(val)))?);
+                            nums.push(
+                                parse_u64(v).ok_or_else(|| bad("PAX sparse map", &String::from_utf8_lossy(val)))?,
+                            );
                         }
                         ps.numbers = nums;
                     }
@@ -580,6 +606,9 @@ pub fn for_each_entry(
                 }
             }
         }
+        // From here on errors name the entry as extracted (PAX path, or the sparse file's real name).
+        let final_name = entry_name(ps.name.as_deref().unwrap_or(&path));
+        let entry_ctx = || format!("{ctx}: entry {final_name:?}");
         if stored > max_bytes {
             return Err(CoreError::LimitExceeded {
                 context: entry_ctx(),
@@ -612,12 +641,16 @@ pub fn for_each_entry(
         } else if etype == EntryType::GNUSparse {
             Some(read_sparse_gnu(pipe, &header, &errors, &entry_ctx())?)
         } else if is_10 {
-            let real = ps.real_size.ok_or_else(|| sparse_err("sparse 1.0 entry without GNU.sparse.realsize".into()))?;
-            let (nums, used) = read_sparse_10(pipe, stored).map_err(sparse_err)?;
+            let real = ps
+                .real_size
+                .ok_or_else(|| sparse_err("sparse 1.0 entry without GNU.sparse.realsize".into()))?;
+            let (nums, used) = read_sparse_10(pipe, stored, &entry_ctx())?;
             data_left = stored - used;
             Some((nums, real))
         } else if ps.numblocks.is_some() || !ps.numbers.is_empty() {
-            let real = ps.real_size.ok_or_else(|| sparse_err("sparse 0.x entry without GNU.sparse.size".into()))?;
+            let real = ps
+                .real_size
+                .ok_or_else(|| sparse_err("sparse 0.x entry without GNU.sparse.size".into()))?;
             if ps.numblocks.is_some_and(|n| n * 2 != ps.numbers.len() as u64) {
                 return Err(sparse_err(format!(
                     "sparse map announces {} entries but lists {} numbers",
@@ -653,7 +686,9 @@ pub fn for_each_entry(
         if path.is_empty() {
             return Err(invalid(&here(&last), "entry with an empty name".into()));
         }
-        let data_size = sparse.as_ref().map_or(data_left, |s| s.map.iter().map(|&(_, l)| l).sum());
+        let data_size = sparse
+            .as_ref()
+            .map_or(data_left, |s| s.map.iter().map(|&(_, l)| l).sum());
         let meta = Meta {
             path,
             link,
