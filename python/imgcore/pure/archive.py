@@ -309,6 +309,19 @@ _KIND = {
 }
 
 
+_SPECIAL_NAME = {"char": "char device", "block": "block device", "fifo": "fifo"}
+_TYPE_NAME = {
+    "V": "GNU volume label",
+    "M": "GNU multi-volume continuation",
+    "N": "old GNU long names",
+    "D": "GNU dumpdir",
+    "A": "Solaris ACL",
+    "E": "Solaris extended attributes",
+    "X": "Solaris extended attributes",
+    "I": "star inode metadata",
+}
+
+
 def _pax_time(v: str) -> tuple[int, int]:
     secs, _, frac = v.partition(".")
     s = int(secs)
@@ -669,7 +682,8 @@ class _Extractor:
             elif m.kind in ("char", "block", "fifo"):
                 self.special(pdir, name, m)
             else:
-                self.skipped.append((_name(m.path), f"unsupported entry type {m.kind[6:]!r}"))
+                t = m.kind[6:]
+                self.skipped.append((_name(m.path), f"unsupported entry type {t!r} ({_TYPE_NAME.get(t, 'unknown')})"))
         finally:
             os.close(pdir)
 
@@ -831,7 +845,8 @@ class _Extractor:
 
     def special(self, pdir: int, name: bytes, m: _Meta) -> None:
         if not self.allow_devices:
-            self.skipped.append((_name(m.path), f"{m.kind} node not created (allow_devices is off)"))
+            why = "(needs allow_devices)" if m.kind == "fifo" else "(needs root and allow_devices)"
+            self.skipped.append((_name(m.path), f"{_SPECIAL_NAME[m.kind]} {why}"))
             return
         ft = {"char": stat.S_IFCHR, "block": stat.S_IFBLK, "fifo": stat.S_IFIFO}[m.kind]
         dev = os.makedev(*m.dev) if m.kind != "fifo" else 0
@@ -842,7 +857,7 @@ class _Extractor:
                 self.clear(pdir, name, False, m.path)
                 os.mknod(name, ft | (m.mode & 0o777), dev, dir_fd=pdir)
         except PermissionError:
-            self.skipped.append((_name(m.path), f"{m.kind} node not created: not permitted"))
+            self.skipped.append((_name(m.path), f"{_SPECIAL_NAME[m.kind]} (needs root: mknod not permitted)"))
             return
         self.after_node(pdir, name, m)
 

@@ -396,6 +396,29 @@ fn write_holey(file: &std::fs::File, pos: u64, data: &[u8]) -> io::Result<Option
     Ok(last)
 }
 
+/// How a skipped device node or FIFO is named to users.
+fn special_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Char => "char device",
+        Kind::Block => "block device",
+        _ => "fifo",
+    }
+}
+
+/// What a tar type flag imgcore does not extract is (GNU tar's and star's names).
+fn type_name(t: u8) -> &'static str {
+    match t {
+        b'V' => "GNU volume label",
+        b'M' => "GNU multi-volume continuation",
+        b'N' => "old GNU long names",
+        b'D' => "GNU dumpdir",
+        b'A' => "Solaris ACL",
+        b'E' | b'X' => "Solaris extended attributes",
+        b'I' => "star inode metadata",
+        _ => "unknown",
+    }
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -759,7 +782,7 @@ impl<'o> Extractor<'o> {
             Kind::Other(t) => {
                 self.stats.skipped.push((
                     entry_name(&meta.path),
-                    format!("unsupported entry type {:?}", t as char),
+                    format!("unsupported entry type {:?} ({})", t as char, type_name(t)),
                 ));
                 Ok(())
             }
@@ -1121,10 +1144,14 @@ impl<'o> Extractor<'o> {
 
     fn special(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<()> {
         if !self.opts.allow_devices {
-            self.stats.skipped.push((
-                entry_name(&meta.path),
-                format!("{} node not created (allow_devices is off)", meta.kind.name()),
-            ));
+            let why = if meta.kind == Kind::Fifo {
+                "(needs allow_devices)"
+            } else {
+                "(needs root and allow_devices)"
+            };
+            self.stats
+                .skipped
+                .push((entry_name(&meta.path), format!("{} {why}", special_name(meta.kind))));
             return Ok(());
         }
         let (ft, dev) = match meta.kind {
@@ -1145,7 +1172,7 @@ impl<'o> Extractor<'o> {
             Err(Errno::PERM) => {
                 self.stats.skipped.push((
                     entry_name(&meta.path),
-                    format!("{} node not created: not permitted", meta.kind.name()),
+                    format!("{} (needs root: mknod not permitted)", special_name(meta.kind)),
                 ));
                 return Ok(());
             }
