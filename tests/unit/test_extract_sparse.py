@@ -10,7 +10,6 @@ import io
 import os
 import subprocess
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def sparse_vectors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_gnu_sparse_formats_match_gnu_tar(
-    sparse_vectors: dict[str, Any], tmp_path: Path, engine: str, fmt: str, monkeypatch: pytest.MonkeyPatch
+    sparse_vectors: dict[str, Any], tmp_path: Path, engine: str, fmt: str
 ) -> None:
     blob, ref = sparse_vectors[fmt]
     dest = tmp_path / "out"
@@ -89,8 +88,8 @@ def test_gnu_sparse_formats_match_gnu_tar(
     stats = ENGINES[engine](blob, dest)
     assert stats.skipped == []
     assert stats.diff_id == "sha256:" + sha256_file(blob)  # computed over the raw bytes, as ever
-    names = sorted(os.listdir(dest / "dir"))
-    assert names == sorted(os.listdir(ref / "dir"))  # real names, never GNUSparseFile.NNN/...
+    names = sorted(p.name for p in (dest / "dir").iterdir())
+    assert names == sorted(p.name for p in (ref / "dir").iterdir())  # real names, never GNUSparseFile.NNN/...
     assert not any("GNUSparseFile" in n for n in names)
     index = {row[0]: row[5] for row in INDEXES[engine]([blob])}
     for name in names:

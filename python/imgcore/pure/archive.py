@@ -23,7 +23,7 @@ import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from imgcore.errors import DigestMismatch, InvalidArchive, LimitExceeded, UnsafeArchiveEntry
 
@@ -219,7 +219,8 @@ class _TarInfo(tarfile.TarInfo):
             else:
                 numbers.append(n)
         next.offset_data = tarfile_.fileobj.tell()
-        next.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))
+        # typeshed says bytes; tarfile keeps (offset, size) pairs there.
+        next.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))  # type: ignore[assignment]
 
 
 def _check_sparse(ti: tarfile.TarInfo, span: int, max_bytes: int | None) -> list[tuple[int, int]]:
@@ -235,7 +236,7 @@ def _check_sparse(ti: tarfile.TarInfo, span: int, max_bytes: int | None) -> list
             raise _SparseError(
                 ti.name, f"sparse map of {numblocks} entries exceeds the {_MAX_SPARSE_ENTRIES}-entry limit", limit=True
             )
-    raw = ti.sparse or []
+    raw = cast("list[tuple[int, int]]", ti.sparse or [])  # typeshed says bytes: tarfile keeps (offset, size) pairs
     if "GNU.sparse.map" in pax and pax["GNU.sparse.map"].count(",") % 2 == 0:
         raise _SparseError(ti.name, "sparse map has an odd count of numbers")
     if len(raw) > _MAX_SPARSE_ENTRIES:
@@ -335,7 +336,15 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
     """Yields each entry's metadata (extension headers applied) and its data reader, in order."""
     ctx = stream.ctx
     try:
-        tf = tarfile.open(fileobj=stream.decoded, mode="r|", encoding="utf-8", errors="surrogateescape", tarinfo=_TarInfo, bufsize=1 << 20)  # type: ignore[call-overload]  # noqa: SIM115 - a stream over our reader, nothing to close
+        # A stream over our reader (nothing to close); 1 MiB reads, not tarfile's 10 KiB records.
+        tf = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+            fileobj=stream.decoded,
+            mode="r|",
+            encoding="utf-8",
+            errors="surrogateescape",
+            tarinfo=_TarInfo,
+            bufsize=1 << 20,
+        )
     except _SparseError as e:  # tarfile reads the first member while opening
         cls = LimitExceeded if e.limit else InvalidArchive
         raise cls(f"{ctx}: entry {e.name!r}: {e.reason}") from None

@@ -703,10 +703,10 @@ pub fn for_each_entry(
             xattrs,
             sparse,
         };
-        let map_bytes = stored - data_left; // the map blocks of a sparse 1.0 file, already read
+        let map_len = stored - data_left; // the map blocks of a sparse 1.0 file, already read
         let mut data = (&mut *pipe).take(data_size);
         f(&meta, &mut data)?;
-        let rest = total - map_bytes - (data_size - data.limit());
+        let rest = total - map_len - (data_size - data.limit());
         if skip(pipe, rest).map_err(|e| stream_error(&errors, &here(&last), &e))? != rest {
             if let Some(err) = errors.take() {
                 return Err(err);
@@ -756,6 +756,29 @@ mod tests {
         );
         assert!(super::pax_records(b"99 path=x\n").next().unwrap().is_err());
         assert!(super::pax_records(b"x path=x\n").next().unwrap().is_err());
+    }
+
+    #[test]
+    fn sparse_maps_are_checked() {
+        use super::check_sparse;
+        let ok = check_sparse(&[1024, 512, 8192, 0], 8192, 512).unwrap();
+        assert_eq!(ok.map, vec![(1024, 512)]);
+        assert_eq!(ok.real_size, 8192);
+        // Within the last block: the member's padding.
+        assert!(check_sparse(&[0, 500], 4096, 512).is_ok());
+        for (nums, real, stored, why) in [
+            (&[0u64, 1024, 512, 1024][..], 4096, 2048, "overlap"),
+            (&[2048, 512, 0, 512][..], 4096, 1024, "out of order"),
+            (&[0, 512, 4000, 512][..], 4096, 1024, "past the file's size"),
+            (&[9000, 0][..], 4096, 0, "beyond"),
+            (&[0, 4096][..], 8192, 512, "member holds 512"),
+            (&[0, 512][..], 8192, 4096, "describes only"),
+            (&[0, 512, 1024][..], 4096, 512, "odd"),
+            (&[u64::MAX, 2][..], u64::MAX, 2, "past the file's size"),
+        ] {
+            let err = check_sparse(nums, real, stored).unwrap_err();
+            assert!(err.contains(why), "{nums:?}: {err}");
+        }
     }
 
     #[test]
