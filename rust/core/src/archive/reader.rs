@@ -615,6 +615,18 @@ pub fn for_each_entry(
                 reason: format!("entry of {stored} bytes exceeds the {max_bytes}-byte limit (max_bytes)"),
             });
         }
+        // Header-only types carry no data whatever their size says (Go's isHeaderOnlyType, tarfile likewise).
+        if matches!(
+            etype,
+            EntryType::Directory
+                | EntryType::Symlink
+                | EntryType::Link
+                | EntryType::Char
+                | EntryType::Block
+                | EntryType::Fifo
+        ) {
+            stored = 0;
+        }
         let total = span(stored)?;
         let mut kind = match etype {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::File,
