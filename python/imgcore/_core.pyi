@@ -104,8 +104,11 @@ _IdMap = Sequence[tuple[int, int, int]]
 @final
 class LayerStats:
     """What one layer extraction did (frozen). ``bytes`` is the uncompressed size, ``skipped`` lists
-    ``(path, reason)`` for entries or attributes not applied (device nodes without ``allow_devices``, xattrs the
-    filesystem refused, ...)."""
+    ``(path, reason)`` for every entry or attribute not applied, never silently: device nodes and FIFOs without
+    ``allow_devices`` (``"block device (needs root and allow_devices)"``, ``"fifo (needs allow_devices)"``),
+    mknod refused (``"... (needs root: mknod not permitted)"``), tar types imgcore does not extract
+    (``"unsupported entry type 'V' (GNU volume label)"``), xattrs the filesystem refused or overlayfs' own; its
+    length is the count."""
 
     @property
     def digest(self) -> str: ...
@@ -151,7 +154,14 @@ def extract_layer(
     Every entry is resolved inside ``dest`` (openat2 ``RESOLVE_IN_ROOT``, or an ``O_NOFOLLOW`` walk); nothing
     outside it is ever touched. Flatten mode applies OCI whiteouts onto what ``dest`` already holds (lower
     layers); ``overlay=True`` keeps them as overlayfs markers (char device 0/0, ``trusted.overlay.opaque=y``),
-    which needs root. The blob's digest and the tar's diff_id are computed in the same pass.
+    which needs root. The blob's digest and the tar's diff_id are computed in the same pass, over the raw bytes.
+
+    Sizes follow POSIX: a PAX ``size`` record beats the header field (how Go, GNU tar, Python and
+    :func:`write_layer` store files of 8 GiB and more), base-256 header sizes are read. GNU sparse files (old GNU
+    ``S`` headers with extension blocks, PAX sparse 0.0, 0.1 and 1.0) are expanded under their real name and
+    size; a sparse map that is malformed, unsorted, overlapping or claims more than its bounds is refused. Holes
+    stay holes: aligned all-zero 4 KiB blocks are skipped, not written, and the file's length is set at the end,
+    so an 8 GiB file of zeros takes a few blocks of disk.
 
     Args:
         src: the layer blob.
@@ -171,7 +181,8 @@ def extract_layer(
         imgcore.errors.UnsafeArchiveEntry: an entry would escape ``dest`` (``..``, hardlink out of the root).
         imgcore.errors.InvalidArchive: malformed input (truncated, corrupt header, bad gzip/zstd stream,
             trailing garbage), naming the entry.
-        imgcore.errors.LimitExceeded: ``max_bytes`` or ``max_entries`` exceeded.
+        imgcore.errors.LimitExceeded: ``max_bytes`` or ``max_entries`` exceeded, or an entry (or a sparse file's
+            real size) claims more than ``max_bytes``, or a sparse map has more than 1,048,576 entries.
     """
 
 def unpack_layers(

@@ -435,3 +435,103 @@ def test_stream_read_of_bytesio_helper() -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         names = [m.name for m in tf]
     assert names == ["d", "d/f", "d/s"]
+
+
+# -- GNU sparse maps --------------------------------------------------------------------------------------------
+
+VICTIM = "sparse-victim"
+
+
+def _pax_sparse(pax: dict[str, str], data: bytes, header_name: str = "GNUSparseFile.0/" + VICTIM) -> bytes:
+    ti = tarfile.TarInfo(header_name)
+    ti.size = len(data)
+    ti.pax_headers = {"GNU.sparse.name": VICTIM, **pax}
+    return ti.tobuf(tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % 512) + b"\0" * 1024
+
+
+def _sparse01(real: int, numbers: list[int], data: bytes, numblocks: int | None = None) -> bytes:
+    pax = {
+        "GNU.sparse.size": str(real),
+        "GNU.sparse.numblocks": str(len(numbers) // 2 if numblocks is None else numblocks),
+        "GNU.sparse.map": ",".join(map(str, numbers)),
+    }
+    return _pax_sparse(pax, data)
+
+
+def _sparse10(real: int, map_text: bytes, data: bytes) -> bytes:
+    pax = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": str(real)}
+    return _pax_sparse(pax, map_text + b"\0" * (-len(map_text) % 512) + data)
+
+
+def _old_gnu_sparse(real: int, pairs: list[tuple[int, int]], data: bytes) -> bytes:
+    """An old GNU sparse header ('S') with up to 4 map entries in the header itself."""
+    ti = tarfile.TarInfo(VICTIM)
+    ti.size = len(data)
+    ti.type = tarfile.GNUTYPE_SPARSE
+    hdr = bytearray(ti.tobuf(tarfile.GNU_FORMAT))
+    for i, (off, n) in enumerate(pairs[:4]):
+        hdr[386 + 24 * i : 386 + 24 * i + 24] = b"%011o\0%011o\0" % (off, n)
+    hdr[483:495] = b"%011o\0" % real
+    hdr[148:156] = b" " * 8
+    hdr[148:156] = b"%06o\0 " % sum(hdr)
+    return bytes(hdr) + data + b"\0" * (-len(data) % 512) + b"\0" * 1024
+
+
+HOSTILE_SPARSE = {
+    "overlapping": (_sparse01(4096, [0, 1024, 512, 1024], b"x" * 2048), InvalidArchive, "overlap"),
+    "unsorted": (_sparse01(4096, [2048, 512, 0, 512], b"x" * 1024), InvalidArchive, "out of order"),
+    "past-real-size": (_sparse01(4096, [0, 512, 4000, 512], b"x" * 1024), InvalidArchive, "past the file's size"),
+    "offset-beyond-size": (_sparse01(4096, [9000, 0], b""), InvalidArchive, "beyond the file's size"),
+    "data-larger-than-member": (_sparse01(8192, [0, 4096], b"x" * 512), InvalidArchive, "member holds"),
+    "member-larger-than-map": (_sparse01(8192, [0, 512], b"x" * 4096), InvalidArchive, "describes only"),
+    "odd-map": (_sparse01(4096, [0, 512, 1024], b"x" * 512, numblocks=1), InvalidArchive, "odd|announces"),
+    "count-mismatch": (_sparse01(4096, [0, 512], b"x" * 512, numblocks=3), InvalidArchive, "announces"),
+    "absurd-numblocks": (_sparse01(4096, [0, 512], b"x" * 512, numblocks=10**12), LimitExceeded, "entry limit"),
+    "real-size-over-max-bytes": (_sparse01(1 << 40, [0, 512], b"x" * 512), LimitExceeded, "max_bytes"),
+    "1.0-absurd-count": (_sparse10(4096, b"99999999999\n", b""), LimitExceeded, "entry limit"),
+    "1.0-garbage-number": (_sparse10(4096, b"1\n0\nzz\n", b"x" * 512), InvalidArchive, "bad number"),
+    "1.0-overlong-number": (_sparse10(4096, b"1\n" + b"9" * 600, b""), InvalidArchive, "overlong|runs past"),
+    "1.0-map-past-member": (_sparse10(4096, b"3\n0\n512\n", b""), InvalidArchive, "runs past|truncated|overlong"),
+    "1.0-overlapping": (_sparse10(4096, b"2\n0\n1024\n512\n512\n", b"x" * 1536), InvalidArchive, "overlap"),
+    "old-gnu-overlapping": (_old_gnu_sparse(4096, [(0, 1024), (512, 512)], b"x" * 1536), InvalidArchive, "overlap"),
+    "old-gnu-past-size": (_old_gnu_sparse(1024, [(512, 1024)], b"x" * 1024), InvalidArchive, "past the file's size"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_SPARSE))
+def test_hostile_sparse_maps_are_refused(engine: Callable[..., Any], arena: Path, case: str) -> None:
+    data, error, reason = HOSTILE_SPARSE[case]
+    with pytest.raises(error, match=reason) as ei:
+        run_raw(engine, arena, data, max_bytes=1 << 30)
+    assert VICTIM in str(ei.value)
+    assert not (arena / "dest" / VICTIM).exists()
+
+
+def test_sane_crafted_sparse_maps_work(engine: Callable[..., Any], arena: Path) -> None:
+    """The builders above make valid entries too (so the refusals are about the maps, not the builders)."""
+    run_raw(engine, arena, _sparse01(8192, [1024, 512, 8192, 0], b"y" * 512))
+    assert (arena / "dest" / VICTIM).read_bytes() == b"\0" * 1024 + b"y" * 512 + b"\0" * (8192 - 1536)
+    run_raw(engine, arena, _sparse10(4096, b"1\n512\n512\n", b"z" * 512))
+    assert (arena / "dest" / VICTIM).read_bytes() == b"\0" * 512 + b"z" * 512 + b"\0" * 3072
+    run_raw(engine, arena, _old_gnu_sparse(2048, [(1024, 512)], b"w" * 512))
+    assert (arena / "dest" / VICTIM).read_bytes() == b"\0" * 1024 + b"w" * 512 + b"\0" * 512
+
+
+def test_header_only_types_carry_no_data(engine: Callable[..., Any], arena: Path) -> None:
+    """A symlink or directory whose size field claims data has none (Go and tarfile read it so): the next
+    header follows at once, so no engine can be made to see a different next entry than the others."""
+    out = b""
+    for ti in (tarfile.TarInfo("ln"), tarfile.TarInfo("d")):
+        ti.type = tarfile.SYMTYPE if ti.name == "ln" else tarfile.DIRTYPE
+        ti.linkname = "target" if ti.name == "ln" else ""
+        hdr = bytearray(ti.tobuf(tarfile.USTAR_FORMAT))
+        hdr[124:136] = b"%011o\0" % 1024
+        hdr[148:156] = b" " * 8
+        hdr[148:156] = b"%06o\0 " % sum(hdr)
+        out += bytes(hdr)
+    f = tarfile.TarInfo("after")
+    f.size = 2
+    out += f.tobuf(tarfile.USTAR_FORMAT) + b"ok" + b"\0" * 510 + b"\0" * 1024
+    run_raw(engine, arena, out)
+    assert (arena / "dest" / "after").read_bytes() == b"ok"
+    assert str((arena / "dest" / "ln").readlink()) == "target"

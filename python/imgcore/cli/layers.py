@@ -44,8 +44,11 @@ def cmd_layer_apply(args: argparse.Namespace) -> int:
         f"{stats.symlinks} symlinks, {stats.hardlinks} hardlinks, {stats.whiteouts} whiteouts), "
         f"{stats.bytes} bytes from {stats.compressed_bytes}"
     )
+    # Never silent: every entry (or attribute) not applied, as a path inside DIR.
     for path, reason in stats.skipped:
-        print(f"skipped  {path}: {reason}", file=sys.stderr)
+        print(f"skipped /{path.removeprefix('./').lstrip('/')}: {reason}", file=sys.stderr)
+    if stats.skipped:
+        print(f"skipped  {len(stats.skipped)} entries or attributes", file=sys.stderr)
     return 0
 
 

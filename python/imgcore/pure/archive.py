@@ -23,7 +23,7 @@ import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from imgcore.errors import DigestMismatch, InvalidArchive, LimitExceeded, UnsafeArchiveEntry
 
@@ -37,6 +37,10 @@ _MAX_SYMLINKS = 40
 _WH = b".wh."
 _OPQ = b".wh..wh..opq"
 _BLOCK = 512
+_MAX_SPARSE_ENTRIES = 1 << 20
+_HOLE = 4096
+_ZERO_BLOCK = bytes(_HOLE)
+_ZEROS = bytes(1 << 20)  # a whole read chunk of zeros: ``==`` against it is a memcmp
 IdMap = Sequence[tuple[int, int, int]]
 StrPath = str | os.PathLike[str]
 
@@ -74,7 +78,7 @@ class _Tap:
         data: bytes = self.inner.read(size)
         if data:
             self.h.update(data)
-            stripped = len(data.rstrip(b"\0"))
+            stripped = 0 if data == _ZEROS else len(data.rstrip(b"\0"))
             if stripped:
                 self.last_nonzero = self.n + stripped - 1
             self.n += len(data)
@@ -167,18 +171,157 @@ class _Meta:
     link: bytes
     dev: tuple[int, int]
     xattrs: list[tuple[bytes, bytes]]
+    #: a GNU sparse file's data segments (``size`` is then its real size; tarfile's reader yields the holes as zeros)
+    sparse: list[tuple[int, int]] | None = None
+
+
+class _SparseError(Exception):
+    """A GNU sparse map tarfile would read without bounds: raised from inside tarfile, turned into a typed error."""
+
+    def __init__(self, name: str, reason: str, limit: bool = False) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+        self.limit = limit
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo with a bounded reader of GNU sparse 1.0 maps (tarfile's own trusts the announced count and
+    reads on through the following headers)."""
+
+    def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: dict[str, str], tarfile_: Any) -> None:
+        name = pax_headers.get("GNU.sparse.name", next.name)
+        stored = next.size  # the header's size: the map blocks and the data
+        numbers: list[int] = []
+        count: int | None = None
+        buf = b""
+        consumed = 0
+        while count is None or len(numbers) < 2 * count:
+            if b"\n" not in buf:
+                if len(buf) > 20:
+                    raise _SparseError(name, "overlong number in the sparse 1.0 map")
+                if consumed >= stored:
+                    raise _SparseError(name, "sparse 1.0 map runs past the member's data")
+                block = tarfile_.fileobj.read(_BLOCK)
+                if len(block) < _BLOCK:
+                    raise _SparseError(name, "truncated sparse 1.0 map")
+                consumed += _BLOCK
+                buf += block
+                continue
+            line, buf = buf.split(b"\n", 1)
+            if not line.isdigit() or len(line) > 20:
+                raise _SparseError(name, f"bad number {line.decode(errors='replace')!r} in the sparse 1.0 map")
+            n = int(line)
+            if count is None:
+                if n > _MAX_SPARSE_ENTRIES:
+                    raise _SparseError(
+                        name, f"sparse map of {n} entries exceeds the {_MAX_SPARSE_ENTRIES}-entry limit", limit=True
+                    )
+                count = n
+            else:
+                numbers.append(n)
+        next.offset_data = tarfile_.fileobj.tell()
+        # typeshed says bytes; tarfile keeps (offset, size) pairs there.
+        next.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))  # type: ignore[assignment]
+
+
+def _check_sparse(ti: tarfile.TarInfo, span: int, max_bytes: int | None) -> list[tuple[int, int]]:
+    """The twin of the Rust reader's ``check_sparse``: sorted, not overlapping, inside the real size, describing the
+    member's data (``span``: its whole blocks), no more than the entry limit; zero-length entries dropped."""
+    real = ti.size
+    pax = ti.pax_headers
+    numblocks = pax.get("GNU.sparse.numblocks")
+    if numblocks is not None:
+        if not numblocks.isdigit():
+            raise _SparseError(ti.name, f"corrupt header field PAX sparse numblocks: {numblocks}")
+        if int(numblocks) > _MAX_SPARSE_ENTRIES:
+            raise _SparseError(
+                ti.name, f"sparse map of {numblocks} entries exceeds the {_MAX_SPARSE_ENTRIES}-entry limit", limit=True
+            )
+    raw = cast("list[tuple[int, int]]", ti.sparse or [])  # typeshed says bytes: tarfile keeps (offset, size) pairs
+    if "GNU.sparse.map" in pax and pax["GNU.sparse.map"].count(",") % 2 == 0:
+        raise _SparseError(ti.name, "sparse map has an odd count of numbers")
+    if len(raw) > _MAX_SPARSE_ENTRIES:
+        raise _SparseError(ti.name, f"sparse map exceeds the {_MAX_SPARSE_ENTRIES}-entry limit", limit=True)
+    if numblocks is not None and int(numblocks) != len(raw):
+        raise _SparseError(ti.name, f"sparse map announces {numblocks} entries but lists {2 * len(raw)} numbers")
+    if max_bytes is not None and real > max_bytes:
+        raise _SparseError(
+            ti.name, f"sparse file of {real} bytes exceeds the {max_bytes}-byte limit (max_bytes)", limit=True
+        )
+    out: list[tuple[int, int]] = []
+    end = data = 0
+    for off, length in raw:
+        if off > real:
+            raise _SparseError(ti.name, f"sparse map entry at offset {off} lies beyond the file's size {real}")
+        if length == 0:
+            continue
+        if off + length > real:
+            raise _SparseError(ti.name, f"sparse map entry {off}+{length} runs past the file's size {real}")
+        if off < end:
+            raise _SparseError(ti.name, f"sparse map entries overlap or are out of order at offset {off}")
+        end = off + length
+        data += length
+        out.append((off, length))
+    if data > span:
+        raise _SparseError(ti.name, f"sparse map describes {data} data bytes but the member holds {span}")
+    if -(-data // _BLOCK) * _BLOCK != span:
+        raise _SparseError(ti.name, f"the member holds {span} data bytes but its sparse map describes only {data}")
+    return out
+
+
+def _write_holey(fd: int, pos: int, chunk: bytes) -> int | None:
+    """Writes ``chunk`` at ``pos`` of a fresh file, leaving aligned all-zero 4 KiB blocks as holes; returns the end
+    of the last byte written, if any (the twin of the Rust extractor's ``write_holey``)."""
+    if pos % _HOLE == 0 and chunk == _ZEROS:
+        return None
+    if _ZERO_BLOCK not in chunk:
+        os.pwrite(fd, chunk, pos)
+        return pos + len(chunk)
+    view = memoryview(chunk)
+    last = None
+    run: int | None = None
+    i = 0
+    while i < len(chunk):
+        j = min(len(chunk), i + _HOLE - (pos + i) % _HOLE)
+        if j - i == _HOLE and view[i:j] == _ZERO_BLOCK:
+            if run is not None:
+                os.pwrite(fd, view[run:i], pos + run)
+                last = pos + i
+                run = None
+        elif run is None:
+            run = i
+        i = j
+    if run is not None:
+        os.pwrite(fd, view[run:], pos + run)
+        last = pos + len(chunk)
+    return last
 
 
 _KIND = {
     tarfile.REGTYPE: "file",
     tarfile.AREGTYPE: "file",
     tarfile.CONTTYPE: "file",
+    tarfile.GNUTYPE_SPARSE: "file",
     tarfile.DIRTYPE: "dir",
     tarfile.SYMTYPE: "symlink",
     tarfile.LNKTYPE: "hardlink",
     tarfile.CHRTYPE: "char",
     tarfile.BLKTYPE: "block",
     tarfile.FIFOTYPE: "fifo",
+}
+
+
+_SPECIAL_NAME = {"char": "char device", "block": "block device", "fifo": "fifo"}
+_TYPE_NAME = {
+    "V": "GNU volume label",
+    "M": "GNU multi-volume continuation",
+    "N": "old GNU long names",
+    "D": "GNU dumpdir",
+    "A": "Solaris ACL",
+    "E": "Solaris extended attributes",
+    "X": "Solaris extended attributes",
+    "I": "star inode metadata",
 }
 
 
@@ -195,7 +338,18 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
     """Yields each entry's metadata (extension headers applied) and its data reader, in order."""
     ctx = stream.ctx
     try:
-        tf = tarfile.open(fileobj=stream.decoded, mode="r|", encoding="utf-8", errors="surrogateescape")  # type: ignore[call-overload]  # noqa: SIM115 - a stream over our reader, nothing to close
+        # A stream over our reader (nothing to close); 1 MiB reads, not tarfile's 10 KiB records.
+        tf = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+            fileobj=stream.decoded,
+            mode="r|",
+            encoding="utf-8",
+            errors="surrogateescape",
+            tarinfo=_TarInfo,
+            bufsize=1 << 20,
+        )
+    except _SparseError as e:  # tarfile reads the first member while opening
+        cls = LimitExceeded if e.limit else InvalidArchive
+        raise cls(f"{ctx}: entry {e.name!r}: {e.reason}") from None
     except tarfile.ReadError as e:
         if stream.decoded.n == 0:
             raise InvalidArchive(f"{ctx}: truncated tar stream: no end-of-archive marker after entry ''") from None
@@ -207,6 +361,9 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
     while True:
         try:
             ti = tf.next()
+        except _SparseError as e:
+            cls = LimitExceeded if e.limit else InvalidArchive
+            raise cls(f"{ctx}: entry {e.name!r}: {e.reason}") from None
         except (OSError, EOFError) as e:
             if isinstance(e, tarfile.ReadError) and not isinstance(e.__context__, (OSError, EOFError)):
                 raise InvalidArchive(
@@ -224,6 +381,10 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
         if count > max_entries:
             raise LimitExceeded(f"{ctx}: limit exceeded: more than {max_entries} entries (max_entries)")
         path = os.fsencode(ti.name)
+        if ti.sparse is not None and "GNU.sparse.name" in ti.pax_headers:
+            # The real name beats a ``path`` record (GNU tar's GNUSparseFile.NNN/...), as in Go and the Rust core;
+            # tarfile applies the records in archive order instead.
+            path = os.fsencode(ti.pax_headers["GNU.sparse.name"])
         if ti.type == tarfile.DIRTYPE or (ti.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and ti.name.endswith("/")):
             kind = "dir"
         else:
@@ -243,6 +404,12 @@ def _entries(stream: _Stream, max_entries: int) -> Iterator[tuple[_Meta, IO[byte
             path, kind, ti.mode & 0o7777, ti.uid, ti.gid, mtime, mtime_ns, ti.size if ti.isreg() else 0,
             os.fsencode(ti.linkname), (ti.devmajor, ti.devminor), xattrs,
         )  # fmt: skip
+        if ti.sparse is not None and kind == "file":
+            try:
+                meta.sparse = _check_sparse(ti, tf.offset - ti.offset_data, stream.decoded.limit)
+            except _SparseError as e:
+                cls = LimitExceeded if e.limit else InvalidArchive
+                raise cls(f"{ctx}: entry {e.name!r}: {e.reason}") from None
         data = tf.extractfile(ti) if ti.isreg() else None
         try:
             yield meta, data
@@ -526,7 +693,8 @@ class _Extractor:
             elif m.kind in ("char", "block", "fifo"):
                 self.special(pdir, name, m)
             else:
-                self.skipped.append((_name(m.path), f"unsupported entry type {m.kind[6:]!r}"))
+                t = m.kind[6:]
+                self.skipped.append((_name(m.path), f"unsupported entry type {t!r} ({_TYPE_NAME.get(t, 'unknown')})"))
         finally:
             os.close(pdir)
 
@@ -588,7 +756,7 @@ class _Extractor:
             self.clear(pdir, name, False, m.path)
             fd = os.open(name, flags, create_mode, dir_fd=pdir)
         try:
-            written = 0
+            written = end = 0
             if data is not None:
                 while True:
                     try:
@@ -597,10 +765,14 @@ class _Extractor:
                         raise self.invalid(m.path, f"truncated: {e}") from None
                     if not chunk:
                         break
-                    os.write(fd, chunk)
+                    last = _write_holey(fd, written, chunk)
+                    if last is not None:
+                        end = last
                     written += len(chunk)
             if written != m.size:
                 raise self.invalid(m.path, f"truncated: entry data ends after {written} of {m.size} bytes")
+            if end < m.size:
+                os.ftruncate(fd, m.size)  # trailing zeros or a trailing hole: the length, not written blocks
             ids = self.ids(m)
             if ids is not None:
                 os.fchown(fd, *ids)
@@ -684,7 +856,8 @@ class _Extractor:
 
     def special(self, pdir: int, name: bytes, m: _Meta) -> None:
         if not self.allow_devices:
-            self.skipped.append((_name(m.path), f"{m.kind} node not created (allow_devices is off)"))
+            why = "(needs allow_devices)" if m.kind == "fifo" else "(needs root and allow_devices)"
+            self.skipped.append((_name(m.path), f"{_SPECIAL_NAME[m.kind]} {why}"))
             return
         ft = {"char": stat.S_IFCHR, "block": stat.S_IFBLK, "fifo": stat.S_IFIFO}[m.kind]
         dev = os.makedev(*m.dev) if m.kind != "fifo" else 0
@@ -695,7 +868,7 @@ class _Extractor:
                 self.clear(pdir, name, False, m.path)
                 os.mknod(name, ft | (m.mode & 0o777), dev, dir_fd=pdir)
         except PermissionError:
-            self.skipped.append((_name(m.path), f"{m.kind} node not created: not permitted"))
+            self.skipped.append((_name(m.path), f"{_SPECIAL_NAME[m.kind]} (needs root: mknod not permitted)"))
             return
         self.after_node(pdir, name, m)
 

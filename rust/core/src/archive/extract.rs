@@ -349,6 +349,76 @@ fn write_job(job: &Job) -> Result<(bool, Vec<(String, String)>)> {
     Ok((removed, skipped))
 }
 
+/// Granularity of holes: zero runs of whole aligned blocks of this size are skipped, not written.
+const HOLE_BLOCK: u64 = 4096;
+
+/// True when `b` holds only zero bytes (64 bytes at a time, so the compiler vectorises it).
+fn is_zero(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(64);
+    for c in &mut chunks {
+        let acc = c
+            .chunks_exact(8)
+            .fold(0u64, |acc, w| acc | u64::from_ne_bytes(w.try_into().unwrap_or([1; 8])));
+        if acc != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&x| x == 0)
+}
+
+/// Writes `data` at `pos` of a freshly created file, leaving aligned all-zero blocks unwritten (holes, as the file
+/// reads zeros there anyway). Returns the end of the last byte written, if any was. Real data is one `pwrite`
+/// per run of non-zero blocks, so the common case stays one call per chunk.
+fn write_holey(file: &std::fs::File, pos: u64, data: &[u8]) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut last = None;
+    let mut run: Option<usize> = None;
+    let mut i = 0usize;
+    while i < data.len() {
+        let to_boundary = usize::try_from(HOLE_BLOCK - (pos + i as u64) % HOLE_BLOCK).unwrap_or(usize::MAX);
+        let j = data.len().min(i.saturating_add(to_boundary));
+        // A partial block (at either end of the chunk) is written: only whole blocks become holes.
+        let whole = j - i == HOLE_BLOCK as usize;
+        if whole && is_zero(&data[i..j]) {
+            if let Some(r) = run.take() {
+                file.write_all_at(&data[r..i], pos + r as u64)?;
+                last = Some(pos + i as u64);
+            }
+        } else if run.is_none() {
+            run = Some(i);
+        }
+        i = j;
+    }
+    if let Some(r) = run {
+        file.write_all_at(&data[r..], pos + r as u64)?;
+        last = Some(pos + data.len() as u64);
+    }
+    Ok(last)
+}
+
+/// How a skipped device node or FIFO is named to users.
+fn special_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Char => "char device",
+        Kind::Block => "block device",
+        _ => "fifo",
+    }
+}
+
+/// What a tar type flag imgcore does not extract is (GNU tar's and star's names).
+fn type_name(t: u8) -> &'static str {
+    match t {
+        b'V' => "GNU volume label",
+        b'M' => "GNU multi-volume continuation",
+        b'N' => "old GNU long names",
+        b'D' => "GNU dumpdir",
+        b'A' => "Solaris ACL",
+        b'E' | b'X' => "Solaris extended attributes",
+        b'I' => "star inode metadata",
+        _ => "unknown",
+    }
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -700,7 +770,7 @@ impl<'o> Extractor<'o> {
         let pdir = self.dir(parent, true, &meta.path)?;
         let pdir = pdir.as_fd();
         match meta.kind {
-            Kind::File if self.pool.enabled() && meta.size <= POOL_MAX_FILE => {
+            Kind::File if self.pool.enabled() && meta.size <= POOL_MAX_FILE && meta.sparse.is_none() => {
                 let pdir = self.dir(parent, true, &meta.path)?;
                 self.submit_file(pdir, &name, &comps, meta, data)
             }
@@ -712,7 +782,7 @@ impl<'o> Extractor<'o> {
             Kind::Other(t) => {
                 self.stats.skipped.push((
                     entry_name(&meta.path),
-                    format!("unsupported entry type {:?}", t as char),
+                    format!("unsupported entry type {:?} ({})", t as char, type_name(t)),
                 ));
                 Ok(())
             }
@@ -876,32 +946,64 @@ impl<'o> Extractor<'o> {
             }
             Err(e) => return Err(self.fs_err(&meta.path, "create", e)),
         };
-        let mut file = std::fs::File::from(fd);
+        let file = std::fs::File::from(fd);
+        // Segments of the file that the data fills: all of it, or a sparse file's map (the rest are holes).
+        let whole = [(0, meta.size)];
+        let segments: &[(u64, u64)] = meta.sparse.as_ref().map_or(&whole[..], |s| &s.map);
         let mut written = 0u64;
-        loop {
-            let n = match data.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
-                        return Err(err);
+        let mut end = 0u64;
+        for &(offset, len) in segments {
+            let mut pos = offset;
+            let stop = offset + len;
+            while pos < stop {
+                // Whole buffers, so every write starts on a block boundary of the file and zero blocks line up.
+                let want = usize::try_from(stop - pos).map_or(self.buf.len(), |n| n.min(self.buf.len()));
+                let mut n = 0;
+                while n < want {
+                    match data.read(&mut self.buf[n..want]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                                return Err(err);
+                            }
+                            return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
+                        }
                     }
-                    return Err(self.invalid(&meta.path, format!("reading entry data: {e}")));
                 }
-            };
-            file.write_all(&self.buf[..n])
-                .map_err(|e| self.fs_err(&meta.path, "write", e))?;
-            written += n as u64;
-            if self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(CoreError::Interrupted);
+                if n == 0 {
+                    break;
+                }
+                if let Some(last) =
+                    write_holey(&file, pos, &self.buf[..n]).map_err(|e| self.fs_err(&meta.path, "write", e))?
+                {
+                    end = last;
+                }
+                pos += n as u64;
+                written += n as u64;
+                if self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Err(CoreError::Interrupted);
+                }
+            }
+            if pos < stop {
+                break;
             }
         }
         if written != meta.size {
+            if let Some(err) = self.decoder_errors.as_ref().and_then(ErrorSlot::take) {
+                return Err(err);
+            }
             return Err(self.invalid(
                 &meta.path,
                 format!("truncated: entry data ends after {written} of {} bytes", meta.size),
             ));
+        }
+        let size = meta.file_size();
+        if end < size {
+            // Trailing zeros or a trailing hole: the length, not written blocks.
+            file.set_len(size)
+                .map_err(|e| self.fs_err(&meta.path, "set length", e))?;
         }
         let (uid, gid) = self.ids(meta)?;
         if uid.is_some() || gid.is_some() {
@@ -1042,10 +1144,14 @@ impl<'o> Extractor<'o> {
 
     fn special(&mut self, pdir: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<()> {
         if !self.opts.allow_devices {
-            self.stats.skipped.push((
-                entry_name(&meta.path),
-                format!("{} node not created (allow_devices is off)", meta.kind.name()),
-            ));
+            let why = if meta.kind == Kind::Fifo {
+                "(needs allow_devices)"
+            } else {
+                "(needs root and allow_devices)"
+            };
+            self.stats
+                .skipped
+                .push((entry_name(&meta.path), format!("{} {why}", special_name(meta.kind))));
             return Ok(());
         }
         let (ft, dev) = match meta.kind {
@@ -1066,7 +1172,7 @@ impl<'o> Extractor<'o> {
             Err(Errno::PERM) => {
                 self.stats.skipped.push((
                     entry_name(&meta.path),
-                    format!("{} node not created: not permitted", meta.kind.name()),
+                    format!("{} (needs root: mknod not permitted)", special_name(meta.kind)),
                 ));
                 return Ok(());
             }
@@ -1106,9 +1212,13 @@ impl<'o> Extractor<'o> {
         let mut pipe = Pipeline::start(src, self.opts.max_bytes)?;
         self.decoder_errors = Some(pipe.errors());
         let ctx = self.ctx.clone();
-        let entries = for_each_entry(&mut pipe, &ctx, self.opts.max_entries, |meta, data| {
-            self.entry(meta, data)
-        })?;
+        let entries = for_each_entry(
+            &mut pipe,
+            &ctx,
+            self.opts.max_entries,
+            self.opts.max_bytes,
+            |meta, data| self.entry(meta, data),
+        )?;
         self.finish_dirs()?;
         let summary = pipe.finish()?;
         let mut stats = std::mem::take(&mut self.stats);

@@ -221,7 +221,7 @@ impl Union {
             mode: meta.mode,
             uid: meta.uid,
             gid: meta.gid,
-            size: if meta.kind == Kind::File { meta.size } else { 0 },
+            size: if meta.kind == Kind::File { meta.file_size() } else { 0 },
             mtime: meta.mtime,
             mtime_nsec: meta.mtime_nsec,
             link: meta.link.clone(),
@@ -293,7 +293,7 @@ pub fn layer_index(layers: &[PathBuf], max_bytes: u64, max_entries: u64) -> Resu
         u.ancestors.clear();
         let mut pipe = Pipeline::start(Path::new(src), max_bytes)?;
         let ctx = u.ctx.clone();
-        for_each_entry(&mut pipe, &ctx, max_entries, |meta, _data| u.entry(meta))?;
+        for_each_entry(&mut pipe, &ctx, max_entries, max_bytes, |meta, _data| u.entry(meta))?;
         pipe.finish()?;
     }
     Ok(u.map.into_values().collect())

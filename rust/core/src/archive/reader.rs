@@ -1,15 +1,20 @@
-//! Tar entry reading with our own handling of the extension headers (GNU `L`/`K`, PAX `x`/`g`).
+//! Tar entry reading with our own handling of the extension headers (GNU `L`/`K`, PAX `x`/`g`) and GNU sparse
+//! files (old GNU `S` headers with their extension blocks, PAX sparse 0.0, 0.1 and 1.0).
 //!
-//! The `tar` crate parses each 512-byte header (checksums, numeric fields, ustar prefixes) in raw mode; the
-//! extension records are read here with size caps, so a hostile "long name" of gigabytes can never be
-//! buffered. Invariants: every [`Meta`] handed to the callback has its final path and link name (PAX beats GNU
-//! beats ustar), PAX uid/gid/mtime applied, and `size` equal to the bytes that follow in the stream; the
-//! callback must not read more than `size` bytes; a stream that ends without the end-of-archive marker is
-//! reported as truncated; the entry count never exceeds the caller's limit.
+//! The `tar` crate parses each 512-byte header's fields (numeric fields, base-256 included, ustar prefixes);
+//! the stream itself (header blocks, data spans, padding) is walked here, so the PAX `size` record decides how
+//! many bytes an entry has, as POSIX says. Extension records are read with size caps, so a hostile "long name"
+//! of gigabytes can never be buffered. Invariants: every [`Meta`] handed to the callback has its final path and
+//! link name (PAX beats GNU beats ustar; `GNU.sparse.name` beats all), PAX uid/gid/mtime applied, and `size`
+//! equal to the bytes that follow for the callback (a sparse file's segments, its map already consumed); a
+//! sparse map is sorted, non-overlapping, inside the real size and describes exactly the member's data, or the
+//! entry is refused; no claimed size exceeds `max_bytes`; the callback must not read more than `size` bytes; a
+//! stream that ends without the end-of-archive marker is reported as truncated; the entry count never exceeds
+//! the caller's limit.
 
 use std::io::{self, Read};
 
-use tar::{Archive, EntryType};
+use tar::{EntryType, Header};
 
 use super::decode::{ErrorSlot, Pipeline};
 use crate::error::{CoreError, Result};
@@ -18,6 +23,17 @@ use crate::error::{CoreError, Result};
 const MAX_LONG_NAME: u64 = 64 * 1024;
 /// Largest PAX extended header accepted (xattrs can be large, e.g. ACLs and capabilities).
 const MAX_PAX: u64 = 8 * 1024 * 1024;
+/// Most entries a GNU sparse map may have (16 bytes each in memory: 16 MiB at most).
+pub const MAX_SPARSE_ENTRIES: u64 = 1 << 20;
+
+/// The layout of a GNU sparse file: data segments `(offset, length)` in file order, the rest holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sparse {
+    /// The file's real size.
+    pub real_size: u64,
+    /// Data segments, sorted, not overlapping, inside `real_size`, none empty.
+    pub map: Vec<(u64, u64)>,
+}
 
 /// The kind of a tar entry, as imgcore treats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +91,21 @@ pub struct Meta {
     pub mtime: i64,
     /// Modification time, nanoseconds part.
     pub mtime_nsec: u32,
-    /// Data bytes that follow the header.
+    /// Data bytes that follow for the callback to read (PAX `size` applied; a sparse file's segments only).
     pub size: u64,
     /// Device numbers.
     pub dev: (u32, u32),
     /// Extended attributes from `SCHILY.xattr.*`.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// For a GNU sparse file, its map; `size` is then the sum of the segments' lengths.
+    pub sparse: Option<Box<Sparse>>,
+}
+
+impl Meta {
+    /// The size of the file as it is on disk once extracted (the real size of a sparse file).
+    pub fn file_size(&self) -> u64 {
+        self.sparse.as_ref().map_or(self.size, |s| s.real_size)
+    }
 }
 
 /// Names the entry in error messages: `entry "a/b"` (lossy UTF-8, control characters escaped by Debug).
@@ -187,12 +212,230 @@ pub fn stream_error(errors: &ErrorSlot, ctx: &str, e: &io::Error) -> CoreError {
     invalid(ctx, format!("corrupt tar stream: {e}"))
 }
 
+/// Reads up to a full 512-byte block; returns how many bytes were read (less than 512 only at the end).
+fn read_block(r: &mut Pipeline, block: &mut [u8; 512]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < block.len() {
+        let avail = r.peek()?;
+        if avail.is_empty() {
+            break;
+        }
+        let n = avail.len().min(block.len() - got);
+        block[got..got + n].copy_from_slice(&avail[..n]);
+        r.consume(n);
+        got += n;
+    }
+    Ok(got)
+}
+
+/// Skips `n` bytes of the stream without copying them; returns how many were there.
+fn skip(r: &mut Pipeline, mut n: u64) -> io::Result<u64> {
+    let want = n;
+    while n > 0 {
+        let avail = r.peek()?;
+        if avail.is_empty() {
+            break;
+        }
+        let k = usize::try_from(n).map_or(avail.len(), |n| n.min(avail.len()));
+        r.consume(k);
+        n -= k as u64;
+    }
+    Ok(want - n)
+}
+
+/// Rounds up to whole 512-byte blocks.
+fn blocks(n: u64) -> Option<u64> {
+    n.checked_add(511).map(|v| v & !511)
+}
+
+fn header_checksum_ok(block: &[u8; 512], stored: u32) -> bool {
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..])
+        .map(|&b| u32::from(b))
+        .sum::<u32>()
+        + 8 * 32;
+    sum == stored
+}
+
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The PAX records of one entry that shape its data: the size and the GNU sparse keys.
+#[derive(Default)]
+struct PaxSparse {
+    /// `GNU.sparse.size` (0.x) or `GNU.sparse.realsize` (1.0).
+    real_size: Option<u64>,
+    numblocks: Option<u64>,
+    /// `GNU.sparse.offset`/`GNU.sparse.numbytes` (0.0) or `GNU.sparse.map` (0.1), flattened.
+    numbers: Vec<u64>,
+    name: Option<Vec<u8>>,
+    major: Option<Vec<u8>>,
+    minor: Option<Vec<u8>>,
+}
+
+/// Checks a sparse map against its bounds: sorted, not overlapping, inside `real_size`, describing exactly the
+/// `stored` data bytes of the member (to the block), and at most [`MAX_SPARSE_ENTRIES`] entries.
+/// Zero-length entries (GNU tar ends every map with `real_size,0`) are dropped.
+fn check_sparse(pairs: &[u64], real_size: u64, stored: u64) -> std::result::Result<Sparse, String> {
+    if pairs.len() % 2 != 0 {
+        return Err("sparse map has an odd count of numbers".into());
+    }
+    let mut map = Vec::with_capacity(pairs.len() / 2);
+    let mut end = 0u64;
+    let mut data = 0u64;
+    for pair in pairs.chunks_exact(2) {
+        let (off, len) = (pair[0], pair[1]);
+        if off > real_size {
+            return Err(format!(
+                "sparse map entry at offset {off} lies beyond the file's size {real_size}"
+            ));
+        }
+        if len == 0 {
+            continue;
+        }
+        let stop = off
+            .checked_add(len)
+            .filter(|&s| s <= real_size)
+            .ok_or_else(|| format!("sparse map entry {off}+{len} runs past the file's size {real_size}"))?;
+        if off < end {
+            return Err(format!(
+                "sparse map entries overlap or are out of order at offset {off}"
+            ));
+        }
+        end = stop;
+        data += len;
+        map.push((off, len));
+    }
+    if data > stored {
+        return Err(format!(
+            "sparse map describes {data} data bytes but the member holds {stored}"
+        ));
+    }
+    if blocks(data) != blocks(stored) {
+        return Err(format!(
+            "the member holds {stored} data bytes but its sparse map describes only {data}"
+        ));
+    }
+    Ok(Sparse { real_size, map })
+}
+
+/// Reads a GNU sparse 1.0 map from the start of the member's data: decimal numbers, one a line (the count, then
+/// offset/length pairs), padded to a block. Returns the numbers and the bytes consumed (whole blocks).
+fn read_sparse_10(pipe: &mut Pipeline, stored: u64, ctx: &str) -> Result<(Vec<u64>, u64)> {
+    let err = |reason: String| invalid(ctx, reason);
+    let mut consumed = 0u64;
+    let mut line: Vec<u8> = Vec::with_capacity(24);
+    let mut numbers = Vec::new();
+    let mut want: Option<u64> = None;
+    loop {
+        if let Some(w) = want {
+            if numbers.len() as u64 == w * 2 {
+                break;
+            }
+        }
+        if consumed >= stored {
+            return Err(err("sparse 1.0 map runs past the member's data".into()));
+        }
+        let avail = pipe.peek().map_err(|e| err(format!("reading the sparse map: {e}")))?;
+        let Some(&b) = avail.first() else {
+            return Err(err("truncated sparse 1.0 map".into()));
+        };
+        pipe.consume(1);
+        consumed += 1;
+        if b == b'\n' {
+            let n = parse_u64(&line).ok_or_else(|| {
+                err(format!(
+                    "bad number {:?} in the sparse 1.0 map",
+                    String::from_utf8_lossy(&line)
+                ))
+            })?;
+            line.clear();
+            if want.is_none() {
+                if n > MAX_SPARSE_ENTRIES {
+                    return Err(CoreError::LimitExceeded {
+                        context: ctx.to_owned(),
+                        reason: format!("sparse map of {n} entries exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
+                    });
+                }
+                want = Some(n);
+            } else {
+                numbers.push(n);
+            }
+        } else {
+            if line.len() >= 20 {
+                return Err(err("overlong number in the sparse 1.0 map".into()));
+            }
+            line.push(b);
+        }
+    }
+    let pad = blocks(consumed).unwrap_or(consumed) - consumed;
+    if pad > stored - consumed {
+        return Err(err("sparse 1.0 map runs past the member's data".into()));
+    }
+    let skipped = skip(pipe, pad).map_err(|e| err(format!("reading the sparse map: {e}")))?;
+    if skipped != pad {
+        return Err(err("truncated sparse 1.0 map".into()));
+    }
+    Ok((numbers, consumed + pad))
+}
+
+/// Reads an old GNU sparse header's map: the four slots in the header, then extension blocks while flagged.
+fn read_sparse_gnu(pipe: &mut Pipeline, header: &Header, errors: &ErrorSlot, ctx: &str) -> Result<(Vec<u64>, u64)> {
+    let bad = |reason: String| invalid(ctx, reason);
+    let gnu = header
+        .as_gnu()
+        .ok_or_else(|| bad("GNU sparse entry without a GNU header".into()))?;
+    let real = gnu
+        .real_size()
+        .map_err(|e| bad(format!("corrupt sparse real size: {e}")))?;
+    let mut numbers = Vec::new();
+    let mut push = |s: &tar::GnuSparseHeader| -> Result<()> {
+        if s.is_empty() {
+            return Ok(());
+        }
+        let off = s.offset().map_err(|e| bad(format!("corrupt sparse map offset: {e}")))?;
+        let len = s.length().map_err(|e| bad(format!("corrupt sparse map length: {e}")))?;
+        if numbers.len() as u64 >= MAX_SPARSE_ENTRIES * 2 {
+            return Err(CoreError::LimitExceeded {
+                context: ctx.to_owned(),
+                reason: format!("sparse map exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
+            });
+        }
+        numbers.extend([off, len]);
+        Ok(())
+    };
+    for s in &gnu.sparse {
+        push(s)?;
+    }
+    let mut extended = gnu.is_extended();
+    let mut ext = tar::GnuExtSparseHeader::new();
+    while extended {
+        let block: &mut [u8; 512] = ext.as_mut_bytes();
+        let got = read_block(pipe, block).map_err(|e| stream_error(errors, ctx, &e))?;
+        if got != 512 {
+            return Err(bad("truncated GNU sparse extension header".into()));
+        }
+        for s in ext.sparse() {
+            push(s)?;
+        }
+        extended = ext.is_extended();
+    }
+    Ok((numbers, real))
+}
+
 #[allow(clippy::too_many_lines)] // one linear pass over the header kinds reads best as one function
-/// Calls `f(meta, data)` for each entry of the tar stream in `pipe`, in order.
+/// Calls `f(meta, data)` for each entry of the tar stream in `pipe`, in order. `max_bytes` bounds the size an
+/// entry may claim (PAX size, sparse real size), on top of the pipeline's own cap on decoded bytes.
 pub fn for_each_entry(
     pipe: &mut Pipeline,
     ctx: &str,
     max_entries: u64,
+    max_bytes: u64,
     mut f: impl FnMut(&Meta, &mut dyn Read) -> Result<()>,
 ) -> Result<u64> {
     let mut count = 0u64;
@@ -201,45 +444,68 @@ pub fn for_each_entry(
     let mut long_link: Option<Vec<u8>> = None;
     let mut pax: Option<Vec<u8>> = None;
     let errors = pipe.errors();
-    let mut archive = Archive::new(&mut *pipe);
-    let entries = archive
-        .entries()
-        .map_err(|e| invalid(ctx, format!("corrupt tar stream: {e}")))?
-        .raw(true);
-    for (i, entry) in entries.enumerate() {
-        let idx = i as u64 + 1;
-        let mut entry = entry.map_err(|e| stream_error(&errors, &where_(ctx, idx, &last), &e))?;
-        let header = entry.header().clone();
+    let mut header = Header::new_old();
+    let mut idx = 0u64;
+    loop {
+        idx += 1;
+        let here = |last: &[u8]| where_(ctx, idx, last);
+        let block: &mut [u8; 512] = header.as_mut_bytes();
+        let got = read_block(pipe, block).map_err(|e| stream_error(&errors, &here(&last), &e))?;
+        if got == 0 {
+            break;
+        }
+        if got < 512 {
+            if let Some(err) = errors.take() {
+                return Err(err);
+            }
+            return Err(invalid(
+                &here(&last),
+                "corrupt tar stream: truncated header block".into(),
+            ));
+        }
+        if block.iter().all(|&b| b == 0) {
+            break;
+        }
+        let cksum = header
+            .cksum()
+            .map_err(|e| invalid(&here(&last), format!("corrupt tar stream: {e}")))?;
+        if !header_checksum_ok(header.as_bytes(), cksum) {
+            return Err(invalid(
+                &here(&last),
+                "corrupt tar stream: archive header checksum mismatch".into(),
+            ));
+        }
         let etype = header.entry_type();
-        let hsize = entry.size();
-        let here = || where_(ctx, idx, &last);
+        let hsize = header
+            .entry_size()
+            .map_err(|e| invalid(&here(&last), format!("corrupt header field size: {e}")))?;
+        let span =
+            |stored: u64| blocks(stored).ok_or_else(|| invalid(&here(&last), format!("entry size {stored} overflows")));
         match etype {
-            EntryType::GNULongName => {
-                long_name = Some(strip_nuls(read_capped(
-                    &mut entry,
-                    hsize,
-                    MAX_LONG_NAME,
-                    "GNU long name",
-                    &here(),
-                )?));
-                continue;
-            }
-            EntryType::GNULongLink => {
-                long_link = Some(strip_nuls(read_capped(
-                    &mut entry,
-                    hsize,
-                    MAX_LONG_NAME,
-                    "GNU long link",
-                    &here(),
-                )?));
-                continue;
-            }
-            EntryType::XHeader => {
-                pax = Some(read_capped(&mut entry, hsize, MAX_PAX, "PAX header", &here())?);
+            EntryType::GNULongName | EntryType::GNULongLink | EntryType::XHeader => {
+                let (cap, what) = match etype {
+                    EntryType::XHeader => (MAX_PAX, "PAX header"),
+                    EntryType::GNULongName => (MAX_LONG_NAME, "GNU long name"),
+                    _ => (MAX_LONG_NAME, "GNU long link"),
+                };
+                let data = read_capped(&mut *pipe, hsize, cap, what, &here(&last))?;
+                let pad = span(hsize)? - hsize;
+                if skip(pipe, pad).map_err(|e| stream_error(&errors, &here(&last), &e))? != pad {
+                    return Err(invalid(&here(&last), format!("truncated {what}")));
+                }
+                match etype {
+                    EntryType::XHeader => pax = Some(data),
+                    EntryType::GNULongName => long_name = Some(strip_nuls(data)),
+                    _ => long_link = Some(strip_nuls(data)),
+                }
                 continue;
             }
             EntryType::XGlobalHeader => {
                 // Global PAX records (e.g. git's comment) carry nothing imgcore applies; the data is skipped.
+                let n = span(hsize)?;
+                if skip(pipe, n).map_err(|e| stream_error(&errors, &here(&last), &e))? != n {
+                    return Err(invalid(&here(&last), "truncated PAX global header".into()));
+                }
                 continue;
             }
             _ => {}
@@ -259,48 +525,80 @@ pub fn for_each_entry(
                 .unwrap_or_default()
         });
         let name_for_err = entry_name(&path);
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            invalid(
-                &format!("{ctx}: entry {name_for_err:?}"),
-                format!("corrupt header field {what}: {e}"),
-            )
-        };
+        let entry_ctx = || format!("{ctx}: entry {name_for_err:?}");
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| invalid(&entry_ctx(), format!("corrupt header field {what}: {e}"));
         let mode = header.mode().map_err(|e| bad("mode", &e))? & 0o7777;
         let mut uid = header.uid().map_err(|e| bad("uid", &e))?;
         let mut gid = header.gid().map_err(|e| bad("gid", &e))?;
         let mut mtime = i64::try_from(header.mtime().map_err(|e| bad("mtime", &e))?).unwrap_or(i64::MAX);
         let mut mtime_nsec = 0u32;
         let mut xattrs = Vec::new();
+        // Bytes of data in the stream: the header field, or the PAX size record, which wins (POSIX pax; Go, GNU
+        // tar and Python write files of 8 GiB and more so, with anything in the header field).
+        let mut stored = hsize;
+        let mut ps = PaxSparse::default();
         if let Some(records) = pax.take() {
             for rec in pax_records(&records) {
                 let (key, val) = rec.map_err(|e| bad("PAX record", &e))?;
+                let num = |what: &str| parse_u64(val).ok_or_else(|| bad(what, &String::from_utf8_lossy(val)));
                 match key {
                     b"path" => path = val.to_vec(),
                     b"linkpath" => link = val.to_vec(),
-                    b"uid" | b"gid" => {
-                        let n: u64 = std::str::from_utf8(val)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .ok_or_else(|| bad("PAX uid/gid", &String::from_utf8_lossy(val)))?;
-                        if key == b"uid" {
-                            uid = n;
-                        } else {
-                            gid = n;
-                        }
-                    }
+                    b"uid" => uid = num("PAX uid")?,
+                    b"gid" => gid = num("PAX gid")?,
                     b"mtime" => {
                         (mtime, mtime_nsec) =
                             pax_time(val).ok_or_else(|| bad("PAX mtime", &String::from_utf8_lossy(val)))?;
                     }
-                    b"size" => {
-                        let n: Option<u64> = std::str::from_utf8(val).ok().and_then(|s| s.parse().ok());
-                        if n != Some(hsize) {
-                            return Err(bad(
-                                "PAX size",
-                                &"a PAX size that differs from the header size is not supported",
+                    b"size" => stored = num("PAX size")?,
+                    b"GNU.sparse.size" | b"GNU.sparse.realsize" => ps.real_size = Some(num("PAX sparse size")?),
+                    b"GNU.sparse.numblocks" => {
+                        let n = num("PAX sparse numblocks")?;
+                        if n > MAX_SPARSE_ENTRIES {
+                            return Err(CoreError::LimitExceeded {
+                                context: entry_ctx(),
+                                reason: format!(
+                                    "sparse map of {n} entries exceeds the {MAX_SPARSE_ENTRIES}-entry limit"
+                                ),
+                            });
+                        }
+                        ps.numblocks = Some(n);
+                    }
+                    b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
+                        if ps.numbers.len() as u64 >= MAX_SPARSE_ENTRIES * 2 {
+                            return Err(CoreError::LimitExceeded {
+                                context: entry_ctx(),
+                                reason: format!("sparse map exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
+                            });
+                        }
+                        let expect_offset = ps.numbers.len() % 2 == 0;
+                        if expect_offset != (key == b"GNU.sparse.offset") {
+                            return Err(invalid(
+                                &entry_ctx(),
+                                "sparse 0.0 map: offset and numbytes records out of order".into(),
                             ));
                         }
+                        ps.numbers.push(num("PAX sparse map")?);
                     }
+                    b"GNU.sparse.map" => {
+                        let mut nums = Vec::new();
+                        for v in val.split(|&b| b == b',') {
+                            if nums.len() as u64 >= MAX_SPARSE_ENTRIES * 2 {
+                                return Err(CoreError::LimitExceeded {
+                                    context: entry_ctx(),
+                                    reason: format!("sparse map exceeds the {MAX_SPARSE_ENTRIES}-entry limit"),
+                                });
+                            }
+                            nums.push(
+                                parse_u64(v).ok_or_else(|| bad("PAX sparse map", &String::from_utf8_lossy(val)))?,
+                            );
+                        }
+                        ps.numbers = nums;
+                    }
+                    b"GNU.sparse.name" => ps.name = Some(val.to_vec()),
+                    b"GNU.sparse.major" => ps.major = Some(val.to_vec()),
+                    b"GNU.sparse.minor" => ps.minor = Some(val.to_vec()),
                     k if k.starts_with(b"SCHILY.xattr.") => {
                         xattrs.push((k[b"SCHILY.xattr.".len()..].to_vec(), val.to_vec()));
                     }
@@ -308,8 +606,30 @@ pub fn for_each_entry(
                 }
             }
         }
-        let kind = match etype {
-            EntryType::Regular | EntryType::Continuous => Kind::File,
+        // From here on errors name the entry as extracted (PAX path, or the sparse file's real name).
+        let final_name = entry_name(ps.name.as_deref().unwrap_or(&path));
+        let entry_ctx = || format!("{ctx}: entry {final_name:?}");
+        if stored > max_bytes {
+            return Err(CoreError::LimitExceeded {
+                context: entry_ctx(),
+                reason: format!("entry of {stored} bytes exceeds the {max_bytes}-byte limit (max_bytes)"),
+            });
+        }
+        // Header-only types carry no data whatever their size says (Go's isHeaderOnlyType, tarfile likewise).
+        if matches!(
+            etype,
+            EntryType::Directory
+                | EntryType::Symlink
+                | EntryType::Link
+                | EntryType::Char
+                | EntryType::Block
+                | EntryType::Fifo
+        ) {
+            stored = 0;
+        }
+        let total = span(stored)?;
+        let mut kind = match etype {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::File,
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink,
             EntryType::Link => Kind::Hardlink,
@@ -319,11 +639,54 @@ pub fn for_each_entry(
             other => Kind::Other(other.as_byte()),
         };
         // Old tars mark directories only by a trailing slash on a regular entry.
-        let kind = if kind == Kind::File && path.last() == Some(&b'/') {
-            Kind::Dir
+        if kind == Kind::File && etype != EntryType::GNUSparse && path.last() == Some(&b'/') {
+            kind = Kind::Dir;
+        }
+        // GNU sparse files: the map comes from the old GNU header ('S'), PAX records (0.0, 0.1) or the start of
+        // the data (1.0); `size` becomes the data bytes that follow.
+        let mut data_left = stored;
+        let mut sparse = None;
+        let is_10 = ps.major.as_deref() == Some(b"1") && ps.minor.as_deref() == Some(b"0");
+        let sparse_err = |reason: String| invalid(&entry_ctx(), reason);
+        let sparse_numbers = if kind != Kind::File {
+            None
+        } else if etype == EntryType::GNUSparse {
+            Some(read_sparse_gnu(pipe, &header, &errors, &entry_ctx())?)
+        } else if is_10 {
+            let real = ps
+                .real_size
+                .ok_or_else(|| sparse_err("sparse 1.0 entry without GNU.sparse.realsize".into()))?;
+            let (nums, used) = read_sparse_10(pipe, stored, &entry_ctx())?;
+            data_left = stored - used;
+            Some((nums, real))
+        } else if ps.numblocks.is_some() || !ps.numbers.is_empty() {
+            let real = ps
+                .real_size
+                .ok_or_else(|| sparse_err("sparse 0.x entry without GNU.sparse.size".into()))?;
+            if ps.numblocks.is_some_and(|n| n * 2 != ps.numbers.len() as u64) {
+                return Err(sparse_err(format!(
+                    "sparse map announces {} entries but lists {} numbers",
+                    ps.numblocks.unwrap_or(0),
+                    ps.numbers.len()
+                )));
+            }
+            Some((std::mem::take(&mut ps.numbers), real))
         } else {
-            kind
+            None
         };
+        if let Some((nums, real)) = sparse_numbers {
+            if real > max_bytes {
+                return Err(CoreError::LimitExceeded {
+                    context: entry_ctx(),
+                    reason: format!("sparse file of {real} bytes exceeds the {max_bytes}-byte limit (max_bytes)"),
+                });
+            }
+            let map = check_sparse(&nums, real, data_left).map_err(sparse_err)?;
+            sparse = Some(Box::new(map));
+            if let Some(name) = ps.name.take() {
+                path = name;
+            }
+        }
         let dev = if matches!(kind, Kind::Char | Kind::Block) {
             (
                 header.device_major().map_err(|e| bad("devmajor", &e))?.unwrap_or(0),
@@ -333,8 +696,11 @@ pub fn for_each_entry(
             (0, 0)
         };
         if path.is_empty() {
-            return Err(invalid(&here(), "entry with an empty name".into()));
+            return Err(invalid(&here(&last), "entry with an empty name".into()));
         }
+        let data_size = sparse
+            .as_ref()
+            .map_or(data_left, |s| s.map.iter().map(|&(_, l)| l).sum());
         let meta = Meta {
             path,
             link,
@@ -344,11 +710,24 @@ pub fn for_each_entry(
             gid,
             mtime,
             mtime_nsec,
-            size: hsize,
+            size: data_size,
             dev,
             xattrs,
+            sparse,
         };
-        f(&meta, &mut entry)?;
+        let map_len = stored - data_left; // the map blocks of a sparse 1.0 file, already read
+        let mut data = (&mut *pipe).take(data_size);
+        f(&meta, &mut data)?;
+        let rest = total - map_len - (data_size - data.limit());
+        if skip(pipe, rest).map_err(|e| stream_error(&errors, &here(&last), &e))? != rest {
+            if let Some(err) = errors.take() {
+                return Err(err);
+            }
+            return Err(invalid(
+                &entry_ctx(),
+                format!("truncated: entry data ends before its {stored} bytes"),
+            ));
+        }
         last = meta.path;
     }
     if long_name.is_some() || long_link.is_some() || pax.is_some() {
@@ -389,6 +768,29 @@ mod tests {
         );
         assert!(super::pax_records(b"99 path=x\n").next().unwrap().is_err());
         assert!(super::pax_records(b"x path=x\n").next().unwrap().is_err());
+    }
+
+    #[test]
+    fn sparse_maps_are_checked() {
+        use super::check_sparse;
+        let ok = check_sparse(&[1024, 512, 8192, 0], 8192, 512).unwrap();
+        assert_eq!(ok.map, vec![(1024, 512)]);
+        assert_eq!(ok.real_size, 8192);
+        // Within the last block: the member's padding.
+        assert!(check_sparse(&[0, 500], 4096, 512).is_ok());
+        for (nums, real, stored, why) in [
+            (&[0u64, 1024, 512, 1024][..], 4096, 2048, "overlap"),
+            (&[2048, 512, 0, 512][..], 4096, 1024, "out of order"),
+            (&[0, 512, 4000, 512][..], 4096, 1024, "past the file's size"),
+            (&[9000, 0][..], 4096, 0, "beyond"),
+            (&[0, 4096][..], 8192, 512, "member holds 512"),
+            (&[0, 512][..], 8192, 4096, "describes only"),
+            (&[0, 512, 1024][..], 4096, 512, "odd"),
+            (&[u64::MAX, 2][..], u64::MAX, 2, "past the file's size"),
+        ] {
+            let err = check_sparse(nums, real, stored).unwrap_err();
+            assert!(err.contains(why), "{nums:?}: {err}");
+        }
     }
 
     #[test]
