@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import imgcore
 from imgcore.registry._http import Pools, TransportError
 
 Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close without answering)
@@ -179,7 +180,7 @@ def test_plain_http_registry_imports_no_ssl(raw: Callable[..., RawServer]) -> No
         f"c = RegistryClient({server.netloc!r}, credentials=None); c.get_manifest('a/b', 'latest'); "
         "print(sorted(m for m in ('ssl', '_ssl', 'http.client', 'urllib3', 'email') if m in sys.modules))"
     )
-    python_dir = Path(__file__).resolve().parents[2] / "python"
+    python_dir = Path(imgcore.__file__).resolve().parents[1]  # the package under test (installed or a tree)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
                        env={"PYTHONPATH": str(python_dir), "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert r.stdout.strip() == "[]", r.stderr

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import imgcore
 from imgcore.errors import RegistryError
 from imgcore.registry import RegistryClient
 from imgcore.registry.client import MAX_ERROR_BODY, MAX_MANIFEST, MAX_TOKEN
@@ -236,7 +237,7 @@ _CHILD = textwrap.dedent(
 def test_memory_stays_bounded_on_an_endless_manifest(hostile: Callable[..., HostileServer]) -> None:
     """In a fresh process (so the peak is its own): 64 MiB offered, the client reads ~4 MiB and stops."""
     server = hostile(endless_unframed())
-    python_dir = Path(__file__).resolve().parents[2] / "python"
+    python_dir = Path(imgcore.__file__).resolve().parents[1]  # the package under test (installed or a tree)
     r = subprocess.run([sys.executable, "-c", _CHILD, server.host], capture_output=True, text=True, check=True,
                        env={"PYTHONPATH": str(python_dir), "PATH": "/usr/bin:/bin"}, timeout=60)  # fmt: skip
     out = json.loads(r.stdout)
