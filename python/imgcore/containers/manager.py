@@ -369,7 +369,7 @@ class Containers:
                 made.add(mp)
             elif stat.S_ISDIR(st.st_mode):
                 with contextlib.suppress(OSError):
-                    if all(f"{mp.rstrip('/')}/{n}" in made for n in os.listdir(top / mp.lstrip("/"))):
+                    if all(f"{mp.rstrip('/')}/{n.name}" in made for n in (top / mp.lstrip("/")).iterdir()):
                         made.add(mp)
         return made
 
@@ -574,8 +574,9 @@ class Containers:
                 process[key] = base[key]
         if user is not None:
             u = lookup_user(c.rootfs, user)
-            process["user"] = {"uid": u.uid, "gid": u.gid,
-                               **({"additionalGids": list(u.additional_gids)} if u.additional_gids else {})}  # fmt: skip
+            process["user"] = {"uid": u.uid, "gid": u.gid}
+            if u.additional_gids:
+                process["user"]["additionalGids"] = list(u.additional_gids)
         return process
 
     def exec(
