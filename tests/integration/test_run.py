@@ -168,6 +168,9 @@ def test_exit_codes_are_dockers(root: Path) -> None:
     assert (r.returncode, r.stderr.strip()) == (125, "imgcore: No such image: missing:1")
     assert ic(root, "run", "--rm", "--network", "nope", "box:1").returncode == 125  # usage error
     assert ok(root, "ps", "-a", "-q") == ""  # --rm removed them all, failures included
+    detached = ok(root, "run", "-d", "--rm", "box:1", "sh", "-c", "exit 2").strip()
+    assert ok(root, "wait", detached).strip() == "2"
+    assert ok(root, "ps", "-a", "-q") == ""  # a detached --rm container is gone once it exited
     cid = ok(root, "run", "-d", "box:1", "sh", "-c", "sleep 0.2; exit 5").strip()
     assert ok(root, "wait", cid).strip() == "5"
     r = ic(root, "exec", cid, "true")

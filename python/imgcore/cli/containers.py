@@ -227,6 +227,7 @@ def _ps_matches(st: State, filters: Sequence[str]) -> bool:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     _, cs = _ctx(args)
+    cs.sweep_auto_removed()
     rows = []
     for c in cs.list():
         st = cs.state(c)

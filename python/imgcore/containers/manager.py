@@ -443,6 +443,17 @@ class Containers:
         c.path.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def sweep_auto_removed(self) -> builtins.list[Container]:
+        """Removes the containers run with ``--rm`` that have exited (a detached one outlives its starter, so it
+        is removed by the next listing, as docker's daemon removes it on exit); returns them."""
+        gone = []
+        for c in self.list():
+            if self.run_record(c).get("auto_remove") and self.state(c).status == "exited":
+                with contextlib.suppress(ImgcoreError, OSError):
+                    self.remove(c)
+                    gone.append(c)
+        return gone
+
     # -- running ------------------------------------------------------------------------------------------------
 
     def run_record(self, c: Container) -> dict[str, Any]:
