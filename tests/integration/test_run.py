@@ -180,6 +180,26 @@ def test_exit_codes_are_dockers(root: Path) -> None:
     assert ic(root, "exec", cid2, "nope").returncode == 127
 
 
+def test_exec_detached_env_from_the_host_and_a_dead_monitor(root: Path) -> None:
+    cid = ok(root, "run", "-d", "box:1").strip()
+    assert ok(root, "exec", "-d", cid, "sh", "-c", "sleep 0.2; echo later > /tmp/bg") == ""
+    poll(lambda: ic(root, "exec", cid, "cat", "/tmp/bg").stdout == "later\n", what="the detached exec")
+    r = subprocess.run([sys.executable, "-m", "imgcore", "--root", str(root), "exec", "-e", "FROM_HOST", "-e",
+                        "UNSET_HERE", cid, "sh", "-c", "echo $FROM_HOST; env | grep -c UNSET_HERE"],
+                       capture_output=True, text=True, check=False,
+                       env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin", "FROM_HOST": "hi"})  # fmt: skip
+    assert r.stdout.split() == ["hi", "0"]
+    # a monitor killed with SIGKILL: the container reads as exited (255), never as running
+    st = imgcore.Store(root).container(cid).state
+    os.kill(st.monitor_pid, 9)
+    poll(lambda: "Exited (255)" in ok(root, "ps", "-a"), what="the dead monitor read as exited")
+    assert ok(root, "ps", "-q") == ""
+    pid = st.pid
+    ok(root, "rm", cid)  # its orphaned process is killed with it (runc delete --force)
+    poll(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+         what="the orphan killed")  # fmt: skip
+
+
 def test_stop_escalates_to_sigkill_after_the_timeout(root: Path) -> None:
     cid = ok(root, "run", "-d", "box:1").strip()  # sleep as pid 1 ignores SIGTERM
     t0 = time.monotonic()

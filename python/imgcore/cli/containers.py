@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,17 @@ def _eq_value(value: str | None) -> str | None:
     return value[1:] if value is not None and value.startswith("=") else value
 
 
+def _env(values: Sequence[str] | None) -> list[str]:
+    """docker's ``-e``: ``K=V`` as given; a bare ``K`` takes this process's value, and is dropped when unset."""
+    out = []
+    for v in values or ():
+        if "=" in v:
+            out.append(v)
+        elif v in os.environ:
+            out.append(f"{v}={os.environ[v]}")
+    return out
+
+
 def _run_options(args: argparse.Namespace) -> RunOptions:
     argv = list(args.argv or [])
     if argv and argv[0] == "--":
@@ -52,7 +64,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         argv=tuple(argv) or None,
         entrypoint=entry,
-        env=tuple(args.env or ()),
+        env=tuple(_env(args.env)),
         workdir=args.workdir,
         user=args.user,
         tty=args.tty,
@@ -291,7 +303,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     c = cs.get(args.container)
     try:
-        r = cs.exec(c, argv, env=list(args.env or ()), workdir=args.workdir, user=args.user, tty=args.tty,
+        r = cs.exec(c, argv, env=_env(args.env), workdir=args.workdir, user=args.user, tty=args.tty,
                     stdin=args.interactive, detach=args.detach, created_fallback=False)  # fmt: skip
     except ContainerStartFailed as e:
         print(f"Error response from daemon: {e}", file=sys.stderr)

@@ -438,6 +438,8 @@ class Containers:
                     lifecycle.unpause(c.path)
                 lifecycle.kill(c.path, "KILL")
             lifecycle.wait(c.path, timeout=30)
+        elif st.status == "exited":
+            lifecycle.stop(c.path, 0)  # a container whose monitor died may still run: runc delete --force
         self.unmount(c)
         trash = self.dir / f".tmp-rm-{c.id}"
         c.path.rename(trash)
