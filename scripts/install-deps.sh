@@ -9,12 +9,13 @@ want_test=0
 # libisal-dev: ISA-L inflate for gzip layers (the build falls back to zlib-rs without it, about 2x slower);
 # busybox-static: the shell tools inside the demo's base image; file: to check that it is static.
 # runc: the OCI runtime that runs the demo's containers from imgcore's config.json (crun 1.8 fails on hybrid cgroups).
-pkgs=(pkg-config libisal-dev busybox-static file runc)
+# docker-registry: the demo pushes its images to a real distribution server on loopback and pulls them back.
+pkgs=(pkg-config libisal-dev busybox-static file runc docker-registry)
 if [ "$want_test" = 1 ]; then
   # skopeo/umoci: independent OCI peers for interop tests; docker-registry: a real distribution server on
   # loopback; bubblewrap: unprivileged exec; libarchive-tools (bsdtar) and zstd: independent archive readers;
   # openssl + apache2-utils: TLS certificates and htpasswd for the registry auth tests.
-  pkgs+=(skopeo umoci docker-registry bubblewrap libarchive-tools zstd pigz openssl apache2-utils e2fsprogs)
+  pkgs+=(skopeo umoci bubblewrap libarchive-tools zstd pigz openssl apache2-utils e2fsprogs)
   # tmux: a real terminal for the interactive attach/exec tests (raw mode, window size, detach keys).
   pkgs+=(tmux)
 fi

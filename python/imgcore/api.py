@@ -6,7 +6,7 @@
 
     store = imgcore.Store()                       # $IMGCORE_ROOT or ~/.local/share/imgcore
     tomcat = store.pull("localhost:5000/tomcat")  # -> imgcore.Image
-    box = store.create(tomcat)                    # -> imgcore.Container
+    box = store.run(tomcat, detach=True)          # -> imgcore.Container, running under runc
     box.exec(["sh", "-c", "cp -r webapps.dist/* webapps"])
     new = box.commit("new_tomcat:1.0", message="newtomcat", author="xxx")
     print([i.tags for i in store.images()])
@@ -19,6 +19,7 @@ returned (:class:`~imgcore.image.model.Image`, :class:`~imgcore.image.model.Laye
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,9 @@ from imgcore.image.catalog import catalog, list_images, resolve, tag
 from imgcore.image.importer import import_image
 from imgcore.image.model import Image
 from imgcore.models import Platform
+from imgcore.runtime import logs as _logs
+from imgcore.runtime._state import State
+from imgcore.runtime.spec import RunOptions
 from imgcore.store import ContentStore, FsckProblem
 from imgcore.transfer.archive import load as _load
 from imgcore.transfer.archive import save as _save
@@ -105,10 +109,46 @@ class Container:
         capture: bool = False,
         env: dict[str, str] | None = None,
         workdir: str | None = None,
+        user: str | None = None,
     ) -> ExecResult:
-        """Runs ``argv`` in the container with the image's Env and WorkingDir; returns the exit code and, with
-        ``capture``, stdout and stderr (docker-py's ``exec_run``)."""
-        return self._store._containers.exec(self._record, list(argv), env=env, capture=capture, workdir=workdir)
+        """Runs ``argv`` in the running container (``runc exec``) with its Env, WorkingDir and User; returns the
+        exit code and, with ``capture``, stdout and stderr (docker-py's ``exec_run``). On a container that ran
+        and stopped: ``ContainerNotRunning``. A container never started runs it in a chroot of its rootfs."""
+        return self._store._containers.exec(
+            self._record, list(argv), env=env, capture=capture, workdir=workdir, user=user
+        )
+
+    def start(self) -> State:
+        """Starts the container under the OCI runtime (``docker start``); returns its state."""
+        return self._store._containers.start(self._record)
+
+    def stop(self, timeout: float = 10) -> int:
+        """``docker stop``: the stop signal, SIGKILL after ``timeout`` seconds; returns the exit code."""
+        return self._store._containers.stop(self._record, timeout)
+
+    def kill(self, signal: str | int = "KILL") -> None:
+        """``docker kill``: sends ``signal`` to the container's process."""
+        self._store._containers.kill(self._record, signal)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Blocks until the container exits; returns its exit code (``docker wait``)."""
+        return self._store._containers.wait(self._record, timeout)
+
+    def logs(self, *, stdout: bool = True, stderr: bool = True, tail: int | None = None) -> bytes:
+        """What the container wrote, from its json-file log (``docker logs``)."""
+        out, err = io.BytesIO(), io.BytesIO()
+        _logs.read(self._record.path, tail=tail, stdout=out, stderr=err)
+        return (out.getvalue() if stdout else b"") + (err.getvalue() if stderr else b"")
+
+    @property
+    def status(self) -> str:
+        """``created``, ``running``, ``paused`` or ``exited`` (docker-py's ``Container.status``)."""
+        return self._store._containers.state(self._record).status
+
+    @property
+    def state(self) -> State:
+        """The runtime state: status, exit code, pid, start and finish times."""
+        return self._store._containers.state(self._record)
 
     def diff(self, *, paranoid: bool = False) -> list[Change]:
         """What changed against the image: ``Change('A'|'C'|'D', path, metadata_only)`` (``docker diff``)."""
@@ -152,9 +192,9 @@ class Container:
         """The merged root filesystem as a tar on ``out`` (``docker export``); returns the number of entries."""
         return _export(self._store.content, self.id, out)
 
-    def remove(self) -> None:
-        """Deletes the container and its changes (``docker rm``)."""
-        self._store._containers.remove(self._record)
+    def remove(self, *, force: bool = False) -> None:
+        """Deletes the container and its changes (``docker rm``; ``force`` kills a running one first)."""
+        self._store._containers.remove(self._record, force=force)
 
 
 class Store:
@@ -291,6 +331,40 @@ class Store:
     def create(self, image: str | Image, name: str | None = None, *, driver: str | None = None) -> Container:
         """A new container from ``image`` (``docker create``)."""
         return Container(self, self._containers.create(image, name=name, driver=driver))
+
+    def run(
+        self,
+        image: str | Image,
+        argv: Sequence[str] | None = None,
+        *,
+        detach: bool = False,
+        name: str | None = None,
+        env: Iterable[str] = (),
+        workdir: str | None = None,
+        user: str | None = None,
+        remove: bool = False,
+    ) -> Container | ExecResult:
+        """``docker run``: a new container from ``image`` running ``argv`` (default: its ENTRYPOINT + CMD) under
+        the OCI runtime. With ``detach`` returns the running :class:`Container`; otherwise waits for the exit and
+        returns its code and output (stdout, stderr from the log), removing the container when ``remove``."""
+        opts = RunOptions(argv=tuple(argv) if argv else None, env=tuple(env), workdir=workdir, user=user)
+        record = self._containers.create(image, name=name, options=opts, auto_remove=remove)
+        box = Container(self, record)
+        try:
+            box.start()
+        except BaseException:
+            if remove:
+                box.remove(force=True)
+            raise
+        if detach:
+            return box
+        code = box.wait()
+        out, err = io.BytesIO(), io.BytesIO()
+        _logs.read(record.path, stdout=out, stderr=err)
+        command = tuple(self._containers.command(record))
+        if remove:
+            box.remove(force=True)
+        return ExecResult(command, code, out.getvalue(), err.getvalue())
 
     def container(self, name_or_id: str) -> Container:
         """A container by name, ID or unique ID prefix."""

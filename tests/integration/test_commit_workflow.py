@@ -261,7 +261,7 @@ def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
     listed = [c for c in cs.list() if c.name == "victim"]
     if listed:  # it finished before the kill: then it is complete
         assert _comparable(tree_snapshot(listed[0].rootfs)) == _comparable(
-            tree_snapshot(cs.ensure_rootfs(resolve_image(store, "big:1")))
+            tree_snapshot(cs.layers.ensure_rootfs(resolve_image(store, "big:1")))
         )
         cs.remove(listed[0])
     assert store.fsck() == []
@@ -281,11 +281,15 @@ def test_exec_and_mount_errors_are_clear(env, monkeypatch, capsys):
     assert capsys.readouterr().err == "Error: exec: no command given\n"
     assert main([*root, "mount", "nope"]) == 1
     assert capsys.readouterr().err == "Error: No such container: nope\n"
-    # neither root (chroot) nor bubblewrap: a clear error instead of a failed exec
+    # docker's exec needs a running container; a created one is refused with docker's words
+    box = cs.get("box")
+    assert main([*root, "exec", "box", "--", "/bin/true"]) == 1
+    assert capsys.readouterr().err == f"Error: container {box.id} is not running\n"
+    # the library's exec of a never-started container (a chroot): neither root nor bubblewrap is a clear error
     monkeypatch.setattr(containers_mod.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(containers_mod, "BWRAP", "/nonexistent/bwrap")
-    assert main([*root, "exec", "box", "--", "/bin/true"]) == 1
-    assert "needs root or bubblewrap" in capsys.readouterr().err
+    with pytest.raises(ImgcoreError, match="needs root or bubblewrap"):
+        cs.exec(box, ["/bin/true"])
     # the overlay driver asked for where it cannot work
     monkeypatch.setattr(containers_mod, "overlay_supported", lambda scratch: "overlayfs needs root")
     assert main([*root, "create", "--driver", "overlay", "tomcat"]) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib
 import json
 import sys
 from typing import Any
@@ -186,8 +187,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             found.append(inspect(store, name))
         except ImgcoreError as e:
-            _err(e)
-            failed += 1
+            # not an image: a container? (the containers group is loaded only for this fallback)
+            containers_cli = importlib.import_module("imgcore.cli.containers")
+            try:
+                found.append(containers_cli.inspect_any_container(store, name))
+            except ImgcoreError:
+                _err(e)
+                failed += 1
     if args.format and args.format != "json":
         for obj in found:
             print(render(args.format, obj))

@@ -9,12 +9,16 @@ Invariants:
 - a lease covers the base's blobs, the new layer, config and manifest from the first blob to the tag;
 - the layer's media type comes from the layer writer; ``SOURCE_DATE_EPOCH`` (or ``source_date_epoch``) fixes
   every time in the layer and the config, so the same change gives the same digests;
-- an empty change adds a history entry marked ``empty_layer`` and no layer, as docker does.
+- an empty change adds a history entry marked ``empty_layer`` and no layer, as docker does;
+- a running container is paused (``runc pause``) while its change is read, unless ``pause=False``, and thawed
+  after, as docker's ``commit --pause``; the mountpoints the runtime made are never in the layer;
+- the history's ``created_by`` is the container's command as docker writes it (its args joined by spaces).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from imgcore._core import write_layer
@@ -25,6 +29,7 @@ from imgcore.image.builder import Addition, append
 from imgcore.image.model import Image
 from imgcore.models import Descriptor
 from imgcore.reference import parse
+from imgcore.runtime._state import ContainerStateError
 from imgcore.store import ContentStore
 
 __all__ = ["CommitResult", "commit"]
@@ -53,11 +58,27 @@ class CommitResult:
         return self.image.manifest_desc
 
 
-def _created_by(image: Image) -> str:
-    """docker's ``created_by`` for a commit: the container's command (entrypoint + cmd)."""
-    rc = image.run_config
-    argv = [*rc.entrypoint, *rc.cmd]
+def _created_by(containers: Containers, container: Container) -> str:
+    """docker's ``created_by`` for a commit: the container's command (its process args, or entrypoint + cmd)."""
+    argv = containers.command(container)
     return " ".join(argv) if argv else "imgcore commit"
+
+
+@contextlib.contextmanager
+def _paused(containers: Containers, container: Container, pause: bool) -> Iterator[None]:
+    """The container frozen for the block when it is running (and not already paused)."""
+    frozen = pause and containers.state(container).status == "running"
+    if frozen:
+        try:
+            containers.pause(container)
+        except ContainerStateError:  # it exited meanwhile: nothing to freeze
+            frozen = False
+    try:
+        yield
+    finally:
+        if frozen:
+            with contextlib.suppress(ContainerStateError):
+                containers.unpause(container)
 
 
 def commit(
@@ -73,9 +94,10 @@ def commit(
     paranoid: bool = False,
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
+    pause: bool = True,
 ) -> CommitResult:
     """Turns ``container``'s changes into a new image, tagged ``repo_tag`` when given; ``progress`` hears
-    ``Writing layer`` and ``Layer written``."""
+    ``Writing layer`` and ``Layer written``. A running container is paused meanwhile unless ``pause`` is False."""
     progress = progress if progress is not None else NullProgress()
     ref = parse(repo_tag) if repo_tag else None
     if compression not in _COMPRESSIONS:
@@ -93,17 +115,20 @@ def commit(
         out = store.temp_path(".layer")
         progress.layer(container.id[:12], "Writing layer")
         try:
-            result = write_layer(
-                base,
-                str(target),
-                str(out),
-                overlay=container.driver == "overlay",
-                paranoid=paranoid,
-                compression=compression,
-                source_date_epoch=source_date_epoch,
-            )
+            with _paused(containers, container, pause):
+                wanted = containers.diff(container, paranoid=paranoid)
+                result = write_layer(
+                    base,
+                    str(target),
+                    str(out),
+                    overlay=container.driver == "overlay",
+                    paranoid=paranoid,
+                    compression=compression,
+                    source_date_epoch=source_date_epoch,
+                    changes=wanted,
+                )
             layer: Descriptor | None = None
-            if result.changes:
+            if wanted and result.changes:
                 with lease.guard():
                     stored = store.adopt_file(out, result.digest)
                     lease.add(stored.digest)
@@ -115,7 +140,7 @@ def commit(
             layer,
             result.diff_id if layer is not None else None,
             result.uncompressed_size if layer is not None else None,
-            created_by=_created_by(image),
+            created_by=_created_by(containers, container),
             comment=message or "",
             author=author or "",
         )
@@ -131,5 +156,5 @@ def commit(
             source_date_epoch=source_date_epoch,
         )
     return CommitResult(
-        new, layer, result.diff_id if layer is not None else None, len(result.changes), str(ref) if ref else None
+        new, layer, result.diff_id if layer is not None else None, len(wanted), str(ref) if ref else None
     )

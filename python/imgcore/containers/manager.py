@@ -15,7 +15,15 @@ Invariants:
   the store's name lock, so two ``create --name`` of one name never both succeed;
 - host helpers (mount, umount, cp) are called by absolute path with imgcore's own environment; the image's
   environment only ever reaches processes inside the container;
-- one unreadable container never breaks listing the others.
+- one unreadable container never breaks listing the others;
+- a container runs under the OCI runtime (runc) from a bundle in its directory (``CDIR/bundle``), started through
+  its monitor (:mod:`imgcore.runtime.lifecycle`), with the store's private runtime root; the paths the runtime
+  creates in the rootfs as mountpoints (``/proc``, ``/etc/hosts``, volume destinations, ...) are recorded in
+  ``CDIR/run.json`` before the first start, and ``diff``/``commit`` leave them out (with the parent directories
+  that changed only because of them) while they are still the empty file or directory the runtime made;
+- ``exec`` on a running container is ``runc exec`` with the container's Env/WorkingDir/User; on a container that
+  ran and stopped it is docker's ``container <id> is not running``. A container that was never started keeps
+  the older chroot/bubblewrap exec (the library's README and tutorial build images that way).
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,9 +52,16 @@ from imgcore.image.catalog import load_image, resolve
 from imgcore.image.model import Image
 from imgcore.layers.cache import DRIVERS, LayerCache, default_driver, overlay_supported
 from imgcore.models import Descriptor
+from imgcore.runtime import lifecycle
+from imgcore.runtime._state import ContainerNotRunning, ContainerStateError, State
+from imgcore.runtime.runc import find_runtime
+from imgcore.runtime.spec import RunOptions, build_spec, lookup_user, merge_env, missing_mountpoints, write_bundle
 from imgcore.store import ContentStore
 
-__all__ = ["Container", "Containers", "ExecResult", "image_of", "mounted", "now_rfc3339"]
+__all__ = ["RUN_RECORD", "Container", "Containers", "ExecResult", "RunOptions", "image_of", "mounted", "now_rfc3339"]
+
+#: The container's run options and runtime-made mountpoints, beside its ``config.json``.
+RUN_RECORD = "run.json"
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
@@ -241,9 +258,19 @@ class Containers:
                 return name
         return f"container_{secrets.token_hex(4)}"
 
-    def create(self, image_ref: str | Image, name: str | None = None, driver: str | None = None) -> Container:
+    def create(
+        self,
+        image_ref: str | Image,
+        name: str | None = None,
+        driver: str | None = None,
+        *,
+        options: RunOptions | None = None,
+        runtime: str | None = None,
+        auto_remove: bool = False,
+    ) -> Container:
         """A new container from ``image_ref`` (any text :func:`~imgcore.image.catalog.resolve` accepts, or an
-        :class:`Image`). The image's layers are unpacked into the shared cache (verified) or flattened (copy)."""
+        :class:`Image`). The image's layers are unpacked into the shared cache (verified) or flattened (copy).
+        ``options`` (docker ``create``'s flags), ``runtime`` and ``auto_remove`` are kept for :meth:`start`."""
         driver = driver or self.default_driver()
         if driver not in DRIVERS:
             raise InvalidArgument(f"unknown driver {driver!r}: expected one of {', '.join(DRIVERS)}")
@@ -303,6 +330,7 @@ class Containers:
                         skipped=tuple((str(p), str(why)) for p, why in skipped),
                     )
                     _fs.atomic_write_json(tmp / "config.json", c.to_json())
+                    _fs.atomic_write_json(tmp / RUN_RECORD, _run_record(options or RunOptions(), runtime, auto_remove))
                     tmp.rename(final)
             finally:
                 if tmp.exists():
@@ -318,10 +346,32 @@ class Containers:
         return self.layers.ensure_rootfs(image_of(self.store, c))
 
     def diff(self, c: Container, *, paranoid: bool = False) -> builtins.list[Change]:
-        """The container's changes against its image, as ``docker diff`` lists them (A/C/D, path-sorted)."""
+        """The container's changes against its image, as ``docker diff`` lists them (A/C/D, path-sorted); what
+        the runtime made as mountpoints (and directories changed only because of them) is left out."""
         if c.driver == "overlay":
-            return diff([str(p) for p in self.lowerdirs(c)], str(c.upper), overlay=True, paranoid=paranoid)
-        return diff(str(self.baseline(c)), str(c.rootfs), paranoid=paranoid)
+            changes = diff([str(p) for p in self.lowerdirs(c)], str(c.upper), overlay=True, paranoid=paranoid)
+        else:
+            changes = diff(str(self.baseline(c)), str(c.rootfs), paranoid=paranoid)
+        return _without_runtime_paths(changes, self.runtime_made(c))
+
+    def runtime_made(self, c: Container) -> set[str]:
+        """The recorded runtime mountpoints that are still what the runtime made (an empty file, or a directory
+        holding nothing but other such mountpoints)."""
+        recorded = set(self.run_record(c).get("mountpoints") or ())
+        top = c.upper if c.driver == "overlay" else c.rootfs
+        made: set[str] = set()
+        for mp in sorted(recorded, key=lambda m: -m.count("/")):  # children first
+            try:
+                st = os.lstat(top / mp.lstrip("/"))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                made.add(mp)
+            elif stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(OSError):
+                    if all(f"{mp.rstrip('/')}/{n.name}" in made for n in (top / mp.lstrip("/")).iterdir()):
+                        made.add(mp)
+        return made
 
     def mount(self, c: Container) -> Path:
         """Makes sure the container's rootfs is there (mounting the overlay if needed) and returns its path."""
@@ -371,14 +421,217 @@ class Containers:
             if was:
                 self.mount(c)
 
-    def remove(self, c: Container) -> None:
-        """Unmounts and deletes the container (atomically gone from listings first)."""
+    def remove(self, c: Container, *, force: bool = False) -> None:
+        """Unmounts and deletes the container (atomically gone from listings first); a running one needs
+        ``force`` (docker ``rm -f``: it is killed first)."""
+        st = self.state(c)
+        if st.running:
+            if not force:
+                raise ContainerStateError(
+                    f'cannot remove container "/{c.name}": container is {st.status}: stop the container before '
+                    "removing or force remove",
+                    cid=c.id,
+                    status=st.status,
+                )
+            with contextlib.suppress(ContainerNotRunning):
+                if st.status == "paused":
+                    lifecycle.unpause(c.path)
+                lifecycle.kill(c.path, "KILL")
+            lifecycle.wait(c.path, timeout=30)
+        elif st.status == "exited":
+            lifecycle.stop(c.path, 0)  # a container whose monitor died may still run: runc delete --force
         self.unmount(c)
         trash = self.dir / f".tmp-rm-{c.id}"
         c.path.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def sweep_auto_removed(self) -> builtins.list[Container]:
+        """Removes the containers run with ``--rm`` that have exited (a detached one outlives its starter, so it
+        is removed by the next listing, as docker's daemon removes it on exit); returns them."""
+        gone = []
+        for c in self.list():
+            if self.run_record(c).get("auto_remove") and self.state(c).status == "exited":
+                with contextlib.suppress(ImgcoreError, OSError):
+                    self.remove(c)
+                    gone.append(c)
+        return gone
+
+    # -- running ------------------------------------------------------------------------------------------------
+
+    def run_record(self, c: Container) -> dict[str, Any]:
+        """``CDIR/run.json``: the run options, runtime, auto-remove flag and recorded runtime mountpoints."""
+        try:
+            data = _fs.read_json(c.path / RUN_RECORD)
+        except (OSError, ValueError):
+            return _run_record(RunOptions(), None, False)
+        return data if isinstance(data, dict) else _run_record(RunOptions(), None, False)
+
+    def options(self, c: Container) -> RunOptions:
+        """The container's run options, as given to ``create``/``run``."""
+        o = self.run_record(c).get("options") or {}
+        argv, entry = o.get("argv"), o.get("entrypoint")
+        return RunOptions(
+            argv=tuple(argv) if argv is not None else None,
+            entrypoint=tuple(entry) if entry is not None else None,
+            env=tuple(o.get("env") or ()),
+            workdir=o.get("workdir"),
+            user=o.get("user"),
+            tty=bool(o.get("tty")),
+            open_stdin=bool(o.get("open_stdin")),
+            hostname=o.get("hostname"),
+            volumes=tuple(o.get("volumes") or ()),
+            network=str(o.get("network") or "bridge"),
+            container_id=c.id,
+        )
+
+    def command(self, c: Container) -> builtins.list[str]:
+        """The container's command (its process args: ENTRYPOINT + CMD, or what ``run`` overrode)."""
+        args = self.run_record(c).get("args")
+        if args:
+            return [str(a) for a in args]
+        o = self.options(c)
+        rc = image_of(self.store, c).run_config
+        entry = list(o.entrypoint) if o.entrypoint is not None else list(rc.entrypoint)
+        cmd = list(o.argv) if o.argv else ([] if o.entrypoint is not None else list(rc.cmd))
+        return entry + cmd
+
+    def state(self, c: Container) -> State:
+        """The runtime state: ``created`` (never started), ``running``, ``paused`` or ``exited`` with its code and
+        times (a container whose monitor died reads as exited)."""
+        return lifecycle.state(c.path)
+
+    def start(self, c: Container, *, attach_first: bool = False, runtime: str | None = None) -> State:
+        """Starts the container under the OCI runtime (docker ``start``): mounts its rootfs, builds the runtime
+        spec from the image config and its run options, writes the bundle, records the mountpoints the runtime
+        will create, and starts it through its monitor. A running container is left as it is."""
+        current = self.state(c)
+        if current.running:
+            return current
+        if os.geteuid() != 0:
+            raise ImgcoreError(
+                f"start {c.name}: running containers needs root (runc); imgcore sets up no rootless runtime"
+            )
+        record = self.run_record(c)
+        rt = find_runtime(runtime or record.get("runtime") or None, root=self.store.paths.runtime)
+        opts = self.options(c)
+        root = self.mount(c)
+        image = image_of(self.store, c)
+        spec = build_spec(image.config.data, root.absolute(), opts)
+        made = missing_mountpoints(root, spec)
+        record["mountpoints"] = sorted(set(record.get("mountpoints") or ()) | set(made))
+        record["args"] = list(spec["process"]["args"])
+        _fs.atomic_write_json(c.path / RUN_RECORD, record)
+        write_bundle(c.path, spec)
+        return lifecycle.start(
+            c.path, c.id, rt.path, rt.root, tty=opts.tty, open_stdin=opts.open_stdin, attach_first=attach_first
+        )
+
+    def stop_signal(self, c: Container) -> str:
+        """The image's StopSignal, else SIGTERM."""
+        return str(image_of(self.store, c).config.config.get("StopSignal") or "SIGTERM")
+
+    def stop(self, c: Container, timeout: float = 10) -> int:
+        """docker ``stop``: the stop signal, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+        return lifecycle.stop(c.path, timeout, self.stop_signal(c))
+
+    def kill(self, c: Container, signal: str | int = "KILL") -> None:
+        """docker ``kill``: ``signal`` to the container's process."""
+        lifecycle.kill(c.path, signal)
+
+    def wait(self, c: Container, timeout: float | None = None) -> int:
+        """Blocks until the container exits; its exit code (docker ``wait``). A never-started one is an error."""
+        if self.state(c).status == "created":
+            raise ContainerStateError(f"container {c.id} was never started", cid=c.id, status="created")
+        return lifecycle.wait(c.path, timeout)
+
+    def restart(self, c: Container, timeout: float = 10) -> State:
+        """docker ``restart``: stop if running, then start again (the spec is rebuilt, as docker does)."""
+        if self.state(c).running:
+            self.stop(c, timeout)
+        return self.start(c)
+
+    def pause(self, c: Container) -> None:
+        """Freezes the container's processes (``runc pause``)."""
+        lifecycle.pause(c.path)
+
+    def unpause(self, c: Container) -> None:
+        """Thaws a paused container."""
+        lifecycle.unpause(c.path)
+
+    def exec_process(
+        self,
+        c: Container,
+        argv: builtins.list[str],
+        *,
+        env: dict[str, str] | builtins.list[str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """The OCI process for ``exec`` in the running container: its spec's Env (plus ``env``), cwd and user."""
+        if not argv:
+            raise InvalidArgument("exec: no command given")
+        try:
+            spec = _fs.read_json(c.path / "bundle" / "config.json")
+        except (OSError, ValueError):
+            raise ContainerNotRunning(f"container {c.id} is not running", cid=c.id) from None
+        base = dict(spec.get("process") or {})
+        extra = [f"{k}={v}" for k, v in env.items()] if isinstance(env, dict) else list(env or ())
+        process: dict[str, Any] = {
+            "args": list(argv),
+            "env": merge_env(list(base.get("env") or ()), extra),
+            "cwd": workdir or base.get("cwd") or "/",
+            "user": base.get("user") or {"uid": 0, "gid": 0},
+        }
+        for key in ("capabilities", "rlimits"):
+            if key in base:
+                process[key] = base[key]
+        if user is not None:
+            u = lookup_user(c.rootfs, user)
+            process["user"] = {"uid": u.uid, "gid": u.gid}
+            if u.additional_gids:
+                process["user"]["additionalGids"] = list(u.additional_gids)
+        return process
+
     def exec(
+        self,
+        c: Container,
+        argv: builtins.list[str],
+        *,
+        env: dict[str, str] | builtins.list[str] | None = None,
+        capture: bool = False,
+        workdir: str | None = None,
+        user: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        detach: bool = False,
+        created_fallback: bool = True,
+    ) -> ExecResult:
+        """Runs ``argv`` in the container (docker ``exec``); returns the exit code and, with ``capture``, stdout
+        and stderr. A running container: ``runc exec`` with its Env, WorkingDir and User. One that was never
+        started (``created_fallback``): a chroot (root) or bubblewrap in its rootfs with the image's Env and
+        WorkingDir. Otherwise docker's ``container <id> is not running``."""
+        if not argv:
+            raise InvalidArgument("exec: no command given")
+        st = self.state(c)
+        if st.status == "created" and created_fallback and not (tty or stdin or detach or user):
+            as_dict = dict(e.partition("=")[::2] for e in env) if isinstance(env, list) else env
+            return self._exec_created(c, argv, env=as_dict, capture=capture, workdir=workdir)
+        if st.status == "paused":
+            raise ContainerStateError(f"container {c.id} is paused, unpause the container before exec", cid=c.id,
+                                      status=st.status)  # fmt: skip
+        if not st.running:
+            raise ContainerNotRunning(f"container {c.id} is not running", cid=c.id, status=st.status)
+        process = self.exec_process(c, argv, env=env, workdir=workdir, user=user)
+        if not capture:
+            code = lifecycle.exec(c.path, c.id, process, tty=tty, stdin=stdin, detach=detach)
+            return ExecResult(tuple(argv), code if code is not None else 0, None, None)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            code = lifecycle.exec(c.path, c.id, process, stdio=(0, out.fileno(), err.fileno()))
+            out.seek(0)
+            err.seek(0)
+            return ExecResult(tuple(argv), code if code is not None else 0, out.read(), err.read())
+
+    def _exec_created(
         self,
         c: Container,
         argv: builtins.list[str],
@@ -432,3 +685,44 @@ class Containers:
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
         return removed + self.layers.cleanup(max_age)
+
+
+def _run_record(options: RunOptions, runtime: str | None, auto_remove: bool) -> dict[str, Any]:
+    """What ``CDIR/run.json`` holds before the first start."""
+    o = options
+    return {
+        "options": {
+            "argv": list(o.argv) if o.argv is not None else None,
+            "entrypoint": list(o.entrypoint) if o.entrypoint is not None else None,
+            "env": list(o.env),
+            "workdir": o.workdir,
+            "user": o.user,
+            "tty": o.tty,
+            "open_stdin": o.open_stdin,
+            "hostname": o.hostname,
+            "volumes": [
+                v if isinstance(v, str) else f"{v.source}:{v.destination}{':ro' if v.read_only else ''}"
+                for v in o.volumes
+            ],
+            "network": o.network,
+        },
+        "runtime": runtime,
+        "auto_remove": auto_remove,
+        "mountpoints": [],
+        "args": None,
+    }
+
+
+def _without_runtime_paths(changes: builtins.list[Change], made: set[str]) -> builtins.list[Change]:
+    """``changes`` minus the runtime-made mountpoints and the directories that changed only because of them."""
+    if not made:
+        return changes
+    ancestors = {p.rsplit("/", i)[0] or "/" for p in made for i in range(1, p.count("/"))}
+    kept = [ch for ch in changes if ch.path not in made]
+    paths = {ch.path for ch in kept}
+    for ch in sorted(kept, key=lambda ch: -ch.path.count("/")):  # deepest first: a parent sees its children gone
+        if ch.kind == "C" and ch.metadata_only and ch.path in ancestors:
+            prefix = ch.path.rstrip("/") + "/"
+            if not any(p.startswith(prefix) for p in paths):
+                paths.discard(ch.path)
+    return [ch for ch in kept if ch.path in paths]
