@@ -22,11 +22,13 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from imgcore._host import UMOUNT
 from imgcore.containers.manager import Containers
 from imgcore.image.catalog import catalog
 from imgcore.models import REF_NAME, Index, parse_manifest_or_index
@@ -133,6 +135,22 @@ def check_store(root: Path) -> None:
         assert store.has_blob(c.image_id), f"container {c.name}: config {c.image_id} is gone"
     for p in (root / "blobs" / "sha256").iterdir():
         assert len(p.name) == 64, f"a partial blob is visible: {p}"
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points under ``path`` (``create`` mounts overlay containers), deepest first."""
+    prefix = str(path.resolve()) + "/"
+    with Path("/proc/self/mounts").open() as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+@pytest.fixture
+def no_mounts_left(tmp_path: Path) -> Iterator[None]:
+    """Unmounts what the test's containers mounted under its tmp_path, so pytest can remove it later."""
+    yield
+    for point in mounts_under(tmp_path):
+        subprocess.run([UMOUNT, point], capture_output=True, check=False)
 
 
 # --------------------------------------------------------------------------------------------- the world
