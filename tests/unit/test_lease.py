@@ -7,7 +7,10 @@ import sys
 import threading
 import time
 
+from imgcore.gc import collect
 from imgcore.store import ContentStore, collecting, leased
+from tests.images_helpers import make_image
+from tests.validate import assert_valid_image
 
 
 def test_a_lease_being_taken_is_never_removed_by_a_collection(store: ContentStore) -> None:
@@ -56,3 +59,21 @@ def test_staging_of_a_writer_killed_before_the_rename_is_removed_once_old(store:
     with collecting(store.paths):
         assert leased(store.paths) == set()
     assert sorted(p.name for p in store.paths.leases.iterdir()) == [".1-aa.json"]
+
+
+def test_a_leased_manifest_keeps_what_it_reaches(store: ContentStore) -> None:
+    """Found by test_races (tag vs prune, tag vs rmi -f): ``tag`` leases the manifest it tags; the leased digest
+    seeded the mark, so the walk from index.json stopped at that manifest and prune swept a tagged image's config
+    and layers; and rmi -f of the source swept them under a tag being written."""
+    base = make_image(store, "base:1", {"etc/base": b"base\n"})
+    child = make_image(store, "child:1", {"etc/child": b"child\n"}, parent=base)
+    with store.lease("tag") as lease:
+        lease.hold(child.digest)
+        collect.prune(store)
+        assert_valid_image(store, "child:1")
+        collect.remove_image(store, "child:1", force=True)
+        for d in [child.id, *(layer.digest for layer in child.layers)]:
+            assert store.has_blob(d), d
+    assert_valid_image(store, "base:1")
+    collect.prune(store)
+    assert not store.has_blob(child.id)  # swept once the lease is gone
