@@ -261,7 +261,7 @@ def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
     listed = [c for c in cs.list() if c.name == "victim"]
     if listed:  # it finished before the kill: then it is complete
         assert _comparable(tree_snapshot(listed[0].rootfs)) == _comparable(
-            tree_snapshot(cs.ensure_rootfs(resolve_image(store, "big:1")))
+            tree_snapshot(cs.layers.ensure_rootfs(resolve_image(store, "big:1")))
         )
         cs.remove(listed[0])
     assert store.fsck() == []
