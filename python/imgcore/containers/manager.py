@@ -11,8 +11,9 @@ Invariants:
 - a container directory is built as ``.tmp-<id>`` and renamed into place when complete, so a killed ``create``
   leaves the container whole or absent; a container's ``config.json`` pins its image by manifest digest, which
   makes the container a garbage-collection root from the moment it exists;
-- ``create`` holds a lease on the image's blobs and layers until the container exists, and claims its name under
-  the store's name lock, so two ``create --name`` of one name never both succeed;
+- ``create`` holds a lease on the image's blobs and layers until the container exists (it is renamed into place
+  under the lease's guard, so no collection sees neither), and claims its name under the store's name lock, so
+  two ``create --name`` of one name never both succeed;
 - host helpers (mount, umount, cp) are called by absolute path with imgcore's own environment; the image's
   environment only ever reaches processes inside the container;
 - one unreadable container never breaks listing the others;
@@ -331,7 +332,10 @@ class Containers:
                     )
                     _fs.atomic_write_json(tmp / "config.json", c.to_json())
                     _fs.atomic_write_json(tmp / RUN_RECORD, _run_record(options or RunOptions(), runtime, auto_remove))
-                    tmp.rename(final)
+                    # Published under the guard: a collection lists the containers once, then reads the
+                    # leases; a container appearing in between, its lease already dropped, would lose its image.
+                    with lease.guard():
+                        tmp.rename(final)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)

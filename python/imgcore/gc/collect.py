@@ -86,9 +86,18 @@ def _walk(store: ContentStore, digest: str, out: set[str]) -> None:
 def mark(store: ContentStore, containers: Sequence[Container] | None = None) -> set[str]:
     """Every blob digest reachable from ``index.json``, from a container's image or held by a live lease: what
     GC must keep. Call it under :func:`imgcore.store.collecting`."""
-    keep: set[str] = set(leased(store.paths))
+    held = leased(store.paths)
+    keep: set[str] = set()
     for d in store.index_entries():
         _walk(store, d.digest, keep)
+    # Walked, not just added: a leased manifest keeps what it reaches (a ``tag`` leases only the manifest), and
+    # a leased digest seeding ``keep`` first would stop the walk of an index entry at that manifest.
+    for name in held:
+        if "/" in name:
+            keep.add(name)  # layers/<hex>, rootfs/<key>
+        else:
+            with contextlib.suppress(ValueError):
+                _walk(store, name, keep)
     for c in Containers(store).list() if containers is None else containers:
         _walk(store, c.manifest_digest, keep)
         keep.add(c.image_id)

@@ -6,7 +6,9 @@ unpacked layers (``layers/<chain hex>``) it made or mounts.
 
 Invariants:
 - a lease is a file ``imgcore/leases/<id>.json`` on which its owner holds an exclusive ``flock`` for its whole
-  life; a lease whose lock is free belongs to a dead process and is removed by the next collection;
+  life (taken before the file gets that name); a lease whose lock is free belongs to a dead process and is
+  removed by the next collection (a staging ``.<id>.json`` of a writer killed before the rename, once a minute
+  old);
 - names are added to a lease *before* the writer depends on them, under the GC lock held shared
   (:meth:`Lease.guard`), and collection holds the GC lock exclusively from its mark to its sweep: so a name is
   either in a lease the collector reads, or the collector has finished and the writer sees the blob missing and
@@ -40,10 +42,15 @@ class Lease:
         self.purpose = purpose
         self.names: set[str] = set()
         paths.leases.mkdir(parents=True, exist_ok=True)
-        self.path = paths.leases / f"{os.getpid()}-{secrets.token_hex(8)}.json"
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        name = f"{os.getpid()}-{secrets.token_hex(8)}.json"
+        self.path = paths.leases / name
+        # Made under a dot-name collectors skip, locked, then renamed: a lease file visible without its lock
+        # would be taken for a dead writer's and removed while its owner goes on relying on it.
+        staging = paths.leases / f".{name}"
+        self._fd: int | None = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self._write()
+        staging.rename(self.path)
 
     def _write(self) -> None:
         if self._fd is None:
@@ -99,7 +106,9 @@ def leased(paths: StorePaths) -> set[str]:
     out: set[str] = set()
     if not paths.leases.is_dir():
         return out
-    for entry in _lease_files(paths.leases.iterdir()):
+    entries = list(paths.leases.iterdir())
+    _drop_dead_staging(entries)
+    for entry in _lease_files(entries):
         try:
             fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
@@ -124,3 +133,28 @@ def leased(paths: StorePaths) -> set[str]:
 
 def _lease_files(entries: Iterable[Path]) -> list[Path]:
     return sorted(p for p in entries if p.name.endswith(".json") and not p.name.startswith("."))
+
+
+_STAGING_AGE = 60.0
+
+
+def _drop_dead_staging(entries: Iterable[Path]) -> None:
+    """Removes staging lease files (``.<id>.json``) of writers killed before the rename: unlocked and old."""
+    now = time.time()
+    for p in entries:
+        if not (p.name.startswith(".") and p.name.endswith(".json")):
+            continue
+        try:
+            if now - p.lstat().st_mtime < _STAGING_AGE:
+                continue
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
