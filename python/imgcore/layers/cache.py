@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -47,34 +48,44 @@ _overlay_probe: dict[str, str | None] = {}
 
 
 def overlay_supported(scratch: Path) -> str | None:
-    """None when an overlay mount works here (probed once under ``scratch``), else the reason it does not."""
+    """None when an overlay mount works here, else the reason it does not. Probed once per kernel under
+    ``scratch`` (a successful probe is remembered in ``scratch/.overlay-ok`` with the kernel's release, so a
+    command does not pay a mount and an unmount each time)."""
     key = str(scratch)
     if key in _overlay_probe:
         return _overlay_probe[key]
-    reason: str | None = None
     if os.geteuid() != 0:
-        reason = "overlayfs needs root"
-    else:
-        probe = scratch / f".overlay-probe-{secrets.token_hex(4)}"
-        try:
-            for d in ("l", "u", "w", "m"):
-                (probe / d).mkdir(parents=True)
-            opts = f"lowerdir={probe / 'l'},upperdir={probe / 'u'},workdir={probe / 'w'}"
-            r = subprocess.run(
-                [MOUNT, "-t", "overlay", "overlay", "-o", opts, str(probe / "m")],
-                capture_output=True,
-                text=True,
-                check=False,
-                env=host_env(),
-            )
-            if r.returncode != 0:
-                reason = f"overlay mount refused: {r.stderr.strip()}"
-            else:
-                subprocess.run([UMOUNT, str(probe / "m")], check=False, env=host_env())
-        except OSError as e:
-            reason = f"overlay probe failed: {e}"
-        finally:
-            shutil.rmtree(probe, ignore_errors=True)
+        _overlay_probe[key] = "overlayfs needs root"
+        return _overlay_probe[key]
+    marker = scratch / ".overlay-ok"
+    release = os.uname().release
+    with contextlib.suppress(OSError):
+        if marker.read_text() == release:
+            _overlay_probe[key] = None
+            return None
+    reason: str | None = None
+    probe = scratch / f".overlay-probe-{secrets.token_hex(4)}"
+    try:
+        for d in ("l", "u", "w", "m"):
+            (probe / d).mkdir(parents=True)
+        opts = f"lowerdir={probe / 'l'},upperdir={probe / 'u'},workdir={probe / 'w'}"
+        r = subprocess.run(
+            [MOUNT, "-t", "overlay", "overlay", "-o", opts, str(probe / "m")],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=host_env(),
+        )
+        if r.returncode != 0:
+            reason = f"overlay mount refused: {r.stderr.strip()}"
+        else:
+            subprocess.run([UMOUNT, str(probe / "m")], check=False, env=host_env())
+            with contextlib.suppress(OSError):
+                _fs.atomic_write(marker, release.encode())
+    except OSError as e:
+        reason = f"overlay probe failed: {e}"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
     _overlay_probe[key] = reason
     return reason
 

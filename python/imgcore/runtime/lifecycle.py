@@ -175,32 +175,44 @@ def _wait_free(lock: Path, timeout: float | None) -> bool:
 
 
 def _spawn_monitor(cdir: Path, args: list[str], timeout: float) -> dict[str, Any]:
-    """Starts a monitor (``args`` after the module name) and returns its ready report."""
+    """Starts a monitor (``args`` after the module name) and returns its ready report.
+
+    NOTE: the monitor is a new interpreter, not a fork of this process: a fork would carry this process's Python
+    objects, whose finalizers could later close descriptors the monitor reuses, and its locks (leases, the name
+    lock) for the monitor's whole life.
+    """
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         with (cdir / "monitor.log").open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "imgcore.runtime.monitor", *args, "--ready-fd", str(w)],
+                # -S: no site-packages scan (.pth files can cost more than the rest of start-up); PYTHONPATH
+                # already names the imgcore being run.
+                [sys.executable, "-S", "-m", "imgcore.runtime.monitor", *args, "--ready-fd", str(w)],
                 pass_fds=(w,), start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=log, env=_MONITOR_ENV, cwd="/",
             )  # fmt: skip
         os.close(w)
         w = -1
         proc.wait()  # the first process forks the monitor and exits at once
-        data = b""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                raise MonitorError(f"monitor for {cdir}: no report after {timeout:g}s (see {cdir / 'monitor.log'})")
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            data += chunk
+        return _read_report(cdir, r, timeout)
     finally:
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+def _read_report(cdir: Path, r: int, timeout: float) -> dict[str, Any]:
+    """The monitor's ready report from the read end ``r`` of its pipe (the caller closes ``r``)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([r], [], [], left)[0]:
+            raise MonitorError(f"monitor for {cdir}: no report after {timeout:g}s (see {cdir / 'monitor.log'})")
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
     try:
         report = json.loads(data.splitlines()[0]) if data.strip() else None
     except ValueError:
