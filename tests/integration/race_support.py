@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+import imgcore
 from imgcore._host import UMOUNT
 from imgcore.containers.manager import Containers
 from imgcore.image.catalog import catalog
@@ -37,7 +38,7 @@ from tests.validate import assert_valid_image
 
 from .conftest import OciImage, Registry, build_oci_image, require_tool, run, skopeo_push
 
-PYTHONPATH = str(Path(__file__).resolve().parents[2] / "python")
+PYTHONPATH = str(Path(imgcore.__file__).resolve().parents[1])  # the imgcore under test (installed in CI)
 LONG = os.environ.get("IMGCORE_LONG") == "1"
 
 
