@@ -150,6 +150,7 @@ def main() -> int:
         raise SystemExit(f"{LAYOUT} is missing: build the corpus first (shared/corpus/make_corpus.sh)")
 
     import imgcore
+    from imgcore.image import catalog
     from imgcore.store import ContentStore
 
     has_extract = hasattr(imgcore, "extract_layer")
@@ -180,7 +181,7 @@ def main() -> int:
             def check_store(digest: str) -> Callable[[], None]:
                 def check() -> None:
                     store = ContentStore(store_dir)
-                    got = store.resolve(ref if digest == app_digest else ref2).digest
+                    got = catalog.resolve(store, ref if digest == app_digest else ref2).digest
                     if got != digest or store.fsck():
                         raise SystemExit(f"imgcore pull produced a wrong store: {got} {store.fsck()}")
 

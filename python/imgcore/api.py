@@ -229,9 +229,11 @@ class Store:
         ``filters`` are docker's (``dangling=true``, ``reference=PATTERN``, ``label=K[=V]``, ``before=``,
         ``since=``); with ``all=False`` dangling images are left out."""
         seen: dict[str, Image] = {}
-        rows = list_images(self.content, filters, reference=reference) if (filters or reference) else None
-        source = [r.image for r in rows] if rows is not None else catalog(self.content)
-        for img in source:
+        everything = catalog(self.content)
+        if filters or reference:
+            wanted = {r.image.digest for r in list_images(self.content, filters, reference=reference)}
+            everything = [img for img in everything if img.digest in wanted]
+        for img in everything:
             if (all or img.tags) and img.digest not in seen:
                 seen[img.digest] = img
         return sorted(seen.values(), key=lambda i: -(i.created.timestamp() if i.created else 0.0))

@@ -9,6 +9,7 @@ and a reference longer than :data:`MAX_REFERENCE` characters is refused before a
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -116,6 +117,17 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     With ``default_tag`` (the default) a reference with neither tag nor digest gets ``latest``, as ``docker pull``
     does.
     """
+    if isinstance(text, str):
+        return _parse_cached(text, default_tag)  # references are values: listing 1,000 tags parses each once
+    return _parse(text, default_tag=default_tag)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_cached(text: str, default_tag: bool) -> Reference:
+    return _parse(text, default_tag=default_tag)
+
+
+def _parse(text: str, *, default_tag: bool = True) -> Reference:
     if not isinstance(text, str):
         raise InvalidReference(f"invalid reference: expected a string, got {type(text).__name__}")
     if not text:

@@ -15,7 +15,10 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
+import functools
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +43,7 @@ from imgcore.store import ContentStore, Lease
 __all__ = [
     "HistoryRow",
     "ImageRow",
+    "ImageSummary",
     "catalog",
     "history",
     "image_size",
@@ -51,6 +55,7 @@ __all__ = [
     "parse_filters",
     "record_tag_time",
     "resolve",
+    "summaries",
     "tag",
     "tag_manifest",
 ]
@@ -60,12 +65,41 @@ _HEX_ID = re.compile(r"(sha256:)?([0-9a-f]{1,64})")
 
 
 @dataclass(frozen=True)
+class ImageSummary:
+    """What ``images`` shows of an image, without its documents: kept per index-entry digest in
+    ``imgcore/summaries.json`` (the digest names immutable content, so an entry never goes stale)."""
+
+    digest: str  # what the tag points at (manifest or index)
+    manifest_digest: str
+    id: str  # the config digest
+    created_text: str | None
+    labels: Mapping[str, str]
+    size: int  # docker's SIZE: the layers' uncompressed bytes
+    tags: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def created(self) -> _dt.datetime | None:
+        """The config's ``created`` time (None when absent or unreadable)."""
+        return parse_time(self.created_text)
+
+    @functools.cached_property
+    def references(self) -> tuple[Reference, ...]:
+        """The tags, parsed."""
+        return tuple(parse(t) for t in self.tags)
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits of the ID."""
+        return self.id.partition(":")[2][:12]
+
+
+@dataclass(frozen=True)
 class ImageRow:
     """One line of ``images``: a tag, or ``<none> <none>`` for a dangling image."""
 
     repository: str
     tag: str
-    image: Image
+    image: ImageSummary
     size: int
 
     @property
@@ -276,6 +310,70 @@ def _labels(image: Image) -> Mapping[str, str]:
     return labels if isinstance(labels, dict) else {}
 
 
+_SUMMARY_VERSION = 1
+
+
+def _summary_of(store: ContentStore, img: Image) -> ImageSummary:
+    labels = {str(k): str(v) for k, v in _labels(img).items()}
+    return ImageSummary(img.digest, img.manifest_desc.digest, img.id, img.config.created, labels,
+                        image_size(store, img), img.tags)  # fmt: skip
+
+
+def _cached_summary(entry: object, digest: str) -> ImageSummary | None:
+    """A cache entry, checked field by field (the cache is a store file: a bad one is recomputed, never trusted)."""
+    if not isinstance(entry, dict):
+        return None
+    mdigest, iid, created, labels, size = (entry.get(k) for k in ("manifest", "id", "created", "labels", "size"))
+    if not (isinstance(mdigest, str) and isinstance(iid, str) and isinstance(size, int) and size >= 0):
+        return None
+    if created is not None and not isinstance(created, str):
+        return None
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        return None
+    return ImageSummary(digest, mdigest, iid, created, labels, size)
+
+
+def summaries(store: ContentStore) -> list[ImageSummary]:
+    """One summary per distinct digest in ``index.json`` (tags gathered), from the summary cache where it has
+    them; the rest are read (verified and validated) once and added to the cache."""
+    path = store.paths.state / "summaries.json"
+    cache: dict[str, object] = {}
+    with contextlib.suppress(OSError, ValueError):
+        data = _fs.read_json(path)
+        if isinstance(data, dict) and data.get("version") == _SUMMARY_VERSION and isinstance(data.get("images"), dict):
+            cache = dict(data["images"])
+    order: list[str] = []
+    descs: dict[str, Descriptor] = {}
+    tags: dict[str, list[str]] = {}
+    for d in store.index_entries():
+        if d.digest not in descs:
+            order.append(d.digest)
+            descs[d.digest] = d
+            tags[d.digest] = []
+        name = normalised_name((d.annotations or {}).get(REF_NAME))
+        if name:
+            tags[d.digest].append(name)
+    out: list[ImageSummary] = []
+    added = False
+    for digest in order:
+        summary = _cached_summary(cache.get(digest), digest)
+        if summary is None:
+            try:
+                img = load_image(store, descs[digest])
+            except (BlobNotFound, ValueError):
+                continue
+            summary = _summary_of(store, img)
+            cache[digest] = {"manifest": summary.manifest_digest, "id": summary.id, "created": summary.created_text,
+                             "labels": dict(summary.labels), "size": summary.size}  # fmt: skip
+            added = True
+        out.append(dataclasses.replace(summary, tags=tuple(sorted(tags[digest]))))
+    if added:
+        with contextlib.suppress(OSError):
+            live = {d: cache[d] for d in order if d in cache}
+            _fs.atomic_write(path, json.dumps({"version": _SUMMARY_VERSION, "images": live}).encode())
+    return out
+
+
 def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: str | None = None) -> list[ImageRow]:
     """``docker images``: one row per tag, ``<none> <none>`` for a dangling image, newest first.
 
@@ -288,11 +386,11 @@ def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: 
         patterns.append(reference)
     for p in patterns:
         _go_path_match(p, "")  # a malformed pattern is an error even when no image is there to match
-    images = catalog(store)
+    images = summaries(store)
     created_limits: list[tuple[str, float]] = []
     for key in ("before", "since"):
         for value in spec.get(key, []):
-            when = lookup(store, value, images)[0].created
+            when = lookup(store, value)[0].created
             created_limits.append((key, when.timestamp() if when else 0.0))
     rows: list[ImageRow] = []
     for img in images:
@@ -303,7 +401,7 @@ def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: 
         ts = img.created.timestamp() if img.created else 0.0
         if any((k == "before" and ts >= t) or (k == "since" and ts <= t) for k, t in created_limits):
             continue
-        labels = _labels(img)
+        labels = img.labels
         if not all(_label_match(labels, want) for want in spec.get("label", [])):
             continue
         refs = list(img.references)
@@ -311,7 +409,7 @@ def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: 
             refs = [r for r in refs if any(_familiar_match(p, r) for p in patterns)]
             if not refs:
                 continue
-        size = image_size(store, img)
+        size = img.size
         if not refs:
             rows.append(ImageRow("<none>", "<none>", img, size))
         for r in sorted(refs, key=lambda r: (r.familiar_repository, r.tag or "")):
