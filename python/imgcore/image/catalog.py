@@ -336,7 +336,7 @@ def _cached_summary(entry: object, digest: str) -> ImageSummary | None:
 def summaries(store: ContentStore) -> list[ImageSummary]:
     """One summary per distinct digest in ``index.json`` (tags gathered), from the summary cache where it has
     them; the rest are read (verified and validated) once and added to the cache."""
-    path = store.paths.state / "summaries.json"
+    path = store.paths.summaries
     cache: dict[str, object] = {}
     with contextlib.suppress(OSError, ValueError):
         data = _fs.read_json(path)

@@ -10,6 +10,7 @@ everything imgcore keeps beside it lives under ``imgcore/``:
 ``imgcore/sizes/``          the uncompressed size of each layer blob, once computed
 ``imgcore/sources/``        which repositories a blob came from (cross-repository mounts on push)
 ``imgcore/images/``         per-image metadata that is not in the image (the last tag time)
+``imgcore/summaries.json``  what ``images`` lists of each index entry, keyed by its digest
 ``imgcore/layers/<chain>``  each layer unpacked once, overlay form, shared by containers (the layer cache)
 ``imgcore/rootfs/<chain>``  an image flattened once, the copy driver's read-only baseline
 ``imgcore/containers/<id>`` one directory per container
@@ -82,6 +83,11 @@ class StorePaths:
     def tag_times(self) -> Path:
         """When each image was last tagged (``inspect``'s ``Metadata.LastTagTime``)."""
         return self.state / "images" / "last-tag-time.json"
+
+    @property
+    def summaries(self) -> Path:
+        """What ``images`` shows of each index entry, cached by its (immutable) digest."""
+        return self.state / "summaries.json"
 
     @property
     def layers(self) -> Path:
