@@ -163,15 +163,13 @@ def normalised_name(name: str | None) -> str | None:
         return None
 
 
-def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
-    """One :class:`Image` per distinct digest in ``index.json``, its tags gathered; unreadable entries skipped
-    unless ``strict``."""
-    order: list[str] = []
+def _index_groups(store: ContentStore) -> tuple[dict[str, Descriptor], dict[str, list[str]]]:
+    """``index.json`` grouped by digest, in index order: one descriptor each (one with a media type where an
+    entry has it), and the full normalised tags pointing at it."""
     descs: dict[str, Descriptor] = {}
     tags: dict[str, list[str]] = {}
     for d in store.index_entries():
         if d.digest not in descs:
-            order.append(d.digest)
             descs[d.digest] = d
             tags[d.digest] = []
         name = normalised_name((d.annotations or {}).get(REF_NAME))
@@ -179,8 +177,15 @@ def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
             tags[d.digest].append(name)
             if not descs[d.digest].media_type and d.media_type:
                 descs[d.digest] = d
+    return descs, tags
+
+
+def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
+    """One :class:`Image` per distinct digest in ``index.json``, its tags gathered; unreadable entries skipped
+    unless ``strict``."""
+    descs, tags = _index_groups(store)
     out = []
-    for digest in order:
+    for digest in descs:
         try:
             out.append(load_image(store, descs[digest], sorted(tags[digest])))
         except (BlobNotFound, ValueError):
@@ -342,17 +347,8 @@ def summaries(store: ContentStore) -> list[ImageSummary]:
         data = _fs.read_json(path)
         if isinstance(data, dict) and data.get("version") == _SUMMARY_VERSION and isinstance(data.get("images"), dict):
             cache = dict(data["images"])
-    order: list[str] = []
-    descs: dict[str, Descriptor] = {}
-    tags: dict[str, list[str]] = {}
-    for d in store.index_entries():
-        if d.digest not in descs:
-            order.append(d.digest)
-            descs[d.digest] = d
-            tags[d.digest] = []
-        name = normalised_name((d.annotations or {}).get(REF_NAME))
-        if name:
-            tags[d.digest].append(name)
+    descs, tags = _index_groups(store)
+    order = list(descs)
     out: list[ImageSummary] = []
     added = False
     for digest in order:
