@@ -272,3 +272,30 @@ def test_fsck_reports_a_truncated_index_a_bogus_entry_and_a_symlinked_blob(store
     assert [p.path for p in problems] == [str(planted)]
     assert "not a regular file" in problems[0].problem
     assert store.has_blob(good.digest)
+
+
+def test_fsck_repair_moves_what_is_broken_aside_and_keeps_the_rest(store, tmp_path):
+    from imgcore.models import Descriptor
+
+    good = store.put_blob(b"good")
+    bad = store.put_blob(b"will be corrupted")
+    path = store.blob_path(bad.digest)
+    path.chmod(0o644)
+    path.write_bytes(b"corrupted")
+    store.tag("app:1", Descriptor("application/vnd.oci.image.manifest.v1+json", good.digest, good.size))
+    missing = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "0" * 64, "size": 1}
+    store.update_index(lambda ms: [*ms, missing])  # an entry whose manifest is gone (planted, or a crash elsewhere)
+    problems = store.fsck(repair=True)
+    assert sorted(p.path for p in problems) == sorted([str(path), "index.json"])
+    assert all(p.repaired for p in problems)
+    assert not path.exists()
+    moved = sorted(store.paths.lost_and_found.iterdir())
+    assert any(m.read_bytes() == b"corrupted" for m in moved if m.is_file() and not m.name.endswith(".json"))
+    assert set(store.tags()) == {"docker.io/library/app:1"}  # the broken entry dropped, the good tag kept
+    assert store.fsck() == []  # a second pass finds nothing left
+    # an unreadable index.json is moved aside and replaced by an empty one
+    (store.root / "index.json").write_text("{broken")
+    (problem,) = store.fsck(repair=True)
+    assert "new empty index.json" in problem.repaired
+    assert store.fsck() == []
+    assert store.has_blob(good.digest)

@@ -22,12 +22,12 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     blobs = store.list_blobs()
     progress = make_progress(stream=sys.stderr)
     try:
-        problems = store.fsck(lambda done, total: progress.layer("fsck", "Checking", done, total))
+        problems = store.fsck(lambda done, total: progress.layer("fsck", "Checking", done, total), repair=args.repair)
         progress.layer("fsck", "Checked")
     finally:
         progress.close()
     for p in problems:
-        print(f"CORRUPT {p}")
+        print(f"{'REPAIRED' if p.repaired else 'CORRUPT'} {p}")
     print(f"checked {len(blobs)} blobs in {store.root}: {len(problems)} problem(s)")
     return 1 if problems else 0
 
@@ -67,6 +67,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Adds the store commands (``fsck``, ``blob ...``, ``demo``) to ``sub``."""
     p = sub.add_parser("fsck", help="re-hash every blob and report corrupt ones")
+    p.add_argument("--repair", action="store_true", help="move what is broken into imgcore/lost+found/")
     p.set_defaults(func=cmd_fsck)
 
     blob = sub.add_parser("blob", help="content store blobs").add_subparsers(dest="blob_command", required=True)

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +62,10 @@ class FsckProblem:
 
     path: str
     problem: str
+    repaired: str = ""  # with ``fsck(repair=True)``: what was done (moved aside to ..., entry dropped)
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        return f"{self.path}: {self.problem}" + (f" ({self.repaired})" if self.repaired else "")
 
 
 class Ingest:
@@ -357,9 +359,13 @@ class ContentStore:
         """The blob parsed as JSON (a config or manifest); ``BlobNotFound`` when absent."""
         return json.loads(self.get_blob(digest))
 
-    def fsck(self, progress: Callable[[int, int], None] | None = None) -> list[FsckProblem]:
+    def fsck(self, progress: Callable[[int, int], None] | None = None, *, repair: bool = False) -> list[FsckProblem]:
         """Re-hashes every blob on all cores; returns what is corrupt or misnamed (empty when all is well).
-        ``progress(done, total)`` hears the bytes checked after each batch."""
+        ``progress(done, total)`` hears the bytes checked after each batch.
+
+        With ``repair``, what is broken is moved aside into ``imgcore/lost+found/`` (never deleted): bad blob
+        entries, an unreadable ``index.json`` (replaced by an empty one), and index entries that are bogus or whose
+        manifest is missing (kept there as JSON); each problem then says what was done."""
         problems: list[FsckProblem] = []
         entries: list[tuple[str, Path]] = []
         for alg_dir in sorted(p for p in (self.root / "blobs").iterdir() if p.is_dir()):
@@ -396,11 +402,14 @@ class ContentStore:
                     problems.append(FsckProblem(str(p), f"unreadable: {err}"))
                 elif actual != name:
                     problems.append(FsckProblem(str(p), f"corrupt: content hashes to {actual}"))
+        if repair:
+            problems = [self._move_aside(pr) for pr in problems]
         try:
             manifests = self._index()["manifests"]
         except StoreError as e:
-            problems.append(FsckProblem("index.json", str(e)))
+            problems.append(self._reset_index(str(e)) if repair else FsckProblem("index.json", str(e)))
             manifests = []
+        bad: list[int] = []
         for i, desc in enumerate(manifests):
             digest = desc.get("digest") if isinstance(desc, dict) else None
             try:
@@ -409,9 +418,49 @@ class ContentStore:
                 present = False
             if not isinstance(digest, str):
                 problems.append(FsckProblem("index.json", f"manifests[{i}]: no digest"))
+                bad.append(i)
             elif not present:
                 problems.append(FsckProblem("index.json", f"manifests[{i}]: manifest {digest} is missing"))
+                bad.append(i)
+        if repair and bad:
+            problems = self._drop_entries(problems, manifests, bad)
         return problems
+
+    def _lost_and_found(self) -> Path:
+        d = self.paths.lost_and_found
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _move_aside(self, problem: FsckProblem) -> FsckProblem:
+        src = Path(problem.path)
+        dest = self._lost_and_found() / f"{int(time.time())}-{secrets.token_hex(4)}-{src.name}"
+        try:
+            src.rename(dest)  # a symlink is moved as the link itself, never followed
+        except OSError as e:
+            return FsckProblem(problem.path, problem.problem, f"could not move it aside: {e.strerror or e}")
+        return FsckProblem(problem.path, problem.problem, f"moved to {dest}")
+
+    def _reset_index(self, why: str) -> FsckProblem:
+        dest = self._lost_and_found() / f"{int(time.time())}-{secrets.token_hex(4)}-index.json"
+        with self._index_lock():
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "index.json").rename(dest)
+            self._write_index({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                               "manifests": []})  # fmt: skip
+        return FsckProblem("index.json", why, f"moved to {dest}; a new empty index.json was written")
+
+    def _drop_entries(self, problems: list[FsckProblem], manifests: list[Any], bad: list[int]) -> list[FsckProblem]:
+        dropped = [manifests[i] for i in bad]
+        dest = self._lost_and_found() / f"{int(time.time())}-{secrets.token_hex(4)}-index-entries.json"
+        _fs.atomic_write(dest, json.dumps(dropped).encode())
+        gone = {json.dumps(m, sort_keys=True) for m in dropped}
+        self.update_index(lambda ms: [m for m in ms if json.dumps(m, sort_keys=True) not in gone])
+        out = []
+        for pr in problems:
+            if pr.path == "index.json" and not pr.repaired:
+                pr = FsckProblem(pr.path, pr.problem, f"entry dropped, kept in {dest}")
+            out.append(pr)
+        return out
 
     # -- index.json and tags -----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ everything imgcore keeps beside it lives under ``imgcore/``:
 ``imgcore/sources/``        which repositories a blob came from (cross-repository mounts on push)
 ``imgcore/images/``         per-image metadata that is not in the image (the last tag time)
 ``imgcore/summaries.json``  what ``images`` lists of each index entry, keyed by its digest
+``imgcore/lost+found/``     what ``fsck --repair`` moved aside
 ``imgcore/layers/<chain>``  each layer unpacked once, overlay form, shared by containers (the layer cache)
 ``imgcore/rootfs/<chain>``  an image flattened once, the copy driver's read-only baseline
 ``imgcore/containers/<id>`` one directory per container
@@ -83,6 +84,11 @@ class StorePaths:
     def tag_times(self) -> Path:
         """When each image was last tagged (``inspect``'s ``Metadata.LastTagTime``)."""
         return self.state / "images" / "last-tag-time.json"
+
+    @property
+    def lost_and_found(self) -> Path:
+        """Where ``fsck --repair`` moves what is broken (never deleted)."""
+        return self.state / "lost+found"
 
     @property
     def summaries(self) -> Path:
