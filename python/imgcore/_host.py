@@ -7,8 +7,10 @@ locale, and nothing else (no LD_PRELOAD, no LD_LIBRARY_PATH).
 
 from __future__ import annotations
 
-__all__ = ["BWRAP", "CP", "MOUNT", "UMOUNT", "host_env"]
+__all__ = ["BWRAP", "CP", "HOST_PATH", "MOUNT", "UMOUNT", "host_env"]
 
+HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+"""The only directories host helpers are looked up in (root-owned, managed by the package manager)."""
 MOUNT = "/usr/bin/mount"
 UMOUNT = "/usr/bin/umount"
 CP = "/usr/bin/cp"
@@ -17,4 +19,4 @@ BWRAP = "/usr/bin/bwrap"
 
 def host_env() -> dict[str, str]:
     """imgcore's own environment for host helpers."""
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    return {"PATH": HOST_PATH, "LC_ALL": "C"}

@@ -26,7 +26,7 @@ from imgcore.errors import BlobNotFound, ImageConflict, ImageInUse
 from imgcore.image.catalog import catalog, lookup, normalised_name
 from imgcore.image.model import Image, chain_ids
 from imgcore.image.sizes import forget_layer_size
-from imgcore.layers.cache import LayerCache
+from imgcore.layers.cache import LayerCache, tree_bytes
 from imgcore.models import REF_NAME, Index, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.store import ContentStore, collecting, leased
@@ -281,7 +281,7 @@ def _sweep_leftovers(store: ContentStore, max_age: float = _LEFTOVER_AGE) -> int
             if digest in keep or now - st.st_mtime < max_age:
                 continue
             if p.is_dir() and not p.is_symlink():
-                reclaimed += LayerCache.tree_size(p)
+                reclaimed += tree_bytes(p)
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 reclaimed += st.st_size

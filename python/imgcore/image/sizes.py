@@ -26,8 +26,13 @@ _known: dict[str, int] = {}
 
 
 def _cache(store: ContentStore, digest: str) -> Path:
+    return Path(_cache_file(store, digest))
+
+
+def _cache_file(store: ContentStore, digest: str) -> str:
+    # A plain string on the listing's hot path (pathlib costs more than the read).
     d = Digest(digest)
-    return store.paths.sizes / f"{d.algorithm}-{d.hex}"
+    return f"{store.paths.sizes}/{d.algorithm}-{d.hex}"
 
 
 def record_layer_size(store: ContentStore, digest: str, size: int) -> None:
@@ -61,8 +66,7 @@ def layer_size(store: ContentStore, desc: Descriptor) -> int:
     if known is not None:
         return known
     with contextlib.suppress(OSError, ValueError):
-        d = Digest(desc.digest)
-        with open(f"{store.paths.sizes}/{d.algorithm}-{d.hex}", "rb") as f:  # noqa: PTH123 (hot in `images`)
+        with open(_cache_file(store, desc.digest), "rb") as f:  # noqa: PTH123 (hot in `images`)
             size = int(f.read(32).strip())
         _known[desc.digest] = size
         return size

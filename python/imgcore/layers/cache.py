@@ -27,7 +27,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,11 +257,6 @@ class LayerCache:
                 reclaimed += size
         return removed, reclaimed
 
-    @staticmethod
-    def tree_size(path: Path) -> int:
-        """Apparent bytes under ``path`` (see :func:`tree_bytes`)."""
-        return tree_bytes(path)
-
     def cleanup(self, max_age: float = 3600.0) -> list[Path]:
         """Removes ``.tmp-*`` leftovers older than ``max_age`` seconds (a build still running elsewhere is left)."""
         removed: list[Path] = []
@@ -300,8 +295,3 @@ def tree_bytes(path: Path) -> int:
                 seen.add(key)
                 total += st.st_size
     return total
-
-
-def lower_chain_keys(chains: Sequence[str]) -> list[str]:
-    """Lease names for the unpacked layers of a chain list."""
-    return [LayerCache.key(c) for c in chains]

@@ -1,7 +1,7 @@
-"""The monitor's own minimal runc invocation, until :mod:`imgcore.runtime.runc` (the runtime helper's) is merged.
+"""The monitor's runc invocation: run a runtime command and read runc's own error message from its JSON log.
 
 Invariants: the runtime is run by the absolute path it was given, with ``--root`` and the fixed environment
-:data:`RUNC_ENV` (the same as ``imgcore.runtime.host.host_env()``), never the caller's or an image's; errors are
+:data:`RUNC_ENV` (``imgcore._host.host_env()``), never the caller's or an image's; errors are
 read from runc's ``--log`` file (``--log-format json``), which holds exactly what runc says on failure.
 """
 
@@ -13,10 +13,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgcore._host import host_env
+
 __all__ = ["RUNC_ENV", "Runc", "RuncResult", "last_error", "start_failure_exit_status"]
 
 #: The whole environment runc gets (a fixed system PATH, the C locale for stable messages).
-RUNC_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+RUNC_ENV = host_env()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Invariants:
 
 - Input is the spec :func:`imgcore.runtime.spec.write_bundle` wrote (bind sources absolute); output is a bwrap
-  command line run by absolute path with :func:`imgcore.runtime.host.host_env`. The container's environment is
+  command line run by absolute path with ``imgcore._host.host_env()``. The container's environment is
   given with ``--clearenv`` + ``--setenv``: nothing of imgcore's or the image's reaches bwrap itself.
 - Kept: the rootfs as ``/``, pid/ipc/uts (+ network unless the spec shares the host's) namespaces, the hostname,
   a fresh ``/proc``, a minimal ``/dev`` (bwrap's: null zero full random urandom tty, a private devpts),

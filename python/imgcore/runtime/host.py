@@ -8,7 +8,8 @@ Invariants:
 - :func:`host_env` is the whole environment a helper gets: ``PATH`` = :data:`HOST_PATH` and ``LC_ALL=C`` (stable
   messages). Nothing else is inherited -- no ``LD_PRELOAD``/``LD_LIBRARY_PATH``, no ``HOME``, nothing from an image's
   ``Env`` (that goes into the spec's ``process.env`` only, which runc applies inside the container).
-- This module is the bottom of the runtime package (only ``imgcore.errors`` below it); choosing the runtime
+- This module is the bottom of the runtime package (only ``imgcore.errors`` and ``imgcore._host``, where
+  ``HOST_PATH`` and ``host_env`` are defined for every host helper imgcore runs, below it); choosing the runtime
   (``find_runtime``, ``find_sandbox``) lives in :mod:`imgcore.runtime.runc`, which builds on it.
 """
 
@@ -17,27 +18,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from imgcore._host import HOST_PATH, host_env  # noqa: F401 (host_env: kept importable here)
 from imgcore.errors import ImgcoreError
 
 __all__ = [
-    "HOST_PATH",
     "RuntimeUnavailable",
     "find_bwrap",
-    "host_env",
     "which",
 ]
-
-#: The only directories host helpers are looked up in (root-owned, managed by the package manager).
-HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class RuntimeUnavailable(ImgcoreError):
     """No usable OCI runtime or sandbox on this host; the message says what is missing and how to get it."""
-
-
-def host_env() -> dict[str, str]:
-    """The complete environment for a host helper: a fixed system ``PATH`` and the C locale, nothing inherited."""
-    return {"PATH": HOST_PATH, "LC_ALL": "C"}
 
 
 def which(name: str) -> str:

@@ -3,7 +3,7 @@
 Invariants:
 
 - The runtime binary is always run by the absolute path found by :func:`imgcore.runtime.host.which` (never the
-  caller's or an image's ``PATH``), with :func:`imgcore.runtime.host.host_env` as its whole environment, and with a
+  caller's or an image's ``PATH``), with ``imgcore._host.host_env()`` as its whole environment, and with a
   private ``--root`` (the store's ``imgcore/runc``; :data:`DEFAULT_ROOT` otherwise), so imgcore's containers never
   mix with another tool's runc state and nothing from an image reaches the helper.
 - Container ids given to the runtime are checked against runc's own rule (``[A-Za-z0-9][A-Za-z0-9_.-]*``).
@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from imgcore._host import host_env
 from imgcore.errors import ImgcoreError, InvalidArgument
-from imgcore.runtime.host import RuntimeUnavailable, find_bwrap, host_env, which
+from imgcore.runtime._runc_cmd import start_failure_exit_status
+from imgcore.runtime.host import RuntimeUnavailable, find_bwrap, which
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -76,9 +78,7 @@ def start_failure_exit_code(stderr: str) -> int | None:
     """
     if "unable to start container process" not in stderr and "executable file not found" not in stderr:
         return None
-    if "executable file not found" in stderr or "no such file or directory" in stderr:
-        return 127
-    return 126
+    return start_failure_exit_status(stderr)
 
 
 @dataclass(frozen=True)
