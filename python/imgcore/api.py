@@ -113,7 +113,8 @@ class Container:
     ) -> ExecResult:
         """Runs ``argv`` in the running container (``runc exec``) with its Env, WorkingDir and User; returns the
         exit code and, with ``capture``, stdout and stderr (docker-py's ``exec_run``). On a container that ran
-        and stopped: ``ContainerNotRunning``. A container never started runs it in a chroot of its rootfs."""
+        and stopped: ``ContainerNotRunning``. A container never started runs it as a one-shot container on its
+        rootfs (runc as root, bubblewrap otherwise), with its Env, WorkingDir and User."""
         return self._store._containers.exec(
             self._record, list(argv), env=env, capture=capture, workdir=workdir, user=user
         )
@@ -352,6 +353,12 @@ class Store:
         opts = RunOptions(argv=tuple(argv) if argv else None, env=tuple(env), workdir=workdir, user=user)
         record = self._containers.create(image, name=name, options=opts, auto_remove=remove)
         box = Container(self, record)
+        if os.geteuid() != 0 and not detach:  # no root: bubblewrap in the foreground
+            try:
+                return self._containers.run_unprivileged(record, capture=True)
+            finally:
+                if remove:
+                    box.remove(force=True)
         try:
             box.start()
         except BaseException:

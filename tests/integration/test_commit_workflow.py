@@ -272,6 +272,8 @@ def test_a_killed_create_leaves_the_store_consistent(tmp_path, delay):
 def test_exec_and_mount_errors_are_clear(env, monkeypatch, capsys):
     from imgcore.cli import main
     from imgcore.containers import manager as containers_mod
+    from imgcore.runtime import runc as runc_mod
+    from imgcore.runtime.host import RuntimeUnavailable
 
     store, cs = env
     root = ["--root", str(store.root)]
@@ -285,11 +287,13 @@ def test_exec_and_mount_errors_are_clear(env, monkeypatch, capsys):
     box = cs.get("box")
     assert main([*root, "exec", "box", "--", "/bin/true"]) == 1
     assert capsys.readouterr().err == f"Error: container {box.id} is not running\n"
-    # the library's exec of a never-started container (a chroot): neither root nor bubblewrap is a clear error
-    monkeypatch.setattr(containers_mod.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(containers_mod, "BWRAP", "/nonexistent/bwrap")
-    with pytest.raises(ImgcoreError, match="needs root or bubblewrap"):
+    # the library's exec of a never-started container (a one-shot container on its rootfs): neither root (for
+    # runc) nor bubblewrap is a clear error naming both
+    monkeypatch.setattr(runc_mod.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(runc_mod, "find_bwrap", lambda: None)
+    with pytest.raises(RuntimeUnavailable, match=r"runc needs root .*; bubblewrap is not installed"):
         cs.exec(box, ["/bin/true"])
+    monkeypatch.undo()
     # the overlay driver asked for where it cannot work
     monkeypatch.setattr(containers_mod, "overlay_supported", lambda scratch: "overlayfs needs root")
     assert main([*root, "create", "--driver", "overlay", "tomcat"]) == 1

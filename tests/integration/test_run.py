@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import imgcore
+from imgcore.containers import manager as manager_mod
 from imgcore.containers.manager import Containers
 from imgcore.store import ContentStore
 from tests.conftest import IN_CI, require_tool
@@ -168,9 +169,9 @@ def test_exit_codes_are_dockers(root: Path) -> None:
     assert (r.returncode, r.stderr.strip()) == (125, "imgcore: No such image: missing:1")
     assert ic(root, "run", "--rm", "--network", "nope", "box:1").returncode == 125  # usage error
     assert ok(root, "ps", "-a", "-q") == ""  # --rm removed them all, failures included
-    detached = ok(root, "run", "-d", "--rm", "box:1", "sh", "-c", "exit 2").strip()
-    assert ok(root, "wait", detached).strip() == "2"
-    assert ok(root, "ps", "-a", "-q") == ""  # a detached --rm container is gone once it exited
+    detached = ok(root, "run", "-d", "--rm", "box:1", "sh", "-c", "sleep 1; exit 2").strip()
+    assert ok(root, "wait", detached).strip() == "2"  # a waiter that came before the exit gets the code
+    assert poll(lambda: ok(root, "ps", "-a", "-q") == "", 20)  # and the container is gone
     cid = ok(root, "run", "-d", "box:1", "sh", "-c", "sleep 0.2; exit 5").strip()
     assert ok(root, "wait", cid).strip() == "5"
     r = ic(root, "exec", cid, "true")
@@ -248,6 +249,23 @@ def test_ps_status_and_lifecycle_commands(root: Path) -> None:
     assert "svc" not in ok(root, "ps", "-a")
     ok(root, "start", "done")
     assert ok(root, "wait", "done").strip() == "0"
+
+
+def test_a_detached_rm_container_is_removed_when_it_exits(root: Path) -> None:
+    """``run -d --rm``: the monitor removes the container once it exits (docker's daemon does), with no later
+    ``imgcore`` command needed; ``ps --filter name=`` and ``--format`` read it as docker's."""
+    cid = ok(root, "run", "-d", "--rm", "--name", "brief", "box:1", "sleep", "0.5").strip()
+    assert ok(root, "ps", "--filter", "name=bri", "--format", "{{.Names}} {{.State}}") == "brief running\n"
+    cdir = root / "imgcore" / "containers" / cid
+    assert poll(lambda: not cdir.exists(), 20), "the exited --rm container is still there"
+    assert ok(root, "ps", "-a", "-q") == ""
+    # a plain detached container stays after its exit, and ps --format json has docker's fields
+    done = ok(root, "run", "-d", "--name", "stays", "box:1", "true").strip()
+    ok(root, "wait", done)
+    row = json.loads(ok(root, "ps", "-a", "--filter", f"id={done[:6]}", "--format", "json"))
+    assert (row["ID"], row["Names"], row["State"], row["Image"]) == (done[:12], "stays", "exited",
+                                                                     "docker.io/library/box:1")  # fmt: skip
+    assert row["Status"].startswith("Exited (0)")
 
 
 def test_logs_survive_a_restart_of_imgcore(root: Path) -> None:
@@ -361,6 +379,40 @@ def test_store_run_from_the_library(root: Path) -> None:
     with pytest.raises(imgcore.errors.ImgcoreError, match=f"container {box.id} is not running"):
         box.exec(["true"])
     assert Containers(ContentStore(root)).state(Containers(ContentStore(root)).get("lib")).status == "exited"
+
+
+@pytest.mark.parametrize("sandbox", ["runc", "bwrap"])
+def test_library_exec_of_a_never_started_container_is_a_real_container(
+    root: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Container.exec`` before any start (the README's create + exec) runs a one-shot container on the
+    container's rootfs: its own pid namespace and /proc, the runtime's /dev, no CAP_SYS_ADMIN (so no way to mount
+    the host's /proc, which a chroot allowed), the image's WorkingDir and Env, and nothing the runtime made in
+    ``diff``. Under bubblewrap (the fallback without root) the same holds as far as bubblewrap allows."""
+    if sandbox == "bwrap":
+        bwrap = require_tool("bwrap")
+        monkeypatch.setattr(manager_mod, "find_sandbox", lambda *a, **k: bwrap)
+    store = imgcore.Store(root)
+    box = store.create("box:1", name=f"fresh-{sandbox}")
+    out = box.exec(["sh", "-c", "pwd; echo $A; echo $$; ls /proc | grep -cE '^[0-9]+$'; echo hi > /dev/null; "
+                    "test -c /dev/null && echo chardev"], capture=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().split()
+    assert lines[:2] == ["/usr/local/tomcat", "1"]  # WORKDIR, ENV
+    assert int(lines[2]) <= 2  # its own pid namespace (under bubblewrap, pid 1 is bubblewrap's init)
+    assert int(lines[3]) < 10  # only its own processes in /proc
+    assert lines[4] == "chardev"
+    escape = box.exec(["sh", "-c", "mkdir -p /mnt/hostproc && mount -t proc proc /mnt/hostproc && "
+                       "ls /mnt/hostproc/1/root/"], capture=True)  # fmt: skip
+    if sandbox == "runc":  # bwrap as root keeps root's capabilities in the sandbox: only runc drops them
+        assert escape.returncode != 0
+        assert b"ermission denied" in escape.stderr or b"not permitted" in escape.stderr
+    assert box.exec(["sh", "-c", "exit 4"]).returncode == 4
+    if sandbox == "runc":  # bubblewrap as root cannot switch users (it says so)
+        assert box.exec(["id", "-u"], user="app", capture=True).stdout == b"1000\n"
+    assert box.status == "created"  # still never started: docker start works as before
+    box.exec(["sh", "-c", "rm -rf /mnt; echo x > /root/made"])
+    assert [(ch.kind, ch.path) for ch in box.diff()] == [("C", "/root"), ("A", "/root/made")]
 
 
 # ------------------------------------------------------------------------------------------ interactive (tmux)

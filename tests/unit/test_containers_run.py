@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+from pathlib import Path
 
 import pytest
 
 from imgcore._core import Change
 from imgcore.cli.containers import _ps_matches, _split_cp, _status
-from imgcore.containers.manager import _without_runtime_paths
+from imgcore.containers.manager import Container, _without_runtime_paths
 from imgcore.errors import InvalidArgument
 from imgcore.runtime._state import State
 
@@ -52,15 +53,24 @@ def test_ps_status_is_dockers(state: State, text: str) -> None:
     assert _status(state, NOW) == text
 
 
-def test_ps_filters() -> None:
+def test_ps_filters(tmp_path: Path) -> None:
     exited = State("exited", exit_code=3)
-    assert _ps_matches(exited, ["status=exited"])
-    assert _ps_matches(exited, ["status=running", "status=exited"])
-    assert not _ps_matches(exited, ["status=running"])
-    assert _ps_matches(exited, ["exited=3"])
-    assert not _ps_matches(exited, ["exited=0"])
+    c = Container(id="ab12" + "0" * 60, name="web-1", image="box:1", manifest_digest="sha256:" + "0" * 64,
+                  image_id="sha256:" + "1" * 64, created="", driver="copy", path=tmp_path, chain_ids=())  # fmt: skip
+    assert _ps_matches(c, exited, ["status=exited"])
+    assert _ps_matches(c, exited, ["status=running", "status=exited"])
+    assert not _ps_matches(c, exited, ["status=running"])
+    assert _ps_matches(c, exited, ["exited=3"])
+    assert not _ps_matches(c, exited, ["exited=0"])
+    assert _ps_matches(c, exited, ["name=web", "status=exited"])  # a search in the name, as docker's
+    assert _ps_matches(c, exited, ["name=^web-1$"])
+    assert not _ps_matches(c, exited, ["name=db"])
+    assert _ps_matches(c, exited, ["id=ab12"])
+    assert not _ps_matches(c, exited, ["id=12ab"])
     with pytest.raises(InvalidArgument, match="invalid filter 'nope'"):
-        _ps_matches(exited, ["nope=1"])
+        _ps_matches(c, exited, ["nope=1"])
+    with pytest.raises(InvalidArgument, match=r"invalid filter name=\(: "):
+        _ps_matches(c, exited, ["name=("])
 
 
 def test_cp_arguments() -> None:

@@ -12,10 +12,12 @@ import argparse
 import datetime as _dt
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from imgcore._gotemplate import render_rows
 from imgcore._humanize import ago, ellipsis, human_duration
 from imgcore._progress import make_progress
 from imgcore.containers.commit import commit
@@ -98,6 +100,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"imgcore: {e}", file=sys.stderr)
         return RUN_ERROR
     try:
+        if os.geteuid() != 0 and not args.detach:  # no root: bubblewrap in the foreground
+            try:
+                return cs.run_unprivileged(c, warn=lambda w: print(f"imgcore: {w}", file=sys.stderr)).returncode
+            except ImgcoreError as e:
+                print(f"imgcore: {e}", file=sys.stderr)
+                return RUN_ERROR
         try:
             cs.start(c, attach_first=not args.detach)
         except ContainerStartFailed as e:
@@ -218,7 +226,9 @@ def _status(st: State, now: _dt.datetime | None = None) -> str:
     return "Created"
 
 
-def _ps_matches(st: State, filters: Sequence[str]) -> bool:
+def _ps_matches(c: Container, st: State, filters: Sequence[str]) -> bool:
+    """docker's ``ps --filter``: status, exited, name (a regular expression searched in the name, as docker's)
+    and id (a prefix); several values of one key are alternatives, different keys must all match."""
     wanted: dict[str, set[str]] = {}
     for f in filters:
         key, sep, value = f.partition("=")
@@ -232,9 +242,25 @@ def _ps_matches(st: State, filters: Sequence[str]) -> bool:
         elif key == "exited":
             if st.status != "exited" or str(st.exit_code) not in values:
                 return False
+        elif key == "name":
+            if not any(_name_matches(v, c.name) for v in values):
+                return False
+        elif key == "id":
+            if not any(c.id.startswith(v) for v in values):
+                return False
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
     return True
+
+
+_PS_HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT"}
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error as e:
+        raise InvalidArgument(f"invalid filter name={pattern}: {e}") from None
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -243,10 +269,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
     rows = []
     for c in cs.list():
         st = cs.state(c)
-        if args.filter:
-            if not _ps_matches(st, args.filter):
-                continue
-        elif not (st.running or args.all):
+        by_state = any(f.startswith(("status=", "exited=")) for f in args.filter or ())
+        if args.filter and not _ps_matches(c, st, args.filter):
+            continue
+        if not (st.running or args.all or by_state):  # a status filter shows stopped ones, as docker's
             continue
         command = " ".join(cs.command(c))
         rows.append(
@@ -258,13 +284,20 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 _status(st),
                 "",
                 c.name,
+                c.created,
+                st.status,
             )
         )
     if args.quiet:
         for r in rows:
             print(r[0])
         return 0
-    _table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"), rows)
+    if args.format and args.format != "table":
+        keys = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names", "CreatedAt", "State")
+        objs = [dict(zip(keys, r, strict=True)) for r in rows]
+        sys.stdout.write(render_rows(args.format, objs, _PS_HEADERS, missing_key="error"))
+        return 0
+    _table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"), [r[:7] for r in rows])
     return 0
 
 
@@ -523,7 +556,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="also containers that are not running")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-f", "--filter", action="append", metavar="status=STATUS")
+    p.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE", help="status=, exited=, name=, id=")
+    p.add_argument("--format", help="a Go template (docker's fields: .ID .Image .Command .Names .Status ...), "
+                   "'table TEMPLATE' or 'json'")  # fmt: skip
     p.add_argument("--no-trunc", action="store_true")
     p.set_defaults(func=cmd_ps)
 

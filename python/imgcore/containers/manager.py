@@ -23,23 +23,30 @@ Invariants:
   ``CDIR/run.json`` before the first start, and ``diff``/``commit`` leave them out (with the parent directories
   that changed only because of them) while they are still the empty file or directory the runtime made;
 - ``exec`` on a running container is ``runc exec`` with the container's Env/WorkingDir/User; on a container that
-  ran and stopped it is docker's ``container <id> is not running``. A container that was never started keeps
-  the older chroot/bubblewrap exec (the library's README and tutorial build images that way).
+  ran and stopped it is docker's ``container <id> is not running``. In a container that was never started the
+  library's exec runs a one-shot container of its own on the same rootfs and spec (``runc run`` as root,
+  bubblewrap without root), never a chroot (the library's README and tutorial build images that way);
+- without root, ``run`` in the foreground is the container's spec under bubblewrap; a container that outlives
+  the command (``start``, ``run -d``) needs root and runc, and says so;
+- ``run -d --rm``: the monitor removes the container when it exits (by ``imgcore rm -f``); ``ps`` removes one
+  whose monitor could not.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,15 +54,18 @@ from typing import Any
 
 from imgcore import _fs
 from imgcore._core import Change, diff
-from imgcore._host import BWRAP, CP, MOUNT, UMOUNT, host_env
+from imgcore._host import CP, MOUNT, UMOUNT, host_env
 from imgcore.errors import ContainerNotFound, ImgcoreError, InvalidArgument
 from imgcore.image.catalog import load_image, resolve
 from imgcore.image.model import Image
 from imgcore.layers.cache import DRIVERS, LayerCache, default_driver, overlay_supported
 from imgcore.models import Descriptor
 from imgcore.runtime import lifecycle
-from imgcore.runtime._state import ContainerNotRunning, ContainerStateError, State
-from imgcore.runtime.runc import find_runtime
+from imgcore.runtime._runc_cmd import start_failure_exit_status
+from imgcore.runtime._state import ContainerNotRunning, ContainerStartFailed, ContainerStateError, State
+from imgcore.runtime.bwrap import bwrap_command, run_foreground
+from imgcore.runtime.host import RuntimeUnavailable, find_bwrap
+from imgcore.runtime.runc import find_runtime, find_sandbox
 from imgcore.runtime.spec import RunOptions, build_spec, lookup_user, merge_env, missing_mountpoints, write_bundle
 from imgcore.store import ContentStore
 
@@ -512,23 +522,39 @@ class Containers:
         if current.running:
             return current
         if os.geteuid() != 0:
-            raise ImgcoreError(
-                f"start {c.name}: running containers needs root (runc); imgcore sets up no rootless runtime"
+            sandbox = "bubblewrap is" if find_bwrap() else "bubblewrap (apt-get install -y bubblewrap) would be"
+            raise RuntimeUnavailable(
+                f"start {c.name}: a container that outlives the command needs root and runc (imgcore sets up no "
+                f"rootless runtime); without root {sandbox} used for `run` in the foreground (no -d)"
             )
-        record = self.run_record(c)
-        rt = find_runtime(runtime or record.get("runtime") or None, root=self.store.paths.runtime)
+        rt = find_runtime(runtime or self.run_record(c).get("runtime") or None, root=self.store.paths.runtime)
         opts = self.options(c)
-        root = self.mount(c)
-        image = image_of(self.store, c)
-        spec = build_spec(image.config.data, root.absolute(), opts)
-        made = missing_mountpoints(root, spec)
-        record["mountpoints"] = sorted(set(record.get("mountpoints") or ()) | set(made))
-        record["args"] = list(spec["process"]["args"])
-        _fs.atomic_write_json(c.path / RUN_RECORD, record)
-        write_bundle(c.path, spec)
+        self._bundle(c, opts, c.path)
+        # run --rm: a detached container is removed by its monitor when it exits (docker's daemon does it); one
+        # that is attached to is removed by the command that waits for it
+        on_exit = [sys.executable, "-m", "imgcore", "--root", str(self.store.root.absolute()), "rm", "-f", c.id]
         return lifecycle.start(
-            c.path, c.id, rt.path, rt.root, tty=opts.tty, open_stdin=opts.open_stdin, attach_first=attach_first
-        )
+            c.path, c.id, rt.path, rt.root, tty=opts.tty, open_stdin=opts.open_stdin, attach_first=attach_first,
+            on_exit=on_exit if self.run_record(c).get("auto_remove") and not attach_first else (),
+        )  # fmt: skip
+
+    def run_unprivileged(
+        self, c: Container, *, capture: bool = False, warn: Callable[[str], None] | None = None
+    ) -> ExecResult:
+        """``run`` without root: the container's spec under bubblewrap in the foreground (see
+        :mod:`imgcore.runtime.bwrap` for what it keeps and loses; ``warn`` hears the losses). Returns the exit
+        code and, with ``capture``, the output. Raises :class:`RuntimeUnavailable` when bubblewrap is missing."""
+        bwrap = find_bwrap()
+        if bwrap is None:
+            raise RuntimeUnavailable(
+                f"run {c.name}: without root imgcore runs containers under bubblewrap, which is not installed "
+                "(apt-get install -y bubblewrap); runc needs root"
+            )
+        self._bundle(c, self.options(c), c.path)
+        out = subprocess.PIPE if capture else None
+        stdin = None if self.options(c).open_stdin else subprocess.DEVNULL
+        proc = run_foreground(c.path, c.id, bwrap, stdin=stdin, stdout=out, stderr=out, warn=warn)
+        return ExecResult(tuple(self.command(c)), proc.returncode, proc.stdout, proc.stderr)
 
     def stop_signal(self, c: Container) -> str:
         """The image's StopSignal, else SIGTERM."""
@@ -612,14 +638,14 @@ class Containers:
     ) -> ExecResult:
         """Runs ``argv`` in the container (docker ``exec``); returns the exit code and, with ``capture``, stdout
         and stderr. A running container: ``runc exec`` with its Env, WorkingDir and User. One that was never
-        started (``created_fallback``): a chroot (root) or bubblewrap in its rootfs with the image's Env and
-        WorkingDir. Otherwise docker's ``container <id> is not running``."""
+        started (``created_fallback``): a one-shot container on its rootfs (:meth:`_exec_created`). Otherwise
+        docker's ``container <id> is not running``."""
         if not argv:
             raise InvalidArgument("exec: no command given")
         st = self.state(c)
-        if st.status == "created" and created_fallback and not (tty or stdin or detach or user):
+        if st.status == "created" and created_fallback and not (tty or stdin or detach):
             as_dict = dict(e.partition("=")[::2] for e in env) if isinstance(env, list) else env
-            return self._exec_created(c, argv, env=as_dict, capture=capture, workdir=workdir)
+            return self._exec_created(c, argv, env=as_dict, capture=capture, workdir=workdir, user=user)
         if st.status == "paused":
             raise ContainerStateError(f"container {c.id} is paused, unpause the container before exec", cid=c.id,
                                       status=st.status)  # fmt: skip
@@ -643,40 +669,58 @@ class Containers:
         env: dict[str, str] | None = None,
         capture: bool = False,
         workdir: str | None = None,
+        user: str | None = None,
     ) -> ExecResult:
-        """Runs ``argv`` inside the container's rootfs with the image's Env and WorkingDir; as root the process is
-        chrooted before it executes (no host binary ever runs with the image's environment), else bubblewrap.
-        Returns the exit code and, with ``capture``, stdout and stderr."""
+        """Runs ``argv`` in a container that was never started, as a one-shot container of its own on the same
+        rootfs (as ``buildah run`` does): the container's spec (Env, WorkingDir, User, mounts, namespaces,
+        capabilities, masked paths) with ``argv`` as the process, under runc as root, else under bubblewrap.
+        The runtime's mountpoints are recorded, so ``diff``/``commit`` leave them out. Returns the exit code and,
+        with ``capture``, stdout and stderr."""
         if not argv:
             raise InvalidArgument("exec: no command given")
-        root = self.mount(c)
-        rc = image_of(self.store, c).run_config
-        full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
-        for item in rc.env:
-            k, _, v = item.partition("=")
-            full_env[k] = v
-        full_env.update(env or {})
-        cwd = workdir or rc.working_dir or "/"
+        base = self.options(c)
+        extra_env = tuple(f"{k}={v}" for k, v in (env or {}).items())
+        tid = f"{c.id}-x{secrets.token_hex(4)}"
+        opts = dataclasses.replace(
+            base, argv=tuple(argv), entrypoint=(), env=base.env + extra_env, workdir=workdir or base.workdir,
+            user=user if user is not None else base.user, tty=False, open_stdin=False,
+            hostname=base.hostname or c.id[:12], container_id=tid,
+        )  # fmt: skip
+        sandbox = find_sandbox(self.run_record(c).get("runtime") or None, root=self.store.paths.runtime)
+        bundle = self._bundle(c, opts, c.path / f".exec-{tid}")
         out = subprocess.PIPE if capture else None
         try:
-            if os.geteuid() == 0:
-
-                def enter() -> None:
-                    os.chroot(root)
-                    Path(cwd).mkdir(parents=True, exist_ok=True)  # docker makes a missing WORKDIR; in the chroot
-                    os.chdir(cwd)
-
-                proc = subprocess.run(argv, env=full_env, preexec_fn=enter, stdout=out, stderr=out, check=False)
-            elif Path(BWRAP).exists():
-                setenv = [a for k, v in full_env.items() for a in ("--setenv", k, v)]
-                cmd = [BWRAP, "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--chdir", cwd,
-                       "--clearenv", *setenv, "--", *argv]  # fmt: skip
-                proc = subprocess.run(cmd, env=host_env(), stdout=out, stderr=out, check=False)
+            if isinstance(sandbox, str):
+                spec = _fs.read_json(bundle / "config.json")
+                proc = subprocess.run(bwrap_command(spec, sandbox).argv, env=host_env(), stdin=subprocess.DEVNULL,
+                                      stdout=out, stderr=out, check=False)  # fmt: skip
             else:
-                raise ImgcoreError("exec: needs root or bubblewrap (apt-get install bubblewrap); neither is here")
+                proc = sandbox.run(bundle, tid, stdout=out, stderr=out)
         except OSError as e:
             raise ImgcoreError(f"exec {c.name}: {argv[0]}: {e.strerror or e}") from None
+        finally:
+            shutil.rmtree(bundle.parent, ignore_errors=True)
+        marker = b"unable to start container process: "
+        if not isinstance(sandbox, str) and proc.returncode != 0 and capture and marker in (proc.stderr or b""):
+            message = proc.stderr.decode(errors="replace").strip().splitlines()[-1]
+            reason = message.split(marker.decode(), 1)[1]
+            raise ContainerStartFailed(message, cid=c.id, stage="exec", runtime_message=message, reason=reason,
+                                       exit_status=start_failure_exit_status(message))  # fmt: skip
         return ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def _bundle(self, c: Container, opts: RunOptions, cdir: Path) -> Path:
+        """Mounts the container's rootfs, builds the runtime spec from the image config and ``opts``, records the
+        mountpoints the runtime will create and the process args in ``run.json``, and writes the bundle under
+        ``cdir``; returns the bundle directory."""
+        record = self.run_record(c)
+        root = self.mount(c)
+        spec = build_spec(image_of(self.store, c).config.data, root.absolute(), opts)
+        made = missing_mountpoints(root, spec)
+        record["mountpoints"] = sorted(set(record.get("mountpoints") or ()) | set(made))
+        if cdir == c.path:
+            record["args"] = list(spec["process"]["args"])
+        _fs.atomic_write_json(c.path / RUN_RECORD, record)
+        return write_bundle(cdir, spec)
 
     def cleanup(self, max_age: float = 3600.0) -> builtins.list[Path]:
         """Removes leftovers of interrupted commands (``.tmp-*`` older than ``max_age`` seconds, so a create still

@@ -19,19 +19,28 @@ Invariants:
   real privilege; as root bwrap cannot switch either and the process stays root); capabilities (none inside the
   sandbox without root), the device cgroup, rlimits and cgroupsPath. The read-only /proc paths are moot without
   real root inside and are not remounted.
+- :func:`run_foreground` (``run`` without ``-d``, without root) is the monitor's part for bubblewrap: it holds
+  ``CDIR/monitor.lock`` while the sandbox runs and records ``state.json`` (running, then exited with the code,
+  ``128+N`` for a signal), so ``ps``/``inspect``/``wait`` read it as they read a monitored container. There is no
+  detached mode, attach or log (no process outlives the command): ``start``/``run -d`` without root say so.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from imgcore._host import host_env
 from imgcore.errors import InvalidArgument
+from imgcore.runtime._state import LOCK, STATE, ContainerStateError, State, now_nano, rfc3339nano, write_state
 
-__all__ = ["BwrapCommand", "bwrap_command"]
+__all__ = ["BwrapCommand", "bwrap_command", "run_foreground"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +104,46 @@ def bwrap_command(spec: Mapping[str, Any], bwrap: str, *, unprivileged: bool | N
         argv.append("--new-session")
     argv += ["--", *[str(a) for a in process["args"]]]
     return BwrapCommand(argv, tuple(warnings))
+
+
+def run_foreground(
+    cdir: Path,
+    cid: str,
+    bwrap: str,
+    *,
+    stdin: int | IO[Any] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Runs the container whose bundle is ``CDIR/bundle`` under bubblewrap in the foreground, recording its
+    state as a monitor would (see the module docstring); returns when it exits, with docker's exit code. What
+    the fallback cannot do is passed to ``warn`` first."""
+    cdir = Path(cdir)
+    spec = json.loads((cdir / "bundle" / "config.json").read_bytes())
+    command = bwrap_command(spec, bwrap)
+    if warn is not None:
+        for w in command.warnings:
+            warn(w)
+    fd = os.open(cdir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ContainerStateError(f"container {cid} is already running", cid=cid) from None
+        started = rfc3339nano(now_nano())
+        base = State(status="running", started_at=started, id=cid, runtime=bwrap, monitor_pid=os.getpid())
+        write_state(cdir / STATE, base)
+        try:
+            proc = subprocess.run(command.argv, env=host_env(), stdin=stdin, stdout=stdout, stderr=stderr,
+                                  check=False)  # fmt: skip
+        except BaseException:
+            write_state(cdir / STATE, State(**{**base.to_json(), "status": "exited", "exit_code": 255,
+                                               "finished_at": rfc3339nano(now_nano())}))  # fmt: skip
+            raise
+        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        write_state(cdir / STATE, State(**{**base.to_json(), "status": "exited", "exit_code": code,
+                                           "finished_at": rfc3339nano(now_nano())}))  # fmt: skip
+        return subprocess.CompletedProcess(proc.args, code, proc.stdout, proc.stderr)
+    finally:
+        os.close(fd)

@@ -36,6 +36,7 @@ import signal as signal_mod
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,24 +248,27 @@ def start(
     *,
     attach_first: bool = False,
     timeout: float = 60.0,
+    on_exit: Sequence[str] = (),
 ) -> State:
     """Starts the container whose bundle is ``CDIR/bundle`` under a new monitor; returns once it runs.
 
     Starting a running container is a no-op (docker's). ``tty`` must match the bundle's ``process.terminal``.
     ``attach_first`` (docker ``run`` without ``-d``): the monitor keeps the output for the first client that
     attaches and waits for it (bounded) even after the exit, so ``attach`` right after ``start`` sees
-    everything from the first byte and gets the exit code however fast the process ends.
+    everything from the first byte and gets the exit code however fast the process ends. ``on_exit`` is a
+    command (absolute argv) that the monitor starts once the exit is recorded and it let go of the container.
     """
     cdir = Path(cdir).absolute()
     runtime_path = Path(runtime_path)
     if not runtime_path.is_absolute():
         raise InvalidArgument(f"start {cid}: the runtime path must be absolute, not {str(runtime_path)!r}")
     with locked(cdir / "start.lock"):  # concurrent starts: the second finds it running
-        return _start_locked(cdir, cid, runtime_path, Path(runtime_root), tty, open_stdin, attach_first, timeout)
+        return _start_locked(cdir, cid, runtime_path, Path(runtime_root), tty, open_stdin, attach_first, timeout,
+                             list(on_exit))  # fmt: skip
 
 
 def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, tty: bool, open_stdin: bool,
-                  attach_first: bool, timeout: float) -> State:  # fmt: skip
+                  attach_first: bool, timeout: float, on_exit: list[str]) -> State:  # fmt: skip
     current = state(cdir)
     if current.running:
         return current
@@ -280,6 +284,7 @@ def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, 
     args += ["--tty"] if tty else []
     args += ["--open-stdin"] if open_stdin else []
     args += ["--wait-client"] if attach_first else []
+    args += ["--on-exit", json.dumps(on_exit)] if on_exit else []
     report = _spawn_monitor(cdir, args, timeout)
     if not report.get("ok"):
         raise _failure(cid, report)

@@ -143,6 +143,7 @@ class Monitor:
         self.exit_code: int | None = None
         self.exited_at = 0
         self.wait_client: bool = args.wait_client
+        self.on_exit: list[str] = json.loads(args.on_exit) if args.on_exit else []
         self.greeted = False  # a client has said hello (wait_client: output is kept for the first one until then)
         self.replay = bytearray()
         self.state = State(status="created", monitor_pid=os.getpid(), id=self.cid, tty=self.tty,
@@ -631,7 +632,19 @@ class Monitor:
         report({"ok": True, "pid": self.pid})
         self._loop()
         self._finish()
+        if self.on_exit:
+            os.close(self.lock_fd)  # the hook finds the container exited, with no monitor
+            self._run_hook()
         return 0
+
+    def _run_hook(self) -> None:
+        """Starts the ``--on-exit`` command (``run -d --rm``: the removal, as docker's daemon removes the container
+        on exit) in a session of its own, not waited for. Should it fail, the next ``ps`` removes the container."""
+        try:
+            subprocess.Popen(self.on_exit, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)  # fmt: skip
+        except OSError as e:
+            print(f"monitor: on-exit hook {self.on_exit[:1]}: {e}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -647,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exec-id", default="")
     p.add_argument("--wait-client", action="store_true", help="keep output for, and wait for, a first client")
     p.add_argument("--ready-fd", type=int, default=-1)
+    p.add_argument("--on-exit", default="", help="a JSON argv to start once the exit is recorded (run -d --rm)")
     p.add_argument("--no-fork", action="store_true", help="stay in the foreground (debugging)")
     args = p.parse_args(argv)
     if not args.no_fork and os.fork() != 0:
