@@ -268,6 +268,29 @@ def test_a_detached_rm_container_is_removed_when_it_exits(root: Path) -> None:
     assert row["Status"].startswith("Exited (0)")
 
 
+def test_a_foreground_rm_run_is_seen_and_reached_from_other_commands(root: Path) -> None:
+    """``run --rm`` without -d/-i/-t runs runc in the foreground with no monitor; another command still sees it
+    (ps), enters it (exec) and stops it (stop escalates to SIGKILL: 137); pause, which needs a monitor, says so."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": PYTHONPATH}
+    proc = subprocess.Popen([sys.executable, "-m", "imgcore", "--root", str(root), "run", "--rm", "--name", "fg",
+                             "box:1", "sh", "-c", "echo started; exec sleep 1000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"  # the container's stdout is the command's own
+        assert ok(root, "ps", "--format", "{{.Names}} {{.State}}") == "fg running\n"
+        assert ok(root, "exec", "fg", "sh", "-c", "echo $A; pwd").split() == ["1", "/usr/local/tomcat"]
+        r = ic(root, "pause", "fg")
+        assert r.returncode == 1
+        assert "without a monitor" in r.stderr
+        ok(root, "stop", "-t", "1", "fg")  # sleep as pid 1 ignores SIGTERM: SIGKILL after 1 s
+        assert proc.wait(timeout=30) == 137
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert ok(root, "ps", "-a", "-q") == ""  # removed by the command that ran it
+
+
 def test_logs_survive_a_restart_of_imgcore(root: Path) -> None:
     cid = ok(root, "run", "-d", "box:1", "sh", "-c", "echo out; echo err >&2; sleep 0.3; echo more; sleep 1000").strip()
     poll(lambda: "more" in ic(root, "logs", cid).stdout, what="the logs")

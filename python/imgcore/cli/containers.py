@@ -100,16 +100,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"imgcore: {e}", file=sys.stderr)
         return RUN_ERROR
     try:
-        if os.geteuid() != 0 and not args.detach:  # no root: bubblewrap in the foreground
-            try:
-                return cs.run_unprivileged(c, warn=lambda w: print(f"imgcore: {w}", file=sys.stderr)).returncode
-            except ImgcoreError as e:
-                print(f"imgcore: {e}", file=sys.stderr)
-                return RUN_ERROR
         try:
+            if os.geteuid() != 0 and not args.detach:  # no root: bubblewrap in the foreground
+                return cs.run_unprivileged(c, warn=lambda w: print(f"imgcore: {w}", file=sys.stderr)).returncode
+            if args.rm and not (args.detach or args.interactive or args.tty):  # lives as long as the command
+                return cs.run_foreground(c)
             cs.start(c, attach_first=not args.detach)
         except ContainerStartFailed as e:
-            print(f"imgcore: Error response from daemon: {e}", file=sys.stderr)
+            if getattr(e, "stage", "") != "run":  # runc run, in the foreground, said it on our stderr already
+                print(f"imgcore: Error response from daemon: {e}", file=sys.stderr)
             return int(getattr(e, "exit_status", RUN_ERROR))
         except ImgcoreError as e:
             print(f"imgcore: {e}", file=sys.stderr)

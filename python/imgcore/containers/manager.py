@@ -538,6 +538,15 @@ class Containers:
             on_exit=on_exit if self.run_record(c).get("auto_remove") and not attach_first else (),
         )  # fmt: skip
 
+    def run_foreground(self, c: Container, *, runtime: str | None = None) -> int:
+        """``run --rm`` without ``-d``, ``-i`` or ``-t``: the container under runc in the foreground with this
+        process's stdio and no monitor (:func:`imgcore.runtime.lifecycle.run_foreground`); returns its exit code."""
+        if os.geteuid() != 0:
+            return self.run_unprivileged(c).returncode
+        rt = find_runtime(runtime or self.run_record(c).get("runtime") or None, root=self.store.paths.runtime)
+        self._bundle(c, self.options(c), c.path)
+        return lifecycle.run_foreground(c.path, c.id, rt.path, rt.root)
+
     def run_unprivileged(
         self, c: Container, *, capture: bool = False, warn: Callable[[str], None] | None = None
     ) -> ExecResult:

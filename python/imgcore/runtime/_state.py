@@ -39,6 +39,7 @@ __all__ = [
     "MonitorError",
     "State",
     "fixed_nano",
+    "foreground",
     "lock_held",
     "now_nano",
     "parse_nano",
@@ -197,6 +198,32 @@ def socket_address(path: Path) -> Iterator[str]:
         yield f"/proc/self/fd/{dfd}/{path.name}"
     finally:
         os.close(dfd)
+
+
+@contextlib.contextmanager
+def foreground(cdir: Path, cid: str, runtime: str, runtime_root: str = "") -> Iterator[list[int]]:
+    """The monitor's bookkeeping for a container run in the foreground by the command itself (no monitor):
+    holds ``CDIR/monitor.lock`` and records ``running`` in ``state.json``, then ``exited`` with the code the
+    caller put in the yielded list (255, as for a vanished monitor, when it put none). The lock is freed when
+    the process ends however it ends, so a killed command reads as a dead monitor."""
+    fd = os.open(Path(cdir) / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ContainerStateError(f"container {cid} is already running", cid=cid) from None
+        base = State(status="running", started_at=rfc3339nano(now_nano()), id=cid, runtime=runtime,
+                     runtime_root=runtime_root, monitor_pid=os.getpid())  # fmt: skip
+        write_state(Path(cdir) / STATE, base)
+        code: list[int] = []
+        try:
+            yield code
+        finally:
+            end = {"status": "exited", "exit_code": code[-1] if code else DEAD_MONITOR_EXIT,
+                   "finished_at": rfc3339nano(now_nano())}  # fmt: skip
+            write_state(Path(cdir) / STATE, State(**{**base.to_json(), **end}))
+    finally:
+        os.close(fd)
 
 
 def now_nano() -> int:

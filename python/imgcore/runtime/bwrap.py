@@ -27,7 +27,6 @@ Invariants:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ from typing import IO, Any
 
 from imgcore._host import host_env
 from imgcore.errors import InvalidArgument
-from imgcore.runtime._state import LOCK, STATE, ContainerStateError, State, now_nano, rfc3339nano, write_state
+from imgcore.runtime._state import foreground
 
 __all__ = ["BwrapCommand", "bwrap_command", "run_foreground"]
 
@@ -125,25 +124,7 @@ def run_foreground(
     if warn is not None:
         for w in command.warnings:
             warn(w)
-    fd = os.open(cdir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ContainerStateError(f"container {cid} is already running", cid=cid) from None
-        started = rfc3339nano(now_nano())
-        base = State(status="running", started_at=started, id=cid, runtime=bwrap, monitor_pid=os.getpid())
-        write_state(cdir / STATE, base)
-        try:
-            proc = subprocess.run(command.argv, env=host_env(), stdin=stdin, stdout=stdout, stderr=stderr,
-                                  check=False)  # fmt: skip
-        except BaseException:
-            write_state(cdir / STATE, State(**{**base.to_json(), "status": "exited", "exit_code": 255,
-                                               "finished_at": rfc3339nano(now_nano())}))  # fmt: skip
-            raise
-        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-        write_state(cdir / STATE, State(**{**base.to_json(), "status": "exited", "exit_code": code,
-                                           "finished_at": rfc3339nano(now_nano())}))  # fmt: skip
-        return subprocess.CompletedProcess(proc.args, code, proc.stdout, proc.stderr)
-    finally:
-        os.close(fd)
+    with foreground(cdir, cid, bwrap) as code:
+        proc = subprocess.run(command.argv, env=host_env(), stdin=stdin, stdout=stdout, stderr=stderr, check=False)
+        code.append(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)
+    return subprocess.CompletedProcess(proc.args, code[-1], proc.stdout, proc.stderr)

@@ -45,6 +45,7 @@ from imgcore.errors import InvalidArgument
 from imgcore.runtime import attach as attach_mod
 from imgcore.runtime._runc_cmd import RUNC_ENV, Runc, last_error, start_failure_exit_status
 from imgcore.runtime._state import (
+    ATTACH_SOCK,
     LOCK,
     STATE,
     ContainerNotRunning,
@@ -53,6 +54,7 @@ from imgcore.runtime._state import (
     Detached,
     MonitorError,
     State,
+    foreground,
     lock_held,
     read_state,
 )
@@ -70,6 +72,7 @@ __all__ = [
     "parse_signal",
     "pause",
     "restart",
+    "run_foreground",
     "start",
     "state",
     "stop",
@@ -291,6 +294,42 @@ def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, 
     return state(cdir)
 
 
+def run_foreground(cdir: Path, cid: str, runtime_path: str | Path, runtime_root: str | Path) -> int:
+    """``runc run`` in the foreground with the command's own stdio and no monitor: ``run --rm`` without ``-d``,
+    ``-i`` or ``-t``, whose container lives exactly as long as the command and keeps no log. runc forwards the
+    command's signals to the container (docker's sig-proxy); the state is recorded as a monitor records it
+    (:func:`~imgcore.runtime._state.foreground`), so ``ps``, ``exec``, ``stop``, ``kill`` and ``wait`` from
+    another command work; ``pause`` and ``attach`` need a monitor and say so. Returns the exit code (``128+N``
+    for a signal); a start failure raises :class:`ContainerStartFailed` with docker's exit status."""
+    cdir = Path(cdir).absolute()
+    runtime_path, runtime_root = Path(runtime_path), Path(runtime_root).absolute()
+    if not runtime_path.is_absolute():
+        raise InvalidArgument(f"run {cid}: the runtime path must be absolute, not {str(runtime_path)!r}")
+    if not (cdir / "bundle" / "config.json").is_file():
+        raise InvalidArgument(f"run {cid}: {cdir / 'bundle' / 'config.json'} does not exist")
+    _clean_orphan(cdir)
+    runtime_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runc = Runc(str(runtime_path), str(runtime_root))
+    log = cdir / "runc.log"
+    with contextlib.suppress(FileNotFoundError):
+        log.unlink()
+    with foreground(cdir, cid, str(runtime_path), str(runtime_root)) as code:
+        proc = subprocess.Popen(runc.argv("run", "--bundle", str(cdir / "bundle"), cid, log=log), env=RUNC_ENV,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:  # runc got the same SIGINT and passes it on; the container decides
+                continue
+        message = last_error(log) if rc != 0 else ""
+        if message:
+            code.append(start_failure_exit_status(message))
+            raise _failure(cid, {"message": message, "stage": "run"})
+        code.append(rc if rc >= 0 else 128 - rc)
+    return code[-1]
+
+
 def _require_running(cdir: Path, what: str) -> State:
     st = state(cdir)
     cid = st.id or cdir.name
@@ -352,7 +391,14 @@ def pause(cdir: Path) -> None:
     st = _require_running(cdir, "pause")
     if st.status == "paused":
         raise ContainerStateError(f"container {st.id} is already paused", cid=st.id, status=st.status)
+    _require_monitor(cdir, st, "pause")
     attach_mod.control(cdir / "attach.sock", "pause")
+
+
+def _require_monitor(cdir: Path, st: State, what: str) -> None:
+    if not (cdir / ATTACH_SOCK).exists():
+        raise ContainerStateError(f"container {st.id}: cannot {what} a container run in the foreground without a "
+                                  "monitor (run --rm without -d, -i or -t)", cid=st.id, status=st.status)  # fmt: skip
 
 
 def unpause(cdir: Path) -> None:
