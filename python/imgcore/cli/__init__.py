@@ -58,7 +58,9 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("pull", "push", "login", "logout", "save", "load"), "imgcore.cli.distribution"),
     **dict.fromkeys(("ls", "layer"), "imgcore.cli.layers"),
     **dict.fromkeys(("fsck", "blob", "demo"), "imgcore.cli.store"),
-    **dict.fromkeys(("manifest", "config", "digest", "tags", "catalog", "copy", "delete"), "imgcore.cli.remote"),
+    **dict.fromkeys(
+        ("manifest", "config", "digest", "tags", "catalog", "copy", "delete", "sync"), "imgcore.cli.remote"
+    ),
 }
 
 

@@ -1,6 +1,6 @@
-"""``imgcore manifest/config/digest/tags/catalog/copy/delete``: registry-side commands, no store involved.
+"""``imgcore manifest/config/digest/tags/catalog/copy/delete/sync``: registry-side commands, no store involved.
 
-Argument parsing and output only (see :mod:`imgcore.transfer.remote` and :mod:`.copy`).
+Argument parsing and output only (see :mod:`imgcore.transfer.remote`, :mod:`.copy` and :mod:`.sync`).
 ``manifest`` and ``config`` write the registry's bytes as they are, without a newline (``crane manifest``,
 ``crane config``); progress goes to stderr, results to stdout.
 
@@ -21,6 +21,7 @@ from imgcore.errors import InvalidArgument
 from imgcore.reference import parse as parse_reference
 from imgcore.transfer import copy as copying
 from imgcore.transfer import remote
+from imgcore.transfer import sync as syncing
 
 __all__ = ["add_config_print_arguments", "register", "run_config_print"]
 
@@ -109,6 +110,23 @@ def cmd_copy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    progress = _progress(args)
+    try:
+        with _clients(args) as clients:
+            result = syncing.sync(
+                args.source, args.destination, clients=clients, jobs=args.jobs, head_jobs=args.head_jobs,
+                chunk_size=args.chunk_size, progress=progress,
+            )  # fmt: skip
+    finally:
+        progress.close()
+    total = len(result.copied) + len(result.unchanged) + len(result.vanished)
+    gone = f", {len(result.vanished)} gone while syncing" if result.vanished else ""
+    print(f"synced {total} tags from {result.source} to {result.destination}: {len(result.copied)} copied, "
+          f"{len(result.unchanged)} unchanged{gone}")  # fmt: skip
+    return 0
+
+
 def _copy_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--jobs", type=positive, default=copying.COPY_JOBS,
                    help=f"blobs copied at the same time (default {copying.COPY_JOBS})")  # fmt: skip
@@ -164,3 +182,12 @@ def register(sub: Any) -> None:
     _copy_flags(p)
     transport_flags(p)
     p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("sync", help="copy every tag of a repository to another, skipping unchanged tags")
+    p.add_argument("source", help="source repository (host/ns/app)")
+    p.add_argument("destination", help="destination repository (host/ns/app)")
+    p.add_argument("--head-jobs", type=positive, default=syncing.HEAD_JOBS,
+                   help=f"tags compared at the same time (default {syncing.HEAD_JOBS})")  # fmt: skip
+    _copy_flags(p)
+    transport_flags(p)
+    p.set_defaults(func=cmd_sync)
