@@ -35,6 +35,7 @@ __all__ = [
     "StoreError",
     "UnsafeArchiveEntry",
     "UnsupportedMediaType",
+    "UnsupportedOperation",
 ]
 
 
@@ -183,6 +184,11 @@ class NotFound(RegistryError, LookupError):
 
 class RateLimited(RegistryError):
     """The registry asked us to slow down (429)."""
+
+
+class UnsupportedOperation(RegistryError):
+    """The registry does not offer the operation (405, or the error code ``UNSUPPORTED``): a delete on a registry
+    whose storage has deletes disabled, a catalog the registry does not list."""
 
 
 class InvalidTemplate(ImgcoreError, ValueError):

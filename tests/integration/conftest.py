@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -154,6 +155,7 @@ def start_registry(
     user: str | None = None,
     password: str | None = None,
     token: TokenServer | None = None,
+    delete: bool = True,
 ) -> Registry:
     binary = require_tool(REGISTRY_BIN)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,7 @@ def start_registry(
         "  filesystem:",
         f"    rootdirectory: {tmp / 'data'}",
         "  delete:",
-        "    enabled: true",
+        f"    enabled: {'true' if delete else 'false'}",
         "http:",
         f"  addr: 127.0.0.1:{port}",
     ]
@@ -564,18 +566,7 @@ class RedirectProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.seen.append((self.command, self.path))
-                host, port = proxy.upstream.rsplit(":", 1)
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-                for k, v in headers.items():
-                    conn.putheader(k, v)
-                conn.endheaders(body)
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
-                hop = ("connection", "transfer-encoding", "content-length")
-                status, out = resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in hop]
+                status, out, data, _ = forward_as_is(self, proxy.upstream, self.path, body)
                 is_blob = "/blobs/sha256:" in self.path and "/uploads/" not in self.path
                 if proxy.redirect_blobs and self.command == "GET" and is_blob and status == 200:
                     digest = self.path.rsplit("/", 1)[-1]
@@ -615,3 +606,121 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     reg = start_registry(tmp_path_factory.mktemp("basic-registry"), user="carol", password="basic-pw-42")
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def nodelete_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry as Debian configures it by default: ``storage: delete: enabled: false``."""
+    reg = start_registry(tmp_path_factory.mktemp("nodelete-registry"), delete=False)
+    yield reg
+    reg.stop()
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no log lines; :meth:`read_body` reads a ``Content-Length`` body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def read_body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def reply(self, status: int, headers: list[tuple[str, str]], data: bytes, length: str | None = None) -> None:
+        """Send the answer; ``length`` is the Content-Length to claim (a HEAD's is the GET's)."""
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", length if length is not None else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def forward_as_is(
+    handler: BaseHTTPRequestHandler, upstream: str, target: str, body: bytes | None
+) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
+    """Send the handler's request to ``upstream`` with its headers as they came (``Host`` included); returns the
+    status, the headers without hop-by-hop ones, the body and the upstream's Content-Length."""
+    host, port = upstream.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest(handler.command, target, skip_host=True, skip_accept_encoding=True)
+    for k, v in handler.headers.items():
+        if k.lower() != "connection":
+            conn.putheader(k, v)
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    hop = ("connection", "transfer-encoding", "content-length")
+    return (
+        resp.status,
+        [(k, v) for k, v in resp.getheaders() if k.lower() not in hop],
+        data,
+        resp.getheader("Content-Length"),
+    )
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A threaded loopback server for ``handler`` on a free port, serving in a daemon thread; and its host."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_address[1]}"
+
+
+class RecordingProxy:
+    """A loopback reverse proxy in front of a registry that records every request, headers included.
+
+    ``Host`` is forwarded as sent, so the registry's ``Location`` URLs name the proxy and every request of a
+    client stays visible here. ``seen`` holds ``(method, path, headers)``. With ``paginate_tags`` it answers
+    ``GET /v2/<repo>/tags/list?n=N[&last=T]`` a page at a time with a ``Link: <...>; rel="next"`` header, as
+    distribution 3, Harbor and GHCR do (Debian's distribution 2.8 ignores ``n`` for tags).
+    """
+
+    def __init__(self, upstream: str, *, paginate_tags: bool = False) -> None:
+        self.upstream = upstream
+        self.paginate_tags = paginate_tags
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(_QuietHandler):
+            def _forward(self) -> None:
+                body = self.read_body()
+                with proxy._lock:
+                    proxy.seen.append((self.command, self.path, dict(self.headers.items())))
+                split = urlsplit(self.path)
+                query = parse_qs(split.query)
+                page = proxy.paginate_tags and split.path.endswith("/tags/list") and "n" in query
+                target = split.path if page else self.path
+                status, out, data, length = forward_as_is(self, proxy.upstream, target, body)
+                if page and status == 200:
+                    doc = json.loads(data)
+                    tags = sorted(doc.get("tags") or [])
+                    n, last = int(query["n"][0]), query.get("last", [""])[0]
+                    rest = [t for t in tags if t > last]
+                    doc["tags"] = rest[:n]
+                    data = json.dumps(doc).encode()
+                    if len(rest) > n:
+                        link = f'<{split.path}?{urlencode({"n": n, "last": rest[n - 1]})}>; rel="next"'
+                        out.append(("Link", link))
+                self.reply(status, out, data, length if self.command == "HEAD" else None)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+        self.server, self.host = _serve(Handler)
+
+    def requests(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(m, p) for m, p, _ in self.seen]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,7 +1,8 @@
 """The ``imgcore`` command: argument parsing and output formatting only; the work is done by the library.
 
 One module per command group (``cli/images.py``, ``cli/housekeeping.py``, ``cli/containers.py``,
-``cli/distribution.py``, ``cli/layers.py``, ``cli/store.py``), each importing what it uses at its top.
+``cli/distribution.py``, ``cli/layers.py``, ``cli/store.py``, ``cli/remote.py``), each importing what it uses at its
+top.
 :data:`COMMANDS` maps every command to its group, so a command loads only its own group (``imgcore images``
 never imports the registry client, TLS, rich, garbage collection or tarfile); ``--help`` loads them all and
 ``--version`` none.
@@ -57,6 +58,9 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("pull", "push", "login", "logout", "save", "load"), "imgcore.cli.distribution"),
     **dict.fromkeys(("ls", "layer"), "imgcore.cli.layers"),
     **dict.fromkeys(("fsck", "blob", "demo"), "imgcore.cli.store"),
+    **dict.fromkeys(
+        ("manifest", "config", "digest", "tags", "catalog", "copy", "delete", "sync"), "imgcore.cli.remote"
+    ),
 }
 
 

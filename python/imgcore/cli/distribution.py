@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from imgcore._progress import make_progress
+from imgcore.cli._flags import positive, transport_flags
 from imgcore.errors import AuthError, ImgcoreError
 from imgcore.reference import parse
 from imgcore.registry import Credentials, RegistryClient, remove_credentials, save_credentials
@@ -20,17 +21,6 @@ __all__ = ["register"]
 
 def _store(args: argparse.Namespace) -> Any:
     return ContentStore(getattr(args, "root", None))
-
-
-def _transport_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--insecure-registry",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="allow plain HTTP / unverified TLS for HOST[:PORT] (loopback always is)",
-    )
-    p.add_argument("--ca-file", default=None, help="PEM bundle to verify the registry certificate with")
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -138,13 +128,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def register(sub: Any) -> None:
     """Add the distribution subcommands to ``imgcore``'s subparsers."""
     p = sub.add_parser("pull", help="download an image from a registry")
@@ -152,20 +135,20 @@ def register(sub: Any) -> None:
     p.add_argument("--platform", default=None, help="os/arch[/variant] to pick from a multi-platform image")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
     p.add_argument(
-        "-j", "--jobs", "--max-concurrent-downloads", dest="jobs", type=_positive, default=3,
+        "-j", "--jobs", "--max-concurrent-downloads", dest="jobs", type=positive, default=3,
         help="layers downloaded at the same time (default 3)",
     )  # fmt: skip
     p.add_argument("--unpack", action="store_true", help="unpack layers as they arrive")
-    _transport_flags(p)
+    transport_flags(p)
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("push", help="upload an image to a registry")
     p.add_argument("reference", help="NAME[:TAG] to push to")
     p.add_argument("--source", default=None, help="local image to push (default: the same reference)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("-j", "--jobs", type=_positive, default=3, help="blobs uploaded at the same time (default 3)")
-    p.add_argument("--chunk-size", type=_positive, default=None, help="upload in PATCH chunks of this many bytes")
-    _transport_flags(p)
+    p.add_argument("-j", "--jobs", type=positive, default=3, help="blobs uploaded at the same time (default 3)")
+    p.add_argument("--chunk-size", type=positive, default=None, help="upload in PATCH chunks of this many bytes")
+    transport_flags(p)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("login", help="store credentials for a registry")
@@ -173,7 +156,7 @@ def register(sub: Any) -> None:
     p.add_argument("-u", "--username", default=None)
     p.add_argument("-p", "--password", default=None)
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    _transport_flags(p)
+    transport_flags(p)
     p.set_defaults(func=cmd_login)
 
     p = sub.add_parser("logout", help="forget the credentials for a registry")

@@ -43,7 +43,15 @@ from typing import IO, Any, Final, Literal, cast
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from imgcore import sha256 as _sha256
-from imgcore.errors import AuthError, DigestMismatch, InvalidDigest, NotFound, RateLimited, RegistryError
+from imgcore.errors import (
+    AuthError,
+    DigestMismatch,
+    InvalidDigest,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    UnsupportedOperation,
+)
 from imgcore.registry._http import BodyTooLarge, Pools, Response, TLSError
 from imgcore.registry.auth import (
     Challenge,
@@ -60,6 +68,7 @@ __all__ = [
     "MANIFEST_ACCEPT",
     "MAX_CONFIG",
     "MAX_ERROR_BODY",
+    "MAX_LIST_PAGE",
     "MAX_MANIFEST",
     "MAX_TOKEN",
     "BlobStream",
@@ -91,6 +100,9 @@ MAX_TOKEN: Final = 1 << 20
 MAX_ERROR_BODY: Final = 1 << 20
 """Largest error body read from a registry (1 MiB)."""
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+MAX_LIST_PAGE: Final = 4 << 20
+"""Largest page of a tag list or catalog accepted (4 MiB)."""
+_MAX_PAGES: Final = 10_000
 
 
 def registry_host(domain: str) -> str:
@@ -165,6 +177,8 @@ def error_from_response(what: str, status: int, body: bytes, headers: Mapping[st
         return NotFound(message, status=status, code=code)
     if status == 429 or code == "TOOMANYREQUESTS":
         return RateLimited(message, status=status, code=code, retryable=True, retry_after=retry_after)
+    if status == 405 or code == "UNSUPPORTED":
+        return UnsupportedOperation(message, status=status, code=code)
     return RegistryError(message, status=status, code=code, retryable=status >= 500 or status == 408)
 
 
@@ -255,6 +269,13 @@ def _pull_scope(repo: str) -> str:
 
 def _push_scope(repo: str) -> str:
     return f"repository:{repo}:pull,push"
+
+
+def _delete_scope(repo: str) -> str:
+    return f"repository:{repo}:delete"
+
+
+_CATALOG_SCOPE: Final = "registry:catalog:*"
 
 
 class RegistryClient:
@@ -836,16 +857,84 @@ class RegistryClient:
             raise DigestMismatch(f"{what}: registry stored digest {said}", expected=digest, actual=said)
         return digest
 
-    def list_tags(self, repo: str) -> list[str]:
-        """The tags of ``repo`` as the registry lists them (one answer: pagination is not followed)."""
-        r = self.request(
-            "GET", f"/v2/{repo}/tags/list", what=f"list tags {self.registry}/{repo}", scopes=(_pull_scope(repo),)
+    def list_tags(self, repo: str, *, page_size: int | None = None) -> list[str]:
+        """The tags of ``repo``, every page: ``?n=page_size`` when given, then each ``Link: <...>; rel="next"``."""
+        return self._paginate(
+            f"/v2/{repo}/tags/list", "tags", f"list tags {self.registry}/{repo}", (_pull_scope(repo),), page_size
         )
+
+    def catalog(self, *, page_size: int | None = None) -> list[str]:
+        """The repositories the registry lists at ``/v2/_catalog``, every page (``n`` and ``Link`` as for tags)."""
+        return self._paginate("/v2/_catalog", "repositories", f"catalog {self.registry}", (_CATALOG_SCOPE,), page_size)
+
+    def _paginate(self, path: str, key: str, what: str, scopes: tuple[str, ...], page_size: int | None) -> list[str]:
+        """Follow ``Link`` ``rel="next"`` from ``path`` (distribution spec, "Listing Tags"), at most
+        ``_MAX_PAGES`` pages; a page that names itself again, or leaves the registry's host, ends with an error."""
+        url = self._url(path + (f"?{urlencode({'n': page_size})}" if page_size else ""))
+        out: list[str] = []
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            seen.add(url)
+            r = self.request("GET", url, what=what, scopes=scopes, limit=MAX_LIST_PAGE)
+            try:
+                data = json.loads(r.data)
+                items = data.get(key) or []
+                if not isinstance(items, list):
+                    raise ValueError(key)
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                raise RegistryError(f"{what}: answer is not a list of {key}") from None
+            out += [str(t) for t in items]
+            nxt = _next_link(r.headers.get("Link", ""))
+            if nxt is None:
+                return out
+            url = urljoin(url, nxt)
+            if urlsplit(url).netloc != self.host:
+                raise RegistryError(redact(f"{what}: next page {_strip_query(url)} is not on {self.registry}"))
+            if url in seen:
+                raise RegistryError(f"{what}: the registry's next page repeats a page already read")
+        raise RegistryError(f"{what}: more than {_MAX_PAGES} pages")
+
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        """Delete a manifest by digest (``DELETE /v2/<repo>/manifests/<digest>``; the spec allows no tag here).
+
+        Raises:
+            UnsupportedOperation: the registry refuses deletes (405 ``UNSUPPORTED``: docker-registry without
+                ``storage: delete: enabled: true``).
+            NotFound: the registry has no such manifest.
+        """
+        what = f"delete manifest {self.registry}/{repo}@{digest}"
         try:
-            tags = json.loads(r.data).get("tags") or []
-        except (ValueError, AttributeError):
-            raise RegistryError(f"list tags {self.registry}/{repo}: answer is not a tag list") from None
-        return [str(t) for t in tags]
+            self.request(
+                "DELETE", f"/v2/{repo}/manifests/{digest}", what=what, scopes=(_delete_scope(repo),),
+                ok=(200, 202, 204),
+            )  # fmt: skip
+        except UnsupportedOperation as e:
+            raise UnsupportedOperation(
+                f"{e}; the registry does not allow deletes (docker-registry needs `storage: delete: enabled: true`"
+                " in its config)",
+                status=e.status,
+                code=e.code,
+            ) from None
+
+    def cancel_upload(self, location: str, repo: str) -> None:
+        """Cancel an upload session (``DELETE <location>``); best effort, errors are ignored: the registry also
+        expires abandoned sessions on its own."""
+        with contextlib.suppress(RegistryError, OSError):
+            self.request("DELETE", location, what=f"cancel upload to {self.registry}/{repo}",
+                         scopes=(_push_scope(repo),), ok=(200, 202, 204, 404))  # fmt: skip
+
+
+def _next_link(header: str) -> str | None:
+    """The target of ``rel="next"`` in a ``Link`` header (RFC 8288), or None."""
+    for part in header.split(","):
+        target, _, params = part.strip().partition(";")
+        target = target.strip()
+        if not (target.startswith("<") and target.endswith(">")):
+            continue
+        rels = [p.strip() for p in params.split(";")]
+        if any(p.replace(" ", "").lower() in ('rel="next"', "rel=next") for p in rels):
+            return target[1:-1]
+    return None
 
 
 class _Reader:
