@@ -3,10 +3,14 @@ tree a stack of layers gives when applied onto an empty root."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import imgcore
 from imgcore.image.builder import Addition, append
@@ -14,6 +18,7 @@ from imgcore.image.model import Image
 from imgcore.models import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, Descriptor
 from imgcore.reference import parse
 from imgcore.store import ContentStore
+from tests.conftest import can_mount_overlay
 from tests.strategies import tree_snapshot
 
 MEDIA = {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
@@ -73,3 +78,32 @@ def xattrs(root: Path) -> dict[str, dict[str, bytes]]:
 def snap(root: Path, *, nlink: bool = True) -> dict[str, tuple[Any, ...]]:
     """``tree_snapshot`` in whole seconds, owners kept when root."""
     return seconds(tree_snapshot(root, nlink=nlink, owners=os.geteuid() == 0))
+
+
+@contextlib.contextmanager
+def overlay_view(d: Path, blobs: Sequence[Path]) -> Iterator[Path]:
+    """The kernel's overlayfs view of ``blobs`` (lowest first), each extracted in overlay form under ``d``,
+    mounted read-only for the block (skips the test where overlayfs may not be mounted)."""
+    reason = can_mount_overlay()
+    if reason is not None:
+        pytest.skip(reason)
+    lowers = []
+    for i, blob in enumerate(blobs):
+        ld = d / f"l{i}"
+        ld.mkdir()
+        imgcore.extract_layer(blob, ld, overlay=True, allow_devices=True)
+        lowers.append(str(ld))
+    if len(lowers) == 1:  # overlay needs two lowers; an empty bottom layer changes nothing
+        (d / "empty").mkdir()
+        lowers.insert(0, str(d / "empty"))
+    merged = d / "merged"
+    merged.mkdir()
+    # overlayfs lists the uppermost lowerdir first.
+    opts = "lowerdir=" + ":".join(reversed(lowers))
+    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mounting overlayfs is not permitted here: {r.stderr.strip()}")
+    try:
+        yield merged
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)

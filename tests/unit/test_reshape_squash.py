@@ -22,7 +22,7 @@ from imgcore.image.catalog import resolve
 from imgcore.reshape.squash import flatten, keep_count, squash
 from imgcore.store import ContentStore
 from tests.images_helpers import layer_tar
-from tests.reshape_helpers import EPOCH, applied, image_of_blobs, layer_from_trees, snap
+from tests.reshape_helpers import EPOCH, applied, image_of_blobs, layer_from_trees, snap, xattrs
 from tests.validate import assert_valid_image
 
 
@@ -260,3 +260,49 @@ def test_commit_squash(store, changed, tmp_path, capsys, flags, layers, created_
     assert "f/g" in tree
     # no intermediate image is left in index.json: only the tagged one is new
     assert len(store.index_entries()) == 3
+
+
+# -- the cases crane's flatten gets wrong (go-containerregistry #977, #2002, #1897) ----------------------------
+
+
+def _hard_stack(store):
+    from tests.strategies import TarEntry as E
+    from tests.strategies import build_tar
+
+    l0 = [
+        E.dir("opq"), E.file("opq/old", b"old"), E.dir("was_dir"), E.file("was_dir/child", b"c"),
+        E.file("was_file", b"f"), E.file("linked", b"shared", pax={"SCHILY.xattr.user.k": "v"}),
+        E.hardlink("link2", "linked"), E.dir("dev"), E.file("keep", b"k"),
+    ]  # fmt: skip
+    l1 = [
+        E.dir("opq"), E.file("opq/.wh..wh..opq"), E.file("opq/new", b"new"),
+        E.file("was_dir", b"now a file"), E.dir("was_file"), E.file("was_file/inside", b"i"),
+        E.hardlink("link3", "linked"), E.file(".wh.keep"),
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        l1 += [E.device("dev/null", "char", 1, 3, mode=0o666), E.device("dev/fifo", "fifo", mode=0o600)]
+    return image_of_blobs(store, "hard:1", [build_tar(l0), build_tar(l1, "gzip")])
+
+
+@pytest.mark.parametrize("last", [None, 1])
+def test_flatten_hardlinks_opaque_replaced_dirs_xattrs_devices(store, tmp_path, last):
+    img = _hard_stack(store)
+    out = flatten(store, img, "hard:flat") if last is None else squash(store, img, "hard:flat", last=last)
+    assert_valid_image(store, "hard:flat")
+    got = applied(store, out, tmp_path / "got")
+    want = applied(store, img, tmp_path / "want")
+    assert snap(got) == snap(want)
+    assert xattrs(got) == xattrs(want) == {p: {"user.k": b"v"} for p in ("linked", "link2", "link3")}
+    tree = snap(got)
+    assert "opq/old" not in tree
+    assert tree["was_dir"][0] == "file"
+    assert tree["was_file"][0] == "dir"
+    assert "keep" not in tree
+    assert tree["linked"][7] == 3  # one inode for the three names
+    if os.geteuid() == 0:
+        st = (got / "dev/null").lstat()
+        assert (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 3)
+        assert tree["dev/fifo"][0] == "other"
+    if last is None:  # one layer onto nothing: no whiteout at all
+        with tarfile.open(store.blob_path(out.manifest.layers[0].digest)) as tf:
+            assert not [n for n in tf.getnames() if ".wh." in n]

@@ -6,7 +6,8 @@ and device nodes applied by the extractor), then ``_core.write_layer`` writes th
 normalised layer:
 
 - nothing kept (``flatten``, ``squash`` without ``--last``/``--from``, ``commit --squash``, as buildah's
-  ``--squash`` squashes everything): every path of the merged tree, no whiteouts;
+  ``--squash`` squashes everything): every path of the merged tree, no whiteouts; always one layer, an empty
+  tar for an empty tree;
 - a kept base of ``keep`` layers: the change set is read off the union index (``_core.layer_index`` of the whole
   stack and of the base), not guessed from mtimes: every path the squashed layers provide (``A`` or ``C``), with
   its ancestors and whole hardlink groups, and a whiteout (``D``) for each base path the squashed layers removed
@@ -179,7 +180,7 @@ def squash_layer(
             source_date_epoch=source_date_epoch,
             changes=changes,
         )
-        if not result.changes:
+        if not result.changes and keep > 0:  # nothing above the base: an empty_layer entry, no layer
             return SquashLayer(None, None, None, 0)
         with lease.guard():
             stored = store.adopt_file(out, result.digest)
