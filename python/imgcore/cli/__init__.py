@@ -57,7 +57,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("pull", "push", "login", "logout", "save", "load"), "imgcore.cli.distribution"),
     **dict.fromkeys(("ls", "layer"), "imgcore.cli.layers"),
     **dict.fromkeys(("fsck", "blob", "demo"), "imgcore.cli.store"),
-    **dict.fromkeys(("squash", "flatten"), "imgcore.cli.reshape"),
+    **dict.fromkeys(("squash", "flatten", "rebase", "append", "config"), "imgcore.cli.reshape"),
 }
 
 

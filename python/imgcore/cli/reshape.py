@@ -1,7 +1,9 @@
-"""The reshape commands: ``squash`` and ``flatten``.
+"""The reshape commands: ``squash``, ``flatten``, ``rebase``, ``append`` and ``config IMAGE -c ... -t OUT``.
 
 Only argument parsing and output (the new image's ID on stdout, as ``docker commit`` prints it); the work is
-:mod:`imgcore.reshape`. Loaded by :mod:`imgcore.cli` through :func:`register`.
+:mod:`imgcore.reshape`. Loaded by :mod:`imgcore.cli` through :func:`register`. ``config``'s change form is kept in
+:func:`add_config_change_arguments` and :func:`run_config_change`, so one ``config`` command can also print a
+registry image's config when given no ``-c``/``-t``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import argparse
 from typing import Any
 
 from imgcore.image.catalog import resolve
+from imgcore.reshape.mutate import append_layers, rebase, reconfigure
 from imgcore.reshape.squash import flatten, squash
 from imgcore.store import ContentStore
 
-__all__ = ["register"]
+__all__ = ["add_config_change_arguments", "register", "run_config_change"]
 
 
 def _store(args: argparse.Namespace) -> ContentStore:
@@ -65,6 +68,34 @@ def cmd_flatten(args: argparse.Namespace) -> int:
     return _done(img.id)
 
 
+def cmd_rebase(args: argparse.Namespace) -> int:
+    store = _store(args)
+    img = rebase(
+        store, resolve(store, args.image), resolve(store, args.old_base), resolve(store, args.new_base), args.tag
+    )
+    return _done(img.id)
+
+
+def cmd_append(args: argparse.Namespace) -> int:
+    store = _store(args)
+    img = append_layers(store, resolve(store, args.image), args.layers, args.tag)
+    return _done(img.id)
+
+
+def add_config_change_arguments(p: argparse.ArgumentParser) -> None:
+    """``config IMAGE -c INSTRUCTION... [-t OUT]``'s arguments (the change form)."""
+    p.add_argument("image", help="the image to change (in the store)")
+    p.add_argument("-c", "--change", action="append", default=[], help="Dockerfile instruction (ENV, CMD, LABEL, ...)")
+    _tag(p)
+
+
+def run_config_change(args: argparse.Namespace) -> int:
+    """Runs the change form: a new image with the changed config, its ID printed."""
+    store = _store(args)
+    img = reconfigure(store, resolve(store, args.image), [c.removeprefix("=") for c in args.change], args.tag)
+    return _done(img.id)
+
+
 def register(sub: Any) -> None:
     """Adds the reshape commands to the ``imgcore`` parser."""
     p = _layer_writer(sub, "squash", "merge an image's top layers into one (all of them by default, as buildah)")
@@ -80,3 +111,20 @@ def register(sub: Any) -> None:
 
     p = _layer_writer(sub, "flatten", "one layer equal to the image's merged filesystem")
     p.set_defaults(func=cmd_flatten)
+
+    p = sub.add_parser("rebase", help="swap an image's base layers for another base (crane rebase)")
+    p.add_argument("image")
+    p.add_argument("--old-base", required=True, metavar="OLD", help="the image's current base")
+    p.add_argument("--new-base", required=True, metavar="NEW", help="the base to put in its place")
+    _tag(p)
+    p.set_defaults(func=cmd_rebase)
+
+    p = sub.add_parser("append", help="add layer tarballs on top of an image (every platform of an index)")
+    p.add_argument("image")
+    p.add_argument("layers", nargs="+", metavar="LAYER.tar", help="tar, tar.gz or tar.zst")
+    _tag(p)
+    p.set_defaults(func=cmd_append)
+
+    p = sub.add_parser("config", help="change an image's config without adding a layer (-c INSTRUCTION)")
+    add_config_change_arguments(p)
+    p.set_defaults(func=run_config_change)
