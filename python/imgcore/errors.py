@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "AuthError",
+    "BaseMismatch",
     "BlobNotFound",
     "ContainerNotFound",
     "DigestMismatch",
@@ -212,3 +213,7 @@ class InvalidTemplate(ImgcoreError, ValueError):
         **attrs: Any,
     ) -> None:
         super().__init__(message, template=template, offset=offset, line=line, column=column, **attrs)
+
+
+class BaseMismatch(InvalidArgument):
+    """``rebase --old-base``: the named image is not the image's base (its diff_ids are not the bottom ones)."""

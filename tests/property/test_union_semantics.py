@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 import imgcore
 import imgcore.pure
-from tests.conftest import can_mount_overlay
+from tests.reshape_helpers import overlay_view
 from tests.strategies import Layer, Node, layer_stacks, model_tree, tree_snapshot
 
 ROOT = os.geteuid() == 0
@@ -103,33 +102,9 @@ def test_index_matches_model(stack: tuple[list[Layer], dict[str, Node]], comps: 
 @pytest.mark.root
 @given(stack=layer_stacks(), comps=compressions)
 def test_kernel_overlayfs_agrees(stack: tuple[list[Layer], dict[str, Node]], comps: list[str]) -> None:
-    reason = can_mount_overlay()
-    if reason is not None:
-        pytest.skip(reason)
     layers, model = stack
     with workdir() as d:
         blobs = write_blobs(d, layers, comps)
-        lowers = []
-        for i, blob in enumerate(blobs):
-            ld = d / f"l{i}"
-            ld.mkdir()
-            imgcore.extract_layer(blob, ld, overlay=True)
-            lowers.append(str(ld))
-        merged = d / "merged"
-        merged.mkdir()
-        # overlayfs lists the uppermost lowerdir first.
-        opts = "lowerdir=" + ":".join(reversed(lowers)) if len(lowers) > 1 else None
-        if opts is None:
-            # One layer: overlay needs two lowers; an empty bottom layer changes nothing.
-            (d / "empty").mkdir()
-            opts = f"lowerdir={lowers[0]}:{d / 'empty'}"
-        r = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True
-        )
-        if r.returncode != 0:
-            pytest.skip(f"mounting overlayfs is not permitted here: {r.stderr.strip()}")
-        try:
+        with overlay_view(d, blobs) as merged:
             got = tree_snapshot(merged, nlink=False)
-        finally:
-            subprocess.run(["umount", str(merged)], check=True)
     assert got == model_tree(model, nlink=False)

@@ -58,9 +58,9 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("pull", "push", "login", "logout", "save", "load"), "imgcore.cli.distribution"),
     **dict.fromkeys(("ls", "layer"), "imgcore.cli.layers"),
     **dict.fromkeys(("fsck", "blob", "demo"), "imgcore.cli.store"),
-    **dict.fromkeys(
-        ("manifest", "config", "digest", "tags", "catalog", "copy", "delete", "sync"), "imgcore.cli.remote"
-    ),
+    **dict.fromkeys(("manifest", "digest", "tags", "catalog", "copy", "delete", "sync"), "imgcore.cli.remote"),
+    # config prints a registry image's config (cli.remote) or, with -c/-t, changes a stored one (cli.reshape)
+    **dict.fromkeys(("squash", "flatten", "rebase", "append", "config"), "imgcore.cli.reshape"),
 }
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from imgcore._gotemplate import render_rows
@@ -24,11 +24,14 @@ from imgcore.containers.commit import commit
 from imgcore.containers.copy import copy_from_container, copy_to_container
 from imgcore.containers.manager import Container, Containers, image_of
 from imgcore.errors import ImgcoreError, InvalidArgument
+from imgcore.image.model import Image
+from imgcore.reference import parse
+from imgcore.reshape.squash import keep_count, squash_leased
 from imgcore.runtime import attach as attach_mod
 from imgcore.runtime import logs as logs_mod
 from imgcore.runtime._state import ContainerStartFailed, Detached, State, parse_nano
 from imgcore.runtime.spec import RunOptions, parse_volume
-from imgcore.store import ContentStore
+from imgcore.store import ContentStore, Lease
 
 __all__ = ["inspect_any_container", "inspect_container", "register"]
 
@@ -458,10 +461,30 @@ def cmd_commit(args: argparse.Namespace) -> int:
         paranoid=args.paranoid,
         pause=args.pause,
         progress=(progress := make_progress(stream=sys.stderr)),
+        exclude=args.exclude,
+        then=_squasher(store, args),
     )
     progress.close()
     print(result.image_id)
     return 0
+
+
+def _squasher(store: ContentStore, args: argparse.Namespace) -> Callable[[Image, Lease], Image] | None:
+    """``commit --squash [--squash-last N | --squash-from LAYER]``: the committed image's layers squashed (all of
+    them by default, as buildah's ``commit --squash``; the new layer counts as one of ``N``)."""
+    if not (args.squash or args.squash_last is not None or args.squash_from is not None):
+        return None
+    tag = parse(args.repo_tag) if args.repo_tag else None
+
+    def then(image: Image, lease: Lease) -> Image:
+        keep = keep_count(store, image, last=args.squash_last, from_layer=args.squash_from)
+        what = "imgcore commit --squash" + (
+            f"-last {args.squash_last}" if args.squash_last is not None else
+            f"-from {args.squash_from}" if args.squash_from is not None else ""
+        )  # fmt: skip
+        return squash_leased(store, lease, image, keep, tag=tag, compression=args.compression, created_by=what)
+
+    return then
 
 
 def _ago(created: str) -> str:
@@ -602,6 +625,15 @@ def register(sub: Any) -> None:
     p.add_argument("-p", "--pause", type=_bool, default=True, help="pause a running container (default true)")
     p.add_argument("--compression", choices=["gzip", "zstd", "none"], default="gzip")
     p.add_argument("--paranoid", action="store_true")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave paths matching GLOB (and below them) out of the layer")  # fmt: skip
+    p.add_argument("--squash", action="store_true",
+                   help="squash the image's layers and the change into one layer (buildah's --squash)")  # fmt: skip
+    squash_what = p.add_mutually_exclusive_group()
+    squash_what.add_argument("--squash-last", type=int, metavar="N",
+                             help="squash only the top N layers, the new one included (implies --squash)")  # fmt: skip
+    squash_what.add_argument("--squash-from", metavar="LAYER",
+                             help="keep LAYER (digest, diff_id or base image) and below; squash the rest")  # fmt: skip
     p.add_argument("container")
     p.add_argument("repo_tag", nargs="?")
     p.set_defaults(func=cmd_commit)

@@ -4,9 +4,9 @@ Argument parsing and output only (see :mod:`imgcore.transfer.remote`, :mod:`.cop
 ``manifest`` and ``config`` write the registry's bytes as they are, without a newline (``crane manifest``,
 ``crane config``); progress goes to stderr, results to stdout.
 
-``config`` is registered here in its printing form (``config REF``); :func:`add_config_print_arguments` and
-:func:`run_config_print` are kept apart so that one ``config`` command can also serve the changing form
-(``config IMAGE -c ... -t OUT``) and call them when no change is asked for.
+``config``'s printing form (``config REF``) is :func:`add_config_print_arguments` and :func:`run_config_print`;
+the one ``config`` command is registered by :mod:`imgcore.cli.reshape`, which also serves the changing form
+(``config IMAGE -c ... -t OUT``) and calls them when no change is asked for.
 """
 
 from __future__ import annotations
@@ -146,10 +146,6 @@ def register(sub: Any) -> None:
         p.add_argument("--platform", default=None, help="os/arch[/variant]: that platform's manifest of an index")
         transport_flags(p)
         p.set_defaults(func=func)
-
-    p = sub.add_parser("config", help="print the config blob of an image on its registry")
-    add_config_print_arguments(p)
-    p.set_defaults(func=run_config_print)
 
     for name, func, text, arg, arg_help, what in (
         ("tags", cmd_tags, "list the tags of a repository on its registry", "repository", "NAME (host/ns/app), no tag",

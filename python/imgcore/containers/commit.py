@@ -12,13 +12,16 @@ Invariants:
 - an empty change adds a history entry marked ``empty_layer`` and no layer, as docker does;
 - a running container is paused (``runc pause``) while its change is read, unless ``pause=False``, and thawed
   after, as docker's ``commit --pause``; the mountpoints the runtime made are never in the layer;
-- the history's ``created_by`` is the container's command as docker writes it (its args joined by spaces).
+- the history's ``created_by`` is the container's command as docker writes it (its args joined by spaces);
+- ``exclude`` globs (:mod:`imgcore.layers.exclude`) leave paths out of the layer; ``then`` (``commit --squash``,
+  given by the caller that composes it with :mod:`imgcore.reshape`) receives the new image before it is listed in
+  ``index.json``, inside the same lease, and returns the image that is kept (it tags it).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from imgcore._core import write_layer
@@ -27,10 +30,11 @@ from imgcore.containers.manager import Container, Containers, image_of
 from imgcore.errors import InvalidArgument
 from imgcore.image.builder import Addition, append
 from imgcore.image.model import Image
+from imgcore.layers.exclude import exclude_changes, patterns
 from imgcore.models import Descriptor
 from imgcore.reference import parse
 from imgcore.runtime._state import ContainerStateError
-from imgcore.store import ContentStore
+from imgcore.store import ContentStore, Lease
 
 __all__ = ["CommitResult", "commit"]
 
@@ -95,9 +99,14 @@ def commit(
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
     pause: bool = True,
+    exclude: Sequence[str] = (),
+    then: Callable[[Image, Lease], Image] | None = None,
 ) -> CommitResult:
     """Turns ``container``'s changes into a new image, tagged ``repo_tag`` when given; ``progress`` hears
-    ``Writing layer`` and ``Layer written``. A running container is paused meanwhile unless ``pause`` is False."""
+    ``Writing layer`` and ``Layer written``. A running container is paused meanwhile unless ``pause`` is False.
+    Paths matching an ``exclude`` glob are left out; ``then`` replaces the new image by what it returns (it is
+    given the image untagged and unlisted, and tags the one it returns itself)."""
+    globs = patterns(exclude)
     progress = progress if progress is not None else NullProgress()
     ref = parse(repo_tag) if repo_tag else None
     if compression not in _COMPRESSIONS:
@@ -116,7 +125,7 @@ def commit(
         progress.layer(container.id[:12], "Writing layer")
         try:
             with _paused(containers, container, pause):
-                wanted = containers.diff(container, paranoid=paranoid)
+                wanted = exclude_changes(containers.diff(container, paranoid=paranoid), globs)
                 result = write_layer(
                     base,
                     str(target),
@@ -152,9 +161,12 @@ def commit(
             changes=changes,
             author=author,
             comment=message,
-            tag=ref,
+            tag=ref if then is None else None,
             source_date_epoch=source_date_epoch,
+            index_entry=then is None,
         )
+        if then is not None:
+            new = then(new, lease)
     return CommitResult(
         new, layer, result.diff_id if layer is not None else None, len(wanted), str(ref) if ref else None
     )

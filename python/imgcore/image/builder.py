@@ -107,13 +107,15 @@ def append(
     platform: Platform | None = None,
     tag: Reference | None = None,
     source_date_epoch: int | None = None,
+    index_entry: bool = True,
 ) -> Image:
     """Builds, stores and (when ``tag`` is given) tags the image ``base`` + ``additions``; returns it.
 
     The additions' layer blobs must already be stored and in ``lease``. ``changes`` are ``-c`` instructions
     applied to the config's ``config`` section; ``author``/``comment`` go to the config's top level as docker
     writes them (``docker inspect`` shows them). Without a base, ``platform`` (the host's by default) names the
-    new image's os and architecture.
+    new image's os and architecture. With ``index_entry=False`` and no tag, the image is stored but not listed in
+    ``index.json`` (the caller verifies it first, or makes it a platform of an index; the lease keeps it).
     """
     if tag is not None and tag.digest is not None:
         raise InvalidArgument(f"invalid tag {tag}: a tag cannot have a digest")
@@ -163,7 +165,7 @@ def append(
     mdesc = store.put_manifest(manifest.raw, manifest.media_type)
     if tag is not None:
         tag_manifest(store, lease, tag, mdesc, config.digest)
-    else:
+    elif index_entry:
         with lease.guard():
             store.add_untagged(mdesc)
     return load_image(store, mdesc, (str(tag),) if tag is not None else ())

@@ -27,9 +27,9 @@ from imgcore.image.changes import apply_changes
 from imgcore.image.model import Image
 from imgcore.models import OCI_LAYER_GZIP, OCI_LAYER_ZSTD, Descriptor, Platform
 from imgcore.reference import parse
-from imgcore.store import ContentStore
+from imgcore.store import ContentStore, Lease
 
-__all__ = ["import_image"]
+__all__ = ["import_image", "store_layer"]
 
 _CHUNK = 1 << 20
 
@@ -84,6 +84,41 @@ def _measure(spooled: Path, where: str, name: str) -> tuple[str, str, str, int]:
     return digest, diff_id, compression, size
 
 
+def store_layer(
+    store: ContentStore,
+    lease: Lease,
+    source: str | os.PathLike[str] | IO[bytes],
+    name: str,
+    *,
+    progress: Progress | None = None,
+    label: str = "-",
+) -> tuple[Descriptor, str, int]:
+    """Stores a layer tarball (tar, gzip or zstd; a plain tar gzip-compressed) under ``lease``, after checking it
+    is a readable tar; returns (descriptor, diff_id, uncompressed size). ``name`` names it in errors."""
+    progress = progress if progress is not None else NullProgress()
+    where = f"import {name}"
+    spooled = _spool(store, source, progress, label)
+    gz: Path | None = None
+    try:
+        digest, diff_id, compression, size = _measure(spooled, where, name)
+        if compression in ("gzip", "zstd"):
+            lease.hold(digest)
+            stored = store.adopt_file(spooled, digest)
+            media_type = OCI_LAYER_GZIP if compression == "gzip" else OCI_LAYER_ZSTD
+        else:
+            gz = store.temp_path(".import.gz")
+            _gzip_file(spooled, gz)
+            gz_digest = inspect_blob(gz)[0]
+            lease.hold(gz_digest)
+            stored = store.adopt_file(gz, gz_digest)
+            media_type = OCI_LAYER_GZIP
+        return Descriptor(media_type, stored.digest, stored.size), diff_id, size
+    finally:
+        spooled.unlink(missing_ok=True)
+        if gz is not None:
+            gz.unlink(missing_ok=True)
+
+
 def import_image(
     store: ContentStore,
     source: str | os.PathLike[str] | IO[bytes],
@@ -104,41 +139,21 @@ def import_image(
     if target is not None and target.digest is not None:
         raise InvalidReference(f"invalid reference {reference!r}: an import target cannot have a digest")
     name = source_name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "-")
-    where = f"import {name}"
     changes = list(changes)
     apply_changes({}, changes)  # a bad -c is refused before anything is read or stored
     progress = progress if progress is not None else NullProgress()
     label = Path(name).name[:12] or "-"
-    spooled = _spool(store, source, progress, label)
-    gz: Path | None = None
-    try:
-        digest, diff_id, compression, size = _measure(spooled, where, name)
-        with store.lease("import") as lease:
-            if compression in ("gzip", "zstd"):
-                lease.hold(digest)
-                stored = store.adopt_file(spooled, digest)
-                media_type = OCI_LAYER_GZIP if compression == "gzip" else OCI_LAYER_ZSTD
-            else:
-                gz = store.temp_path(".import.gz")
-                _gzip_file(spooled, gz)
-                gz_digest = inspect_blob(gz)[0]
-                lease.hold(gz_digest)
-                stored = store.adopt_file(gz, gz_digest)
-                media_type = OCI_LAYER_GZIP
-            layer = Descriptor(media_type, stored.digest, stored.size)
-            progress.layer(label, "Imported", size, size)
-            comment = message or f"Imported from {name}"
-            return append(
-                store,
-                lease,
-                None,
-                [Addition(layer, diff_id, size, comment=comment)],
-                changes=changes,
-                comment=comment,
-                platform=platform,
-                tag=target,
-            )
-    finally:
-        spooled.unlink(missing_ok=True)
-        if gz is not None:
-            gz.unlink(missing_ok=True)
+    with store.lease("import") as lease:
+        layer, diff_id, size = store_layer(store, lease, source, name, progress=progress, label=label)
+        progress.layer(label, "Imported", size, size)
+        comment = message or f"Imported from {name}"
+        return append(
+            store,
+            lease,
+            None,
+            [Addition(layer, diff_id, size, comment=comment)],
+            changes=changes,
+            comment=comment,
+            platform=platform,
+            tag=target,
+        )
