@@ -55,6 +55,7 @@ __all__ = [
     "OCI_LAYER_GZIP",
     "OCI_LAYER_ZSTD",
     "OCI_MANIFEST",
+    "ORIGINAL_MANIFEST",
     "REF_NAME",
     "Descriptor",
     "ImageConfig",
@@ -63,6 +64,7 @@ __all__ = [
     "Platform",
     "SaveManifestEntry",
     "canonical_json",
+    "oci_form",
     "parse_manifest_or_index",
     "parse_repositories",
     "parse_save_manifest",
@@ -94,6 +96,9 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 REF_NAME = "org.opencontainers.image.ref.name"
 """The annotation that names an image in an OCI layout's ``index.json`` (the store keys its tags by it)."""
+ORIGINAL_MANIFEST = "io.imgcore.original-manifest"
+"""The annotation on an ``index.json`` entry that points at an OCI-typed manifest made from a docker schema 2 one:
+the digest of the docker manifest, whose bytes ``push`` and ``save`` send so the digest is kept."""
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
@@ -117,6 +122,30 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))", re.ASCII
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+_DOCKER_TO_OCI = {
+    DOCKER_LAYER: OCI_LAYER,
+    DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,
+    DOCKER_FOREIGN_LAYER: OCI_LAYER_NONDIST_GZIP,
+    DOCKER_CONFIG: OCI_CONFIG,
+}
+
+
+def oci_form(manifest: Manifest) -> Manifest:
+    """The OCI-typed twin of a docker schema 2 manifest: the same config and layer blobs (same digests and sizes,
+    ``urls`` kept), with OCI media types (gzip and plain layers map one to one, a foreign layer becomes a
+    non-distributable one, the config becomes ``config.v1``), serialised deterministically. Tools that read only
+    OCI manifests from a layout (skopeo's and umoci's ``oci:`` transports) read the twin."""
+    if manifest.media_type != DOCKER_MANIFEST:
+        raise UnsupportedMediaType(f"manifest {manifest.digest}: {manifest.media_type} is not docker schema 2")
+
+    def retype(d: Descriptor) -> Descriptor:
+        return Descriptor(_DOCKER_TO_OCI.get(d.media_type, d.media_type), d.digest, d.size, d.annotations,
+                          d.platform, d.urls)  # fmt: skip
+
+    return Manifest.build(retype(manifest.config), [retype(d) for d in manifest.layers],
+                          annotations=manifest.annotations)  # fmt: skip
 
 
 def canonical_json(obj: Any) -> bytes:

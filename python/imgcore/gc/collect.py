@@ -27,7 +27,7 @@ from imgcore.image.catalog import catalog, lookup, normalised_name
 from imgcore.image.model import Image, chain_ids
 from imgcore.image.sizes import forget_layer_size
 from imgcore.layers.cache import LayerCache, tree_bytes
-from imgcore.models import REF_NAME, Index, parse_manifest_or_index
+from imgcore.models import ORIGINAL_MANIFEST, REF_NAME, Index, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.store import ContentStore, collecting, leased
 
@@ -90,6 +90,10 @@ def mark(store: ContentStore, containers: Sequence[Container] | None = None) -> 
     keep: set[str] = set()
     for d in store.index_entries():
         _walk(store, d.digest, keep)
+        original = (d.annotations or {}).get(ORIGINAL_MANIFEST)
+        if original:
+            with contextlib.suppress(ValueError):
+                _walk(store, original, keep)
     # Walked, not just added: a leased manifest keeps what it reaches (a ``tag`` leases only the manifest), and
     # a leased digest seeding ``keep`` first would stop the walk of an index entry at that manifest.
     for name in held:
@@ -108,6 +112,8 @@ def _image_blobs(store: ContentStore, img: Image) -> list[str]:
     out: set[str] = set()
     _walk(store, img.digest, out)
     out.add(img.manifest_desc.digest)
+    if img.original is not None:
+        _walk(store, img.original.digest, out)
     out.add(img.id)
     out.update(layer.digest for layer in img.layers)
     return sorted(out)

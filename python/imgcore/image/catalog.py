@@ -36,9 +36,20 @@ from imgcore.errors import (
 )
 from imgcore.image.model import Image
 from imgcore.image.sizes import layer_size
-from imgcore.models import REF_NAME, Descriptor, ImageConfig, Index, Manifest, Platform, parse_manifest_or_index
+from imgcore.models import (
+    DOCKER_MANIFEST,
+    ORIGINAL_MANIFEST,
+    REF_NAME,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    oci_form,
+    parse_manifest_or_index,
+)
 from imgcore.reference import Reference, parse
-from imgcore.store import ContentStore, Lease
+from imgcore.store import ContentStore, Lease, without_name
 
 __all__ = [
     "HistoryRow",
@@ -47,7 +58,9 @@ __all__ = [
     "catalog",
     "history",
     "image_size",
+    "index_form",
     "inspect",
+    "keep_untagged",
     "list_images",
     "load_image",
     "lookup",
@@ -76,6 +89,12 @@ class ImageSummary:
     labels: Mapping[str, str]
     size: int  # docker's SIZE: the layers' uncompressed bytes
     tags: tuple[str, ...] = ()
+    original: str | None = None  # the docker manifest an OCI twin was made from (index.json's annotation)
+
+    @property
+    def distribution_digest(self) -> str:
+        """The digest the image has in a registry: the original docker manifest's, else what the tag points at."""
+        return self.original or self.digest
 
     @functools.cached_property
     def created(self) -> _dt.datetime | None:
@@ -146,11 +165,43 @@ def _pick_child(store: ContentStore, index: Index, where: str) -> Descriptor:
 
 
 def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) -> Image:
-    """The image a manifest (or index) descriptor points at; manifest and config are verified on read."""
+    """The image a manifest (or index) descriptor points at; manifest and config are verified on read. An
+    ``index.json`` entry's ``io.imgcore.original-manifest`` annotation names the docker manifest it was made from
+    (:func:`index_form`); that one is the image's ``original`` when it is stored."""
     mdesc, manifest = _manifest_for(store, desc)
     config = ImageConfig.from_bytes(store.get_blob(manifest.config.digest, verify=True))
     target = desc.with_annotations(None) if desc.digest != mdesc.digest else None
-    return Image(mdesc, manifest, config, tuple(tags), target, store)
+    original = None
+    odigest = (desc.annotations or {}).get(ORIGINAL_MANIFEST)
+    if odigest:
+        with contextlib.suppress(BlobNotFound, ValueError):
+            original = Descriptor(DOCKER_MANIFEST, odigest, store.blob_size(odigest))
+    return Image(mdesc, manifest, config, tuple(tags), target, store, original)
+
+
+def index_form(store: ContentStore, lease: Lease, desc: Descriptor) -> tuple[Descriptor, dict[str, str]]:
+    """What ``index.json`` records for the stored manifest ``desc``, and the annotations that go with it.
+
+    skopeo, umoci, podman and buildah read an OCI layout's entries only when they point at OCI manifests, so a
+    docker schema 2 manifest is recorded through its OCI twin (:func:`imgcore.models.oci_form`: the same config
+    and layer blobs, OCI media types), stored here and leased, with ``io.imgcore.original-manifest`` naming the
+    docker manifest (kept alive by GC, sent by ``push``). Anything else is recorded as it is."""
+    if desc.media_type != DOCKER_MANIFEST:
+        return desc.with_annotations(None), {}
+    twin = oci_form(Manifest.from_bytes(store.get_blob(desc.digest, verify=True), DOCKER_MANIFEST))
+    lease.hold(twin.digest)
+    tdesc = store.put_manifest(twin.raw, twin.media_type)
+    return tdesc, {ORIGINAL_MANIFEST: desc.digest}
+
+
+def keep_untagged(store: ContentStore, lease: Lease, desc: Descriptor) -> Descriptor:
+    """Keeps the stored manifest ``desc`` in ``index.json`` without a tag (through :func:`index_form`); returns
+    the entry's descriptor."""
+    entry, annotations = index_form(store, lease, desc)
+    entry = entry.with_annotations(annotations or None)
+    with lease.guard():
+        store.add_untagged(entry)
+    return entry
 
 
 def normalised_name(name: str | None) -> str | None:
@@ -216,7 +267,7 @@ def lookup(store: ContentStore, text: str, images: list[Image] | None = None) ->
     if ref is not None:
         if ref.digest is not None:
             for img in images:
-                if ref.digest in (img.digest, img.manifest_desc.digest):
+                if ref.digest in img.digests:
                     return img, ref
             if store.has_blob(ref.digest):
                 with contextlib.suppress(ValueError, BlobNotFound):
@@ -238,7 +289,7 @@ def lookup(store: ContentStore, text: str, images: list[Image] | None = None) ->
         return sorted(matches, key=lambda i: not i.tags)[0], None
     if len(prefix) == 64:
         for img in images:
-            if f"sha256:{prefix}" in (img.digest, img.manifest_desc.digest):
+            if f"sha256:{prefix}" in img.digests:
                 return img, None
     raise ImageNotFound(f"No such image: {text}")
 
@@ -362,7 +413,8 @@ def summaries(store: ContentStore) -> list[ImageSummary]:
             cache[digest] = {"manifest": summary.manifest_digest, "id": summary.id, "created": summary.created_text,
                              "labels": dict(summary.labels), "size": summary.size}  # fmt: skip
             added = True
-        out.append(dataclasses.replace(summary, tags=tuple(sorted(tags[digest]))))
+        original = (descs[digest].annotations or {}).get(ORIGINAL_MANIFEST)
+        out.append(dataclasses.replace(summary, tags=tuple(sorted(tags[digest])), original=original))
     if added:
         with contextlib.suppress(OSError):
             live = {d: cache[d] for d in order if d in cache}
@@ -524,20 +576,32 @@ def inspect(store: ContentStore, text: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- tag
 
 
-def tag_manifest(store: ContentStore, lease: Lease, ref: Reference, desc: Descriptor, image_id: str) -> None:
+def tag_manifest(
+    store: ContentStore,
+    lease: Lease,
+    ref: Reference,
+    desc: Descriptor,
+    image_id: str,
+    annotations: Mapping[str, str] | None = None,
+) -> Descriptor:
     """Points tag ``ref`` at ``desc`` (a manifest or index the caller stored and leased), in a guarded section.
 
-    A tag another tool wrote in its short spelling (``copied`` for ``docker.io/library/copied:latest``) is the
-    same tag, so it is replaced too. The last tag time is recorded for ``inspect``.
+    A docker schema 2 manifest is recorded through its OCI twin (:func:`index_form`); ``annotations`` (an
+    image's ``io.imgcore.original-manifest`` when re-tagging a twin) go on the entry. A tag another tool wrote in
+    its short spelling (``copied`` for ``docker.io/library/copied:latest``) is the same tag, so it is replaced
+    too. The last tag time is recorded for ``inspect``. Returns the entry's descriptor (with ``annotations``,
+    without the name), what :func:`load_image` takes.
     """
     name = str(ref)
+    desc, extra = index_form(store, lease, desc)
+    extra = {**(annotations or {}), **extra}
 
     def drop_short_spellings(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for m in manifests:
             raw = (m.get("annotations") or {}).get(REF_NAME)
             if raw and raw != name and normalised_name(raw) == name:
-                m = {k: v for k, v in m.items() if k != "annotations"}
+                m = without_name(m)
             out.append(m)
         return out
 
@@ -545,8 +609,9 @@ def tag_manifest(store: ContentStore, lease: Lease, ref: Reference, desc: Descri
         if not store.has_blob(desc.digest):
             raise BlobNotFound(f"tag {ref.familiar}: manifest {desc.digest} is not in the store", digest=desc.digest)
         store.update_index(drop_short_spellings)
-        store.tag(ref, desc.with_annotations(None))
+        store.tag(ref, desc.with_annotations(None), extra)
     record_tag_time(store, image_id)
+    return desc.with_annotations(extra or None)
 
 
 def tag(store: ContentStore, source: str, target: str) -> Image:
@@ -557,8 +622,9 @@ def tag(store: ContentStore, source: str, target: str) -> Image:
     with store.lease("tag") as lease:
         with lease.guard():
             img = resolve(store, source)
-            lease.add(img.digest)
-        tag_manifest(store, lease, dst, img.target_desc, img.id)
+            lease.add(*img.digests)
+        original = {ORIGINAL_MANIFEST: img.original.digest} if img.original is not None else None
+        tag_manifest(store, lease, dst, img.target_desc, img.id, original)
     return resolve(store, str(dst))
 
 

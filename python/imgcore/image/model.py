@@ -147,7 +147,9 @@ class Image:
 
     ``manifest_desc``/``manifest`` are the image manifest (for a multi-platform index, the platform's entry);
     ``target`` is what ``index.json`` points at when that differs (the index itself); ``tags`` are full
-    normalised references (``docker.io/library/tomcat:latest``).
+    normalised references (``docker.io/library/tomcat:latest``). ``original`` is the docker schema 2 manifest
+    the (OCI-typed) manifest was made from, when the image came in docker-typed: ``push`` and ``save`` send its
+    bytes, so the registry's digest is kept.
     """
 
     manifest_desc: Descriptor
@@ -156,6 +158,7 @@ class Image:
     tags: tuple[str, ...] = ()
     target: Descriptor | None = None
     store: ContentStore | None = field(default=None, compare=False, repr=False)
+    original: Descriptor | None = None
 
     @property
     def id(self) -> str:
@@ -171,6 +174,19 @@ class Image:
     def digest(self) -> str:
         """The digest a tag points at (the manifest, or the index of a multi-platform image)."""
         return (self.target or self.manifest_desc).digest
+
+    @property
+    def distribution_digest(self) -> str:
+        """The digest the image has in a registry: the original docker manifest's when there is one."""
+        return self.original.digest if self.original is not None else self.digest
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Every digest that names this image: what a tag points at, the platform manifest, the original."""
+        out = [self.digest, self.manifest_desc.digest]
+        if self.original is not None:
+            out.append(self.original.digest)
+        return tuple(dict.fromkeys(out))
 
     @property
     def target_desc(self) -> Descriptor:

@@ -297,8 +297,8 @@ def pull(
             store.put_manifest(*index_raw)
         record_source(store, [d.digest for d in (manifest.config, *manifest.layers)], f"{client.registry}/{repo}")
         before = store.tags().get(str(r))
-        tag_manifest(store, lease, r, mdesc, manifest.config.digest)
-        up_to_date = all_present and before is not None and before.digest == mdesc.digest
+        entry = tag_manifest(store, lease, r, mdesc, manifest.config.digest)
+        up_to_date = all_present and before is not None and before.digest == entry.digest
         status = ("Image is up to date for " if up_to_date else "Downloaded newer image for ") + r.familiar
         progress.line(f"Digest: {top.digest}")
         progress.line(f"Status: {status}")
@@ -309,7 +309,7 @@ def pull(
             status=status,
             downloaded=downloaded,
             layers=tuple((d.digest, statuses.get(d.digest, "")) for d in manifest.layers),
-            image=load_image(store, mdesc, (str(r),)),
+            image=load_image(store, entry, (str(r),)),
         )
 
 

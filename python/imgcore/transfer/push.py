@@ -108,7 +108,9 @@ def push(
     progress = progress if progress is not None else NullProgress()
     r = parse_reference(ref) if isinstance(ref, str) else ref.tagged()
     local = str(source) if source is not None else str(r)
-    desc = resolve(store, local).target_desc
+    image = resolve(store, local)
+    # A docker-typed image goes out as its original manifest, so the registry keeps the digest it had.
+    desc = image.original if image.original is not None else image.target_desc
     client = client if client is not None else client_for(r.domain, insecure=insecure, ca_file=ca_file, jobs=jobs)
     repo = r.path
     progress.line(f"The push refers to repository [{r.repository}]")
