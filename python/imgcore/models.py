@@ -101,6 +101,7 @@ ORIGINAL_MANIFEST = "io.imgcore.original-manifest"
 the digest of the docker manifest, whose bytes ``push`` and ``save`` send so the digest is kept."""
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 LAYER_MEDIA_TYPES = frozenset(
     {
@@ -535,6 +536,7 @@ class Manifest:
     layers: tuple[Descriptor, ...]
     annotations: Mapping[str, str] | None = None
     raw: bytes = field(default=b"", repr=False)
+    artifact_type: str | None = None
 
     def __post_init__(self) -> None:
         doc = _Doc("manifest")
@@ -550,6 +552,18 @@ class Manifest:
     def digest(self) -> str:
         """The manifest's digest: the sha256 of :attr:`raw` as received or written, never of a re-serialisation."""
         return str(Digest(_sha(self.raw)))
+
+    @property
+    def is_artifact(self) -> bool:
+        """An OCI artifact rather than an image: ``artifactType`` is set, or the config is not an image config
+        (the OCI empty config, a helm chart's, ...), as containerd and podman tell them apart."""
+        config_type = self.config.media_type
+        return self.artifact_type is not None or (bool(config_type) and config_type not in IMAGE_CONFIG_TYPES)
+
+    @property
+    def kind(self) -> str:
+        """The artifact type: ``artifactType``, else the config's media type (what ``oras`` and podman show)."""
+        return self.artifact_type or self.config.media_type
 
     @classmethod
     def from_bytes(
@@ -574,10 +588,11 @@ class Manifest:
         subject = data.get("subject")
         if subject is not None:
             _descriptor_from(doc, subject, "subject")
-        doc.opt_str(data, "artifactType", "")
+        artifact_type = doc.opt_str(data, "artifactType", "")
         annotations = doc.opt_str_map(data, "annotations", "")
         return cls(
             media_type=mt,
+            artifact_type=artifact_type or None,
             config=config,
             layers=tuple(_descriptor_from(doc, x, _join("layers", i)) for i, x in enumerate(layers)),
             annotations=annotations,

@@ -33,8 +33,9 @@ from imgcore.errors import (
     InvalidArgument,
     InvalidManifest,
     InvalidReference,
+    NotAnImage,
 )
-from imgcore.image.model import Image
+from imgcore.image.model import Artifact, Image
 from imgcore.image.sizes import layer_size
 from imgcore.models import (
     DOCKER_MANIFEST,
@@ -55,6 +56,7 @@ __all__ = [
     "HistoryRow",
     "ImageRow",
     "ImageSummary",
+    "artifacts",
     "catalog",
     "history",
     "image_size",
@@ -68,6 +70,7 @@ __all__ = [
     "parse_filters",
     "record_tag_time",
     "resolve",
+    "resolve_artifact",
     "summaries",
     "tag",
     "tag_manifest",
@@ -169,6 +172,8 @@ def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) 
     ``index.json`` entry's ``io.imgcore.original-manifest`` annotation names the docker manifest it was made from
     (:func:`index_form`); that one is the image's ``original`` when it is stored."""
     mdesc, manifest = _manifest_for(store, desc)
+    if manifest.is_artifact:
+        raise NotAnImage(_artifact_message(desc.digest, manifest))
     config = ImageConfig.from_bytes(store.get_blob(manifest.config.digest, verify=True))
     target = desc.with_annotations(None) if desc.digest != mdesc.digest else None
     original = None
@@ -177,6 +182,37 @@ def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) 
         with contextlib.suppress(BlobNotFound, ValueError):
             original = Descriptor(DOCKER_MANIFEST, odigest, store.blob_size(odigest))
     return Image(mdesc, manifest, config, tuple(tags), target, store, original)
+
+
+def _artifact_message(name: str, manifest: Manifest) -> str:
+    # podman's wording for an image operation on an artifact
+    return f'{name}: unsupported image-specific operation on artifact with type "{manifest.kind}"'
+
+
+def artifacts(store: ContentStore) -> list[Artifact]:
+    """Every OCI artifact ``index.json`` records (one per distinct digest, tags gathered), in index order."""
+    descs, tags = _index_groups(store)
+    out = []
+    for digest, desc in descs.items():
+        with contextlib.suppress(BlobNotFound, ValueError):
+            raw = store.get_blob(digest, verify=True)
+            doc = parse_manifest_or_index(raw, desc.media_type or None)
+            if isinstance(doc, Manifest) and doc.is_artifact:
+                mdesc = Descriptor(doc.media_type, digest, len(raw))
+                out.append(Artifact(mdesc, doc, tuple(sorted(tags[digest]))))
+    return out
+
+
+def _named_artifact(store: ContentStore, text: str) -> Artifact | None:
+    """The artifact ``text`` names (a tag, ``name@digest`` or its digest), if it names one."""
+    with contextlib.suppress(InvalidReference):
+        ref = parse(text) if _HEX_ID.fullmatch(text) is None or ":" in text else None
+        for a in artifacts(store):
+            if ref is not None and (str(ref) in a.tags or ref.digest == a.digest):
+                return a
+            if text in (a.digest, a.digest.partition(":")[2]):
+                return a
+    return None
 
 
 def index_form(store: ContentStore, lease: Lease, desc: Descriptor) -> tuple[Descriptor, dict[str, str]]:
@@ -250,7 +286,18 @@ def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
 
 def lookup(store: ContentStore, text: str, images: list[Image] | None = None) -> tuple[Image, Reference | None]:
     """Resolves ``text`` as docker does: a tag first, then an image ID (full or a unique prefix, with or without
-    ``sha256:``), or ``name@digest``. Returns the image and the reference when ``text`` named one."""
+    ``sha256:``), or ``name@digest``. Returns the image and the reference when ``text`` named one; text that
+    names an OCI artifact raises :class:`~imgcore.errors.NotAnImage` (podman's message)."""
+    try:
+        return _lookup(store, text, images)
+    except ImageNotFound:
+        artifact = _named_artifact(store, text.strip())
+        if artifact is None:
+            raise
+        raise NotAnImage(_artifact_message(text.strip(), artifact.manifest)) from None
+
+
+def _lookup(store: ContentStore, text: str, images: list[Image] | None) -> tuple[Image, Reference | None]:
     if not isinstance(text, str) or not text.strip():
         raise InvalidReference("invalid reference: empty")
     text = text.strip()
@@ -301,9 +348,18 @@ def resolve(store: ContentStore, text: str) -> Image:
     Raises:
         InvalidReference: ``text`` is neither a valid reference nor a hex ID.
         ImageNotFound: nothing matches.
+        NotAnImage: ``text`` names an OCI artifact.
         ImageConflict: a short ID matches several images.
     """
     return lookup(store, text)[0]
+
+
+def resolve_artifact(store: ContentStore, text: str) -> Artifact:
+    """The OCI artifact ``text`` names (a tag, ``name@digest``, its digest); ``ImageNotFound`` otherwise."""
+    found = _named_artifact(store, text.strip()) if isinstance(text, str) else None
+    if found is None:
+        raise ImageNotFound(f"No such artifact: {text}")
+    return found
 
 
 # ------------------------------------------------------------------------------------------------- images

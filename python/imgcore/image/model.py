@@ -25,7 +25,7 @@ from imgcore.models import Descriptor, ImageConfig, Manifest, Platform
 from imgcore.reference import Reference, parse
 from imgcore.store import ContentStore
 
-__all__ = ["ContainerConfig", "HistoryEntry", "Image", "Layer", "LayerEntry", "chain_ids"]
+__all__ = ["Artifact", "ContainerConfig", "HistoryEntry", "Image", "Layer", "LayerEntry", "chain_ids"]
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -257,3 +257,33 @@ class Image:
             for h in self.config.history
             if isinstance(h, dict)
         )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An OCI artifact in the store (a manifest that is not an image: :attr:`Manifest.is_artifact`): listed by
+    ``artifacts``, removed by ``rmi``/``prune``, never run."""
+
+    manifest_desc: Descriptor
+    manifest: Manifest
+    tags: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest."""
+        return self.manifest_desc.digest
+
+    @property
+    def artifact_type(self) -> str:
+        """``artifactType``, else the config's media type."""
+        return self.manifest.kind
+
+    @property
+    def size(self) -> int:
+        """The bytes of the manifest, its config and its blobs, as the descriptors give them."""
+        return self.manifest_desc.size + self.manifest.config.size + sum(d.size for d in self.manifest.layers)
+
+    @functools.cached_property
+    def references(self) -> tuple[Reference, ...]:
+        """The tags, parsed."""
+        return tuple(parse(t) for t in self.tags)

@@ -200,6 +200,8 @@ def pull(
         )
     else:
         manifest = doc
+    if manifest.is_artifact:
+        return _pull_artifact(client, store, r, top.digest, manifest, progress)
     mdigest = manifest.digest
 
     with store.lease(f"pull {r}") as lease:
@@ -311,6 +313,34 @@ def pull(
             layers=tuple((d.digest, statuses.get(d.digest, "")) for d in manifest.layers),
             image=load_image(store, entry, (str(r),)),
         )
+
+
+def _pull_artifact(
+    client: RegistryClient, store: ContentStore, r: Reference, digest: str, manifest: Manifest, progress: Progress
+) -> PullResult:
+    """An OCI artifact: its config and blobs are stored as they are (digest and size checked, nothing parsed or
+    unpacked) and it is tagged; ``images`` does not list it, ``artifacts`` does. The last lines are oras's."""
+    repo = r.path
+    blobs = list({d.digest: d for d in (manifest.config, *manifest.layers)}.values())
+    with store.lease(f"pull {r}") as lease:
+        with lease.guard():
+            lease.add(digest, manifest.digest, *(d.digest for d in blobs))
+        downloaded = 0
+        statuses: dict[str, str] = {}
+        cancel = threading.Event()
+        for d in blobs:
+            if store.has_blob(d.digest):
+                statuses[d.digest] = "Already exists"
+                continue
+            downloaded += _download_layer(client, store, repo, d, progress, cancel)
+            statuses[d.digest] = "Pull complete"
+        mdesc = store.put_manifest(manifest.raw, manifest.media_type)
+        record_source(store, [d.digest for d in blobs], f"{client.registry}/{repo}")
+        tag_manifest(store, lease, r, mdesc, manifest.digest)
+    status = f"Pulled [registry] {r.familiar}"
+    progress.line(status)
+    progress.line(f"Digest: {digest}")
+    return PullResult(str(r), digest, mdesc, status, downloaded, tuple(statuses.items()))
 
 
 def _unpack_then_report(unpacker: LayerUnpacker, layer: Descriptor, progress: Progress) -> None:
