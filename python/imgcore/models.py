@@ -49,6 +49,7 @@ __all__ = [
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
     "LAYER_MEDIA_TYPES",
+    "NON_DISTRIBUTABLE",
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER",
@@ -101,6 +102,15 @@ ORIGINAL_MANIFEST = "io.imgcore.original-manifest"
 the digest of the docker manifest, whose bytes ``push`` and ``save`` send so the digest is kept."""
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+NON_DISTRIBUTABLE = frozenset(
+    {
+        DOCKER_FOREIGN_LAYER,
+        OCI_LAYER_NONDIST_GZIP,
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+"""Layer media types that push leaves out (foreign and OCI non-distributable layers), as docker does."""
 IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 LAYER_MEDIA_TYPES = frozenset(

@@ -154,7 +154,9 @@ def start_registry(
     user: str | None = None,
     password: str | None = None,
     token: TokenServer | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Registry:
+    """``extra``: more top-level lines for the registry's config.yml (``validation:`` ...)."""
     binary = require_tool(REGISTRY_BIN)
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -183,6 +185,7 @@ def start_registry(
     if token is not None:
         lines += ["auth:", "  token:", f"    realm: {token.url}/token", f"    service: {token.service}",
                   f"    issuer: {token.issuer}", f"    rootcertbundle: {token.cert}"]  # fmt: skip
+    lines += extra
     cfg = tmp / "config.yml"
     cfg.write_text("\n".join(lines) + "\n")
     log = tmp / "registry.log"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import ImgcoreError, RegistryError
 from imgcore.image.catalog import resolve
-from imgcore.models import Descriptor, Index, Manifest, parse_manifest_or_index
+from imgcore.models import NON_DISTRIBUTABLE, Descriptor, Index, Manifest, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.reference import parse as parse_reference
 from imgcore.registry.client import RegistryClient
@@ -129,6 +129,11 @@ def push(
     blobs: dict[str, tuple[Descriptor, bool]] = {}
     for m in manifests:
         for layer in reversed(m.layers):
+            if layer.urls and layer.media_type in NON_DISTRIBUTABLE:
+                # docker's rule: a foreign layer stays where its URLs say; the manifest keeps the descriptor
+                progress.layer(short_id(layer.digest), "Skipped foreign layer")
+                statuses[layer.digest] = "Skipped foreign layer"
+                continue
             blobs.setdefault(layer.digest, (layer, True))
         blobs.setdefault(m.config.digest, (m.config, False))
     for blob, show in blobs.values():
