@@ -29,6 +29,7 @@ __all__ = [
     "InvalidTemplate",
     "InvalidTree",
     "LimitExceeded",
+    "NotAnImage",
     "NotFound",
     "RateLimited",
     "RegistryError",
@@ -106,6 +107,11 @@ class UnsupportedMediaType(InvalidManifest):
 
 class ImageNotFound(ImgcoreError, LookupError):
     """No image with that name, tag or ID in the store."""
+
+
+class NotAnImage(ImgcoreError, ValueError):
+    """The name is an OCI artifact (a manifest whose config is not an image config, or with an ``artifactType``):
+    it can be listed, pulled and removed, not run, inspected or built on."""
 
 
 class ImageInUse(ImgcoreError):

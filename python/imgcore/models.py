@@ -49,12 +49,14 @@ __all__ = [
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
     "LAYER_MEDIA_TYPES",
+    "NON_DISTRIBUTABLE",
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER",
     "OCI_LAYER_GZIP",
     "OCI_LAYER_ZSTD",
     "OCI_MANIFEST",
+    "ORIGINAL_MANIFEST",
     "REF_NAME",
     "Descriptor",
     "ImageConfig",
@@ -63,6 +65,7 @@ __all__ = [
     "Platform",
     "SaveManifestEntry",
     "canonical_json",
+    "oci_form",
     "parse_manifest_or_index",
     "parse_repositories",
     "parse_save_manifest",
@@ -94,8 +97,21 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 REF_NAME = "org.opencontainers.image.ref.name"
 """The annotation that names an image in an OCI layout's ``index.json`` (the store keys its tags by it)."""
+ORIGINAL_MANIFEST = "io.imgcore.original-manifest"
+"""The annotation on an ``index.json`` entry that points at an OCI-typed manifest made from a docker schema 2 one:
+the digest of the docker manifest, whose bytes ``push`` and ``save`` send so the digest is kept."""
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+NON_DISTRIBUTABLE = frozenset(
+    {
+        DOCKER_FOREIGN_LAYER,
+        OCI_LAYER_NONDIST_GZIP,
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+"""Layer media types that push leaves out (foreign and OCI non-distributable layers), as docker does."""
+IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 LAYER_MEDIA_TYPES = frozenset(
     {
@@ -117,6 +133,30 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))", re.ASCII
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+_DOCKER_TO_OCI = {
+    DOCKER_LAYER: OCI_LAYER,
+    DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,
+    DOCKER_FOREIGN_LAYER: OCI_LAYER_NONDIST_GZIP,
+    DOCKER_CONFIG: OCI_CONFIG,
+}
+
+
+def oci_form(manifest: Manifest) -> Manifest:
+    """The OCI-typed twin of a docker schema 2 manifest: the same config and layer blobs (same digests and sizes,
+    ``urls`` kept), with OCI media types (gzip and plain layers map one to one, a foreign layer becomes a
+    non-distributable one, the config becomes ``config.v1``), serialised deterministically. Tools that read only
+    OCI manifests from a layout (skopeo's and umoci's ``oci:`` transports) read the twin."""
+    if manifest.media_type != DOCKER_MANIFEST:
+        raise UnsupportedMediaType(f"manifest {manifest.digest}: {manifest.media_type} is not docker schema 2")
+
+    def retype(d: Descriptor) -> Descriptor:
+        return Descriptor(_DOCKER_TO_OCI.get(d.media_type, d.media_type), d.digest, d.size, d.annotations,
+                          d.platform, d.urls)  # fmt: skip
+
+    return Manifest.build(retype(manifest.config), [retype(d) for d in manifest.layers],
+                          annotations=manifest.annotations)  # fmt: skip
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -506,6 +546,7 @@ class Manifest:
     layers: tuple[Descriptor, ...]
     annotations: Mapping[str, str] | None = None
     raw: bytes = field(default=b"", repr=False)
+    artifact_type: str | None = None
 
     def __post_init__(self) -> None:
         doc = _Doc("manifest")
@@ -521,6 +562,18 @@ class Manifest:
     def digest(self) -> str:
         """The manifest's digest: the sha256 of :attr:`raw` as received or written, never of a re-serialisation."""
         return str(Digest(_sha(self.raw)))
+
+    @property
+    def is_artifact(self) -> bool:
+        """An OCI artifact rather than an image: ``artifactType`` is set, or the config is not an image config
+        (the OCI empty config, a helm chart's, ...), as containerd and podman tell them apart."""
+        config_type = self.config.media_type
+        return self.artifact_type is not None or (bool(config_type) and config_type not in IMAGE_CONFIG_TYPES)
+
+    @property
+    def kind(self) -> str:
+        """The artifact type: ``artifactType``, else the config's media type (what ``oras`` and podman show)."""
+        return self.artifact_type or self.config.media_type
 
     @classmethod
     def from_bytes(
@@ -545,10 +598,11 @@ class Manifest:
         subject = data.get("subject")
         if subject is not None:
             _descriptor_from(doc, subject, "subject")
-        doc.opt_str(data, "artifactType", "")
+        artifact_type = doc.opt_str(data, "artifactType", "")
         annotations = doc.opt_str_map(data, "annotations", "")
         return cls(
             media_type=mt,
+            artifact_type=artifact_type or None,
             config=config,
             layers=tuple(_descriptor_from(doc, x, _join("layers", i)) for i, x in enumerate(layers)),
             annotations=annotations,

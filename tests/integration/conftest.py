@@ -156,7 +156,10 @@ def start_registry(
     password: str | None = None,
     token: TokenServer | None = None,
     delete: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> Registry:
+    """``delete``: whether the registry accepts manifest deletes; ``extra``: more top-level lines for its
+    config.yml (``validation:`` ...)."""
     binary = require_tool(REGISTRY_BIN)
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -185,6 +188,7 @@ def start_registry(
     if token is not None:
         lines += ["auth:", "  token:", f"    realm: {token.url}/token", f"    service: {token.service}",
                   f"    issuer: {token.issuer}", f"    rootcertbundle: {token.cert}"]  # fmt: skip
+    lines += extra
     cfg = tmp / "config.yml"
     cfg.write_text("\n".join(lines) + "\n")
     log = tmp / "registry.log"

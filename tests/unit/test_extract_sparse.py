@@ -18,6 +18,7 @@ import pytest
 import imgcore
 import imgcore.pure
 from tests.conftest import require_tool
+from tests.vectors.make_odd_images import holey
 
 MiB = 1 << 20
 ENGINES = {"rust": imgcore.extract_layer, "pure": imgcore.pure.extract_layer}
@@ -30,15 +31,6 @@ def sha256_file(p: Path) -> str:
         while chunk := f.read(MiB):
             h.update(chunk)
     return h.hexdigest()
-
-
-def holey(path: Path, size: int, pieces: list[tuple[int, bytes]]) -> None:
-    """A file of ``size`` bytes, holes everywhere but ``pieces`` (offset, data)."""
-    with path.open("wb") as f:
-        f.truncate(size)
-        for off, data in pieces:
-            f.seek(off)
-            f.write(data)
 
 
 SHAPES: dict[str, tuple[int, list[tuple[int, bytes]]]] = {

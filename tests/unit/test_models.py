@@ -333,3 +333,25 @@ def test_empty_media_types_read_as_absent():
     assert isinstance(m.parse_manifest_or_index(_manifest(mediaType="")), m.Manifest)
     with pytest.raises(InvalidManifest, match=r"layers\[0\]\.mediaType: expected a media type"):
         m.Manifest.from_bytes(_manifest(layers=[{**LAYER, "mediaType": "not a media type"}]))
+
+
+def test_artifacts_are_told_apart_from_images():
+    from imgcore.models import Manifest
+
+    def manifest(config_type: str, artifact_type: str | None = None) -> Manifest:
+        config = {"mediaType": config_type, "digest": "sha256:" + "a" * 64, "size": 2}
+        doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config}
+        doc["layers"] = []
+        if artifact_type:
+            doc["artifactType"] = artifact_type
+        return Manifest.from_bytes(json.dumps(doc).encode())
+
+    assert not manifest("application/vnd.oci.image.config.v1+json").is_artifact
+    assert not manifest("application/vnd.docker.container.image.v1+json").is_artifact
+    empty = manifest("application/vnd.oci.empty.v1+json", "application/vnd.example.sbom.v1")
+    assert empty.is_artifact
+    assert empty.kind == "application/vnd.example.sbom.v1"
+    helm = manifest("application/vnd.cncf.helm.config.v1+json")
+    assert helm.is_artifact
+    assert helm.kind == "application/vnd.cncf.helm.config.v1+json"
+    assert manifest("application/vnd.oci.image.config.v1+json", "application/x.signed").is_artifact

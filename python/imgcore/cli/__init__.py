@@ -29,7 +29,7 @@ USAGE_ERROR = 125
 
 #: command -> the group module that registers it (and its handlers).
 COMMANDS: dict[str, str] = {
-    **dict.fromkeys(("images", "tag", "history", "inspect"), "imgcore.cli.images"),
+    **dict.fromkeys(("images", "tag", "history", "inspect", "artifacts"), "imgcore.cli.images"),
     **dict.fromkeys(("rmi", "import", "export", "df", "prune", "image"), "imgcore.cli.housekeeping"),
     **dict.fromkeys(
         (

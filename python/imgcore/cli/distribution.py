@@ -42,6 +42,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             progress=progress,
             insecure=args.insecure_registry,
             ca_file=args.ca_file,
+            foreign_urls=args.allow_foreign_url,
         )
     finally:
         progress.close()
@@ -139,6 +140,11 @@ def register(sub: Any) -> None:
         help="layers downloaded at the same time (default 3)",
     )  # fmt: skip
     p.add_argument("--unpack", action="store_true", help="unpack layers as they arrive")
+    p.add_argument(
+        "--allow-foreign-url", default=None, metavar="REGEX",
+        help="fetch foreign layers the registry lacks only from URLs this regex matches whole "
+        "(default $IMGCORE_FOREIGN_URLS, else any http/https URL)",
+    )  # fmt: skip
     transport_flags(p)
     p.set_defaults(func=cmd_pull)
 

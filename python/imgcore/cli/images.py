@@ -16,7 +16,7 @@ from typing import Any
 from imgcore._gotemplate import render, render_rows
 from imgcore._humanize import ellipsis, format_created, human_size, printable, since, tabwrite
 from imgcore.errors import ImgcoreError
-from imgcore.image.catalog import history, inspect, list_images, tag
+from imgcore.image.catalog import artifacts, history, inspect, list_images, tag
 from imgcore.store import ContentStore
 
 __all__ = ["add_image_commands", "register"]
@@ -91,9 +91,7 @@ def cmd_images(args: argparse.Namespace) -> int:
                 "Containers": "N/A",
                 "CreatedAt": _created_at(row.image.created),
                 "CreatedSince": since(row.image.created),
-                "Digest": row.image.digest
-                if (args.digests or ".Digest" in args.format) and not row.dangling
-                else "<none>",
+                "Digest": row.image.distribution_digest if not row.dangling else "<none>",
                 "ID": ident(row.image.id),
                 "Repository": row.repository,
                 "SharedSize": "N/A",
@@ -113,10 +111,28 @@ def cmd_images(args: argparse.Namespace) -> int:
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table = [header]
     for row in rows:
-        digest = [row.image.digest if not row.dangling else "<none>"] if args.digests else []
+        digest = [row.image.distribution_digest if not row.dangling else "<none>"] if args.digests else []
         table.append(
             [row.repository, row.tag, *digest, ident(row.image.id), since(row.image.created), human_size(row.size)]
         )
+    sys.stdout.write(tabwrite(table))
+    return 0
+
+
+def cmd_artifacts(args: argparse.Namespace) -> int:
+    """``artifacts``: the OCI artifacts ``images`` leaves out, one row per tag (``<none>`` when untagged)."""
+    rows = []
+    for a in artifacts(_store(args)):
+        digest = a.digest if args.no_trunc else a.digest.partition(":")[2][:12]
+        names = [(r.familiar_repository, r.tag or "<none>") for r in a.references] or [("<none>", "<none>")]
+        rows += [{"Repository": repo, "Tag": t, "ArtifactType": a.artifact_type, "Digest": digest,
+                  "Size": human_size(a.size)} for repo, t in sorted(names)]  # fmt: skip
+    if args.format == "json":
+        for obj in rows:
+            print(_go_json(obj))
+        return 0
+    table = [["REPOSITORY", "TAG", "ARTIFACT TYPE", "DIGEST", "SIZE"]]
+    table += [[o["Repository"], o["Tag"], o["ArtifactType"], o["Digest"], o["Size"]] for o in rows]
     sys.stdout.write(tabwrite(table))
     return 0
 
@@ -276,6 +292,10 @@ def register(sub: Any) -> None:
     _add_tag(sub.add_parser("tag", help="create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"))
     _add_history(sub.add_parser("history", help="show the history of an image"))
     _add_inspect(sub.add_parser("inspect", help="display detailed information on images (JSON)"))
+    p = sub.add_parser("artifacts", help="list OCI artifacts (manifests that are not images)")
+    p.add_argument("--no-trunc", action="store_true", help="show full digests")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_artifacts)
 
 
 def add_image_commands(image: Any) -> None:

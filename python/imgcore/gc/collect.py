@@ -22,12 +22,12 @@ from typing import Any
 
 from imgcore._humanize import short_id
 from imgcore.containers.manager import Container, Containers
-from imgcore.errors import BlobNotFound, ImageConflict, ImageInUse
-from imgcore.image.catalog import catalog, lookup, normalised_name
-from imgcore.image.model import Image, chain_ids
+from imgcore.errors import BlobNotFound, ImageConflict, ImageInUse, NotAnImage
+from imgcore.image.catalog import artifacts, catalog, lookup, normalised_name, resolve_artifact
+from imgcore.image.model import Artifact, Image, chain_ids
 from imgcore.image.sizes import forget_layer_size
 from imgcore.layers.cache import LayerCache, tree_bytes
-from imgcore.models import REF_NAME, Index, parse_manifest_or_index
+from imgcore.models import ORIGINAL_MANIFEST, REF_NAME, Index, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.store import ContentStore, collecting, leased
 
@@ -90,6 +90,10 @@ def mark(store: ContentStore, containers: Sequence[Container] | None = None) -> 
     keep: set[str] = set()
     for d in store.index_entries():
         _walk(store, d.digest, keep)
+        original = (d.annotations or {}).get(ORIGINAL_MANIFEST)
+        if original:
+            with contextlib.suppress(ValueError):
+                _walk(store, original, keep)
     # Walked, not just added: a leased manifest keeps what it reaches (a ``tag`` leases only the manifest), and
     # a leased digest seeding ``keep`` first would stop the walk of an index entry at that manifest.
     for name in held:
@@ -108,6 +112,8 @@ def _image_blobs(store: ContentStore, img: Image) -> list[str]:
     out: set[str] = set()
     _walk(store, img.digest, out)
     out.add(img.manifest_desc.digest)
+    if img.original is not None:
+        _walk(store, img.original.digest, out)
     out.add(img.id)
     out.update(layer.digest for layer in img.layers)
     return sorted(out)
@@ -116,16 +122,46 @@ def _image_blobs(store: ContentStore, img: Image) -> list[str]:
 def _delete_images(store: ContentStore, images: Sequence[Image], containers: Sequence[Container]) -> list[str]:
     """Drops the images' index entries and sweeps their blobs that nothing else reaches (caller holds the GC
     lock). Returns the deleted blob digests."""
-    digests = {img.digest for img in images}
+    blobs = [d for img in images for d in _image_blobs(store, img)]
+    return _delete_roots(store, {img.digest for img in images}, blobs, containers)
+
+
+def _delete_roots(
+    store: ContentStore, digests: set[str], blobs: Sequence[str], containers: Sequence[Container]
+) -> list[str]:
     store.update_index(lambda ms: [m for m in ms if m.get("digest") not in digests])
     keep = mark(store, containers)
     deleted = []
-    for img in images:
-        for d in _image_blobs(store, img):
-            if d not in keep and store.delete_blob(d):
-                deleted.append(d)
-                forget_layer_size(store, d)
+    for d in dict.fromkeys(blobs):
+        if d not in keep and store.delete_blob(d):
+            deleted.append(d)
+            forget_layer_size(store, d)
     return deleted
+
+
+def _artifact_blobs(store: ContentStore, artifact: Artifact) -> list[str]:
+    out: set[str] = set()
+    _walk(store, artifact.digest, out)
+    return sorted(out)
+
+
+def _remove_artifact(store: ContentStore, text: str, containers: Sequence[Container]) -> list[DeleteRecord]:
+    """``rmi`` of an OCI artifact: by tag, the tag goes and the artifact with its last tag; by digest, all of it."""
+    artifact = resolve_artifact(store, text)
+    records: list[DeleteRecord] = []
+    refs = list(artifact.references)
+    named = next((r for r in refs if normalised_name(text) == str(r)), None)
+    if named is not None:
+        _untag(store, named, records)
+        if len(refs) > 1:
+            return records
+    else:
+        for r in refs:
+            _untag(store, r, records)
+    deleted = _delete_roots(store, {artifact.digest}, _artifact_blobs(store, artifact), containers)
+    records.append(DeleteRecord("Deleted", artifact.digest))
+    records.extend(DeleteRecord("Deleted", d) for d in deleted if d != artifact.digest)
+    return records
 
 
 # ------------------------------------------------------------------------------------------------- rmi
@@ -153,10 +189,13 @@ def remove_image(store: ContentStore, text: str, *, force: bool = False) -> list
     """
     with collecting(store.paths):
         everything = catalog(store)
-        img, ref = lookup(store, text, everything)
+        containers = Containers(store).list()
+        try:
+            img, ref = lookup(store, text, everything)
+        except NotAnImage:
+            return _remove_artifact(store, text, containers)
         same = [i for i in everything if i.id == img.id] or [img]
         refs = sorted({r for i in same for r in i.references}, key=str)
-        containers = Containers(store).list()
         users = [c for c in containers if any(_container_uses(c, i) for i in same)]
         records: list[DeleteRecord] = []
         quiet = False
@@ -216,6 +255,12 @@ def prune(store: ContentStore, *, all: bool = False) -> PruneReport:
         victims = [
             img for img in everything if (all or not img.tags) and not any(_container_uses(c, img) for c in containers)
         ]
+        # OCI artifacts: dangling ones always, tagged ones with ``all`` (no container can use one)
+        for a in artifacts(store):
+            if all or not a.tags:
+                records.extend(DeleteRecord("untagged", r.familiar) for r in a.references)
+                records.append(DeleteRecord("deleted", a.digest))
+                store.remove_from_index(a.digest)
         if victims:
             digests = {img.digest for img in victims}
             store.update_index(lambda ms: [m for m in ms if m.get("digest") not in digests])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from imgcore.errors import InvalidArgument
-from imgcore.image.catalog import load_image, tag_manifest
+from imgcore.image.catalog import keep_untagged, load_image, tag_manifest
 from imgcore.image.changes import apply_changes
 from imgcore.image.model import Image
 from imgcore.image.sizes import record_layer_size
@@ -164,8 +164,7 @@ def append(
     lease.hold(manifest.digest)
     mdesc = store.put_manifest(manifest.raw, manifest.media_type)
     if tag is not None:
-        tag_manifest(store, lease, tag, mdesc, config.digest)
-    elif index_entry:
-        with lease.guard():
-            store.add_untagged(mdesc)
-    return load_image(store, mdesc, (str(tag),) if tag is not None else ())
+        return load_image(store, tag_manifest(store, lease, tag, mdesc, config.digest), (str(tag),))
+    if index_entry:
+        return load_image(store, keep_untagged(store, lease, mdesc))
+    return load_image(store, mdesc)

@@ -33,21 +33,36 @@ from imgcore.errors import (
     InvalidArgument,
     InvalidManifest,
     InvalidReference,
+    NotAnImage,
 )
-from imgcore.image.model import Image
+from imgcore.image.model import Artifact, Image
 from imgcore.image.sizes import layer_size
-from imgcore.models import REF_NAME, Descriptor, ImageConfig, Index, Manifest, Platform, parse_manifest_or_index
+from imgcore.models import (
+    DOCKER_MANIFEST,
+    ORIGINAL_MANIFEST,
+    REF_NAME,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    oci_form,
+    parse_manifest_or_index,
+)
 from imgcore.reference import Reference, parse
-from imgcore.store import ContentStore, Lease
+from imgcore.store import ContentStore, Lease, without_name
 
 __all__ = [
     "HistoryRow",
     "ImageRow",
     "ImageSummary",
+    "artifacts",
     "catalog",
     "history",
     "image_size",
+    "index_form",
     "inspect",
+    "keep_untagged",
     "list_images",
     "load_image",
     "lookup",
@@ -55,6 +70,7 @@ __all__ = [
     "parse_filters",
     "record_tag_time",
     "resolve",
+    "resolve_artifact",
     "summaries",
     "tag",
     "tag_manifest",
@@ -76,6 +92,12 @@ class ImageSummary:
     labels: Mapping[str, str]
     size: int  # docker's SIZE: the layers' uncompressed bytes
     tags: tuple[str, ...] = ()
+    original: str | None = None  # the docker manifest an OCI twin was made from (index.json's annotation)
+
+    @property
+    def distribution_digest(self) -> str:
+        """The digest the image has in a registry: the original docker manifest's, else what the tag points at."""
+        return self.original or self.digest
 
     @functools.cached_property
     def created(self) -> _dt.datetime | None:
@@ -146,11 +168,76 @@ def _pick_child(store: ContentStore, index: Index, where: str) -> Descriptor:
 
 
 def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) -> Image:
-    """The image a manifest (or index) descriptor points at; manifest and config are verified on read."""
+    """The image a manifest (or index) descriptor points at; manifest and config are verified on read. An
+    ``index.json`` entry's ``io.imgcore.original-manifest`` annotation names the docker manifest it was made from
+    (:func:`index_form`); that one is the image's ``original`` when it is stored."""
     mdesc, manifest = _manifest_for(store, desc)
+    if manifest.is_artifact:
+        raise NotAnImage(_artifact_message(desc.digest, manifest))
     config = ImageConfig.from_bytes(store.get_blob(manifest.config.digest, verify=True))
     target = desc.with_annotations(None) if desc.digest != mdesc.digest else None
-    return Image(mdesc, manifest, config, tuple(tags), target, store)
+    original = None
+    odigest = (desc.annotations or {}).get(ORIGINAL_MANIFEST)
+    if odigest:
+        with contextlib.suppress(BlobNotFound, ValueError):
+            original = Descriptor(DOCKER_MANIFEST, odigest, store.blob_size(odigest))
+    return Image(mdesc, manifest, config, tuple(tags), target, store, original)
+
+
+def _artifact_message(name: str, manifest: Manifest) -> str:
+    # podman's wording for an image operation on an artifact
+    return f'{name}: unsupported image-specific operation on artifact with type "{manifest.kind}"'
+
+
+def artifacts(store: ContentStore) -> list[Artifact]:
+    """Every OCI artifact ``index.json`` records (one per distinct digest, tags gathered), in index order."""
+    descs, tags = _index_groups(store)
+    out = []
+    for digest, desc in descs.items():
+        with contextlib.suppress(BlobNotFound, ValueError):
+            raw = store.get_blob(digest, verify=True)
+            doc = parse_manifest_or_index(raw, desc.media_type or None)
+            if isinstance(doc, Manifest) and doc.is_artifact:
+                mdesc = Descriptor(doc.media_type, digest, len(raw))
+                out.append(Artifact(mdesc, doc, tuple(sorted(tags[digest]))))
+    return out
+
+
+def _named_artifact(store: ContentStore, text: str) -> Artifact | None:
+    """The artifact ``text`` names (a tag, ``name@digest`` or its digest), if it names one."""
+    with contextlib.suppress(InvalidReference):
+        ref = parse(text) if _HEX_ID.fullmatch(text) is None or ":" in text else None
+        for a in artifacts(store):
+            if ref is not None and (str(ref) in a.tags or ref.digest == a.digest):
+                return a
+            if text in (a.digest, a.digest.partition(":")[2]):
+                return a
+    return None
+
+
+def index_form(store: ContentStore, lease: Lease, desc: Descriptor) -> tuple[Descriptor, dict[str, str]]:
+    """What ``index.json`` records for the stored manifest ``desc``, and the annotations that go with it.
+
+    skopeo, umoci, podman and buildah read an OCI layout's entries only when they point at OCI manifests, so a
+    docker schema 2 manifest is recorded through its OCI twin (:func:`imgcore.models.oci_form`: the same config
+    and layer blobs, OCI media types), stored here and leased, with ``io.imgcore.original-manifest`` naming the
+    docker manifest (kept alive by GC, sent by ``push``). Anything else is recorded as it is."""
+    if desc.media_type != DOCKER_MANIFEST:
+        return desc.with_annotations(None), {}
+    twin = oci_form(Manifest.from_bytes(store.get_blob(desc.digest, verify=True), DOCKER_MANIFEST))
+    lease.hold(twin.digest)
+    tdesc = store.put_manifest(twin.raw, twin.media_type)
+    return tdesc, {ORIGINAL_MANIFEST: desc.digest}
+
+
+def keep_untagged(store: ContentStore, lease: Lease, desc: Descriptor) -> Descriptor:
+    """Keeps the stored manifest ``desc`` in ``index.json`` without a tag (through :func:`index_form`); returns
+    the entry's descriptor."""
+    entry, annotations = index_form(store, lease, desc)
+    entry = entry.with_annotations(annotations or None)
+    with lease.guard():
+        store.add_untagged(entry)
+    return entry
 
 
 def normalised_name(name: str | None) -> str | None:
@@ -199,7 +286,18 @@ def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
 
 def lookup(store: ContentStore, text: str, images: list[Image] | None = None) -> tuple[Image, Reference | None]:
     """Resolves ``text`` as docker does: a tag first, then an image ID (full or a unique prefix, with or without
-    ``sha256:``), or ``name@digest``. Returns the image and the reference when ``text`` named one."""
+    ``sha256:``), or ``name@digest``. Returns the image and the reference when ``text`` named one; text that
+    names an OCI artifact raises :class:`~imgcore.errors.NotAnImage` (podman's message)."""
+    try:
+        return _lookup(store, text, images)
+    except ImageNotFound:
+        artifact = _named_artifact(store, text.strip())
+        if artifact is None:
+            raise
+        raise NotAnImage(_artifact_message(text.strip(), artifact.manifest)) from None
+
+
+def _lookup(store: ContentStore, text: str, images: list[Image] | None) -> tuple[Image, Reference | None]:
     if not isinstance(text, str) or not text.strip():
         raise InvalidReference("invalid reference: empty")
     text = text.strip()
@@ -216,7 +314,7 @@ def lookup(store: ContentStore, text: str, images: list[Image] | None = None) ->
     if ref is not None:
         if ref.digest is not None:
             for img in images:
-                if ref.digest in (img.digest, img.manifest_desc.digest):
+                if ref.digest in img.digests:
                     return img, ref
             if store.has_blob(ref.digest):
                 with contextlib.suppress(ValueError, BlobNotFound):
@@ -238,7 +336,7 @@ def lookup(store: ContentStore, text: str, images: list[Image] | None = None) ->
         return sorted(matches, key=lambda i: not i.tags)[0], None
     if len(prefix) == 64:
         for img in images:
-            if f"sha256:{prefix}" in (img.digest, img.manifest_desc.digest):
+            if f"sha256:{prefix}" in img.digests:
                 return img, None
     raise ImageNotFound(f"No such image: {text}")
 
@@ -250,9 +348,18 @@ def resolve(store: ContentStore, text: str) -> Image:
     Raises:
         InvalidReference: ``text`` is neither a valid reference nor a hex ID.
         ImageNotFound: nothing matches.
+        NotAnImage: ``text`` names an OCI artifact.
         ImageConflict: a short ID matches several images.
     """
     return lookup(store, text)[0]
+
+
+def resolve_artifact(store: ContentStore, text: str) -> Artifact:
+    """The OCI artifact ``text`` names (a tag, ``name@digest``, its digest); ``ImageNotFound`` otherwise."""
+    found = _named_artifact(store, text.strip()) if isinstance(text, str) else None
+    if found is None:
+        raise ImageNotFound(f"No such artifact: {text}")
+    return found
 
 
 # ------------------------------------------------------------------------------------------------- images
@@ -362,7 +469,8 @@ def summaries(store: ContentStore) -> list[ImageSummary]:
             cache[digest] = {"manifest": summary.manifest_digest, "id": summary.id, "created": summary.created_text,
                              "labels": dict(summary.labels), "size": summary.size}  # fmt: skip
             added = True
-        out.append(dataclasses.replace(summary, tags=tuple(sorted(tags[digest]))))
+        original = (descs[digest].annotations or {}).get(ORIGINAL_MANIFEST)
+        out.append(dataclasses.replace(summary, tags=tuple(sorted(tags[digest])), original=original))
     if added:
         with contextlib.suppress(OSError):
             live = {d: cache[d] for d in order if d in cache}
@@ -524,20 +632,32 @@ def inspect(store: ContentStore, text: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- tag
 
 
-def tag_manifest(store: ContentStore, lease: Lease, ref: Reference, desc: Descriptor, image_id: str) -> None:
+def tag_manifest(
+    store: ContentStore,
+    lease: Lease,
+    ref: Reference,
+    desc: Descriptor,
+    image_id: str,
+    annotations: Mapping[str, str] | None = None,
+) -> Descriptor:
     """Points tag ``ref`` at ``desc`` (a manifest or index the caller stored and leased), in a guarded section.
 
-    A tag another tool wrote in its short spelling (``copied`` for ``docker.io/library/copied:latest``) is the
-    same tag, so it is replaced too. The last tag time is recorded for ``inspect``.
+    A docker schema 2 manifest is recorded through its OCI twin (:func:`index_form`); ``annotations`` (an
+    image's ``io.imgcore.original-manifest`` when re-tagging a twin) go on the entry. A tag another tool wrote in
+    its short spelling (``copied`` for ``docker.io/library/copied:latest``) is the same tag, so it is replaced
+    too. The last tag time is recorded for ``inspect``. Returns the entry's descriptor (with ``annotations``,
+    without the name), what :func:`load_image` takes.
     """
     name = str(ref)
+    desc, extra = index_form(store, lease, desc)
+    extra = {**(annotations or {}), **extra}
 
     def drop_short_spellings(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for m in manifests:
             raw = (m.get("annotations") or {}).get(REF_NAME)
             if raw and raw != name and normalised_name(raw) == name:
-                m = {k: v for k, v in m.items() if k != "annotations"}
+                m = without_name(m)
             out.append(m)
         return out
 
@@ -545,8 +665,9 @@ def tag_manifest(store: ContentStore, lease: Lease, ref: Reference, desc: Descri
         if not store.has_blob(desc.digest):
             raise BlobNotFound(f"tag {ref.familiar}: manifest {desc.digest} is not in the store", digest=desc.digest)
         store.update_index(drop_short_spellings)
-        store.tag(ref, desc.with_annotations(None))
+        store.tag(ref, desc.with_annotations(None), extra)
     record_tag_time(store, image_id)
+    return desc.with_annotations(extra or None)
 
 
 def tag(store: ContentStore, source: str, target: str) -> Image:
@@ -557,8 +678,9 @@ def tag(store: ContentStore, source: str, target: str) -> Image:
     with store.lease("tag") as lease:
         with lease.guard():
             img = resolve(store, source)
-            lease.add(img.digest)
-        tag_manifest(store, lease, dst, img.target_desc, img.id)
+            lease.add(*img.digests)
+        original = {ORIGINAL_MANIFEST: img.original.digest} if img.original is not None else None
+        tag_manifest(store, lease, dst, img.target_desc, img.id, original)
     return resolve(store, str(dst))
 
 

@@ -25,7 +25,7 @@ from imgcore.models import Descriptor, ImageConfig, Manifest, Platform
 from imgcore.reference import Reference, parse
 from imgcore.store import ContentStore
 
-__all__ = ["ContainerConfig", "HistoryEntry", "Image", "Layer", "LayerEntry", "chain_ids"]
+__all__ = ["Artifact", "ContainerConfig", "HistoryEntry", "Image", "Layer", "LayerEntry", "chain_ids"]
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -147,7 +147,9 @@ class Image:
 
     ``manifest_desc``/``manifest`` are the image manifest (for a multi-platform index, the platform's entry);
     ``target`` is what ``index.json`` points at when that differs (the index itself); ``tags`` are full
-    normalised references (``docker.io/library/tomcat:latest``).
+    normalised references (``docker.io/library/tomcat:latest``). ``original`` is the docker schema 2 manifest
+    the (OCI-typed) manifest was made from, when the image came in docker-typed: ``push`` and ``save`` send its
+    bytes, so the registry's digest is kept.
     """
 
     manifest_desc: Descriptor
@@ -156,6 +158,7 @@ class Image:
     tags: tuple[str, ...] = ()
     target: Descriptor | None = None
     store: ContentStore | None = field(default=None, compare=False, repr=False)
+    original: Descriptor | None = None
 
     @property
     def id(self) -> str:
@@ -171,6 +174,19 @@ class Image:
     def digest(self) -> str:
         """The digest a tag points at (the manifest, or the index of a multi-platform image)."""
         return (self.target or self.manifest_desc).digest
+
+    @property
+    def distribution_digest(self) -> str:
+        """The digest the image has in a registry: the original docker manifest's when there is one."""
+        return self.original.digest if self.original is not None else self.digest
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Every digest that names this image: what a tag points at, the platform manifest, the original."""
+        out = [self.digest, self.manifest_desc.digest]
+        if self.original is not None:
+            out.append(self.original.digest)
+        return tuple(dict.fromkeys(out))
 
     @property
     def target_desc(self) -> Descriptor:
@@ -241,3 +257,33 @@ class Image:
             for h in self.config.history
             if isinstance(h, dict)
         )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An OCI artifact in the store (a manifest that is not an image: :attr:`Manifest.is_artifact`): listed by
+    ``artifacts``, removed by ``rmi``/``prune``, never run."""
+
+    manifest_desc: Descriptor
+    manifest: Manifest
+    tags: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest."""
+        return self.manifest_desc.digest
+
+    @property
+    def artifact_type(self) -> str:
+        """``artifactType``, else the config's media type."""
+        return self.manifest.kind
+
+    @property
+    def size(self) -> int:
+        """The bytes of the manifest, its config and its blobs, as the descriptors give them."""
+        return self.manifest_desc.size + self.manifest.config.size + sum(d.size for d in self.manifest.layers)
+
+    @functools.cached_property
+    def references(self) -> tuple[Reference, ...]:
+        """The tags, parsed."""
+        return tuple(parse(t) for t in self.tags)

@@ -742,6 +742,35 @@ class RegistryClient:
         return BlobStream(r, start, total, what=what, low_speed_limit=self.low_speed_limit,
                           low_speed_time=self.low_speed_time)  # fmt: skip
 
+    def open_url(self, url: str, *, offset: int = 0) -> BlobStream:
+        """Stream a blob from a URL outside the registry (a foreign layer's ``urls``), from ``offset``.
+
+        Only ``http`` and ``https`` URLs; no ``Authorization`` is ever sent (not on the first hop, not after a
+        redirect), whatever host the URL names, and no 401 challenge is answered: registry credentials stay with
+        the registry. Redirects are followed by hand (at most 5, http(s) only). The caller checks size and digest.
+        """
+        what = redact(f"get foreign blob {_strip_query(url)}")
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise RegistryError(f"{what}: not an http(s) URL")
+        headers = {"User-Agent": _USER_AGENT, **({"Range": f"bytes={offset}-"} if offset > 0 else {})}
+        try:
+            r, final = self._send("GET", url, headers, None, self._deadline())
+        except OSError as exc:
+            raise RegistryError(f"{what}: {exc}", retryable=True) from None
+        if r.status not in (200, 206):
+            data = self._read(r, MAX_ERROR_BODY, what, final, self._deadline(), "error body")
+            err = error_from_response(what, r.status, data, r.headers)
+            if isinstance(err, AuthError):
+                raise AuthError(f"{err}; no credentials are sent to foreign layer URLs", status=r.status)
+            raise err
+        start = 0
+        if r.status == 206:
+            with contextlib.suppress(IndexError, ValueError):
+                start = int(r.headers.get("Content-Range", "").split(" ", 1)[1].split("-", 1)[0])
+        total = _int(r.headers.get("Content-Length"))
+        return BlobStream(r, start, None if total is None else start + total, what=what,
+                          low_speed_limit=self.low_speed_limit, low_speed_time=self.low_speed_time)  # fmt: skip
+
     def get_blob(self, repo: str, digest: str, *, max_size: int = MAX_CONFIG) -> bytes:
         """A small blob (config) as bytes, at most ``max_size`` bytes, verified against its digest."""
         what = f"get blob {self.registry}/{repo}@{digest}"

@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -33,7 +33,7 @@ from imgcore.reference import Reference, parse
 from imgcore.store.lease import Lease
 from imgcore.store.paths import StorePaths
 
-__all__ = ["ContentStore", "FsckProblem", "Ingest", "default_root"]
+__all__ = ["ContentStore", "FsckProblem", "Ingest", "default_root", "without_name"]
 
 CHUNK = 1 << 20
 _FSCK_BATCH = 256  # blobs hashed per call, so progress moves and all cores stay busy
@@ -502,9 +502,9 @@ class ContentStore:
         desc = self.put_blob(raw)
         return Descriptor(media_type, desc.digest, desc.size)
 
-    def tag(self, ref: str | Reference, desc: Descriptor) -> None:
-        """Points the tag ``ref`` at ``desc``. The image it pointed at stays in the index, untagged (dangling),
-        until it is removed or pruned, as docker keeps ``<none>`` images."""
+    def tag(self, ref: str | Reference, desc: Descriptor, annotations: Mapping[str, str] | None = None) -> None:
+        """Points the tag ``ref`` at ``desc`` (its entry also carries ``annotations``). The image it pointed at
+        stays in the index, untagged (dangling), until it is removed or pruned, as docker keeps ``<none>`` images."""
         name = str(_ref(ref))
         if not self.has_blob(desc.digest):
             raise BlobNotFound(f"tag {name}: manifest {desc.digest} is not in the store", digest=desc.digest)
@@ -515,22 +515,23 @@ class ContentStore:
                 if (m.get("annotations") or {}).get(REF_NAME) == name:
                     if m["digest"] == desc.digest:
                         continue
-                    m = {k: v for k, v in m.items() if k != "annotations"}
+                    m = without_name(m)
                 out.append(m)
             out = [m for m in out if not (_is_untagged(m) and m["digest"] == desc.digest)]
-            entry = desc.with_annotations({REF_NAME: name, CONTAINERD_NAME: name}).to_json()
+            entry = desc.with_annotations({**(annotations or {}), REF_NAME: name, CONTAINERD_NAME: name}).to_json()
             out.append(entry)
             return _dedupe_untagged(out)
 
         self.update_index(update)
 
     def add_untagged(self, desc: Descriptor) -> None:
-        """Keeps ``desc`` in the index without a tag (a root for GC)."""
+        """Keeps ``desc`` in the index without a tag (a root for GC); its annotations other than a name stay."""
+        kept = {k: v for k, v in (desc.annotations or {}).items() if k not in (REF_NAME, CONTAINERD_NAME)}
 
         def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if any(m["digest"] == desc.digest for m in manifests):
                 return manifests
-            return [*manifests, desc.with_annotations(None).to_json()]
+            return [*manifests, desc.with_annotations(kept or None).to_json()]
 
         self.update_index(update)
 
@@ -575,6 +576,16 @@ class ContentStore:
 
 def _ref(ref: str | Reference) -> Reference:
     return ref if isinstance(ref, Reference) else parse(ref)
+
+
+def without_name(m: dict[str, Any]) -> dict[str, Any]:
+    """An ``index.json`` entry without its name annotations (other annotations, such as the original manifest
+    of a converted image, stay with the now untagged image)."""
+    kept = {k: v for k, v in (m.get("annotations") or {}).items() if k not in (REF_NAME, CONTAINERD_NAME)}
+    out = {k: v for k, v in m.items() if k != "annotations"}
+    if kept:
+        out["annotations"] = kept
+    return out
 
 
 def _is_untagged(m: dict[str, Any]) -> bool:

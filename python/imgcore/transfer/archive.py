@@ -29,8 +29,9 @@ from imgcore._core import inspect_blob, sha256_file
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import DigestMismatch, ImgcoreError, InvalidArchive, InvalidManifest, LimitExceeded, SizeMismatch
 from imgcore.image.builder import manifest_for
-from imgcore.image.catalog import lookup, tag_manifest
+from imgcore.image.catalog import keep_untagged, lookup, tag_manifest
 from imgcore.models import (
+    DOCKER_CONFIG,
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
@@ -109,7 +110,9 @@ def save(
         text = str(ref)
         img, named = lookup(store, text)
         r = named if named is not None and named.digest is None else None
-        manifest, blobs = _image_blobs(store, img.target_desc)
+        # docker's archive keeps a docker-typed image's own manifest (its digest); an OCI one gets the OCI twin.
+        source = img.original if format == "docker" and img.original is not None else img.target_desc
+        manifest, blobs = _image_blobs(store, source)
         images.append((r, manifest, blobs))
 
     index_entries = []
@@ -338,6 +341,10 @@ def _check_diff_ids(staged: _Staged, manifest: Manifest, where: str) -> None:
             )
 
 
+def _is_config(d: Descriptor) -> bool:
+    return d.media_type == DOCKER_CONFIG or "config" in d.media_type
+
+
 def _names_from(text: str | None) -> Reference | None:
     if not text:
         return None
@@ -481,13 +488,12 @@ def load(
                         store.put_blob(path, digest=d.digest, size=d.size)
                         progress.layer(short_id(d.digest), "Loaded", d.size, d.size)
                     stored.add(d.digest)
-                config_digest = next(d.digest for d, _ in blobs if d is not mdesc and "config" in d.media_type)
+                config_digest = next(d.digest for d, _ in blobs if d is not mdesc and _is_config(d))
                 if r is not None:
                     tag_manifest(store, lease, r, mdesc, config_digest)
                     progress.line(f"Loaded image: {r.familiar}")
                 else:
-                    with lease.guard():
-                        store.add_untagged(mdesc)
+                    keep_untagged(store, lease, mdesc)
                     progress.line(f"Loaded image ID: {config_digest}")
                 out.append((str(r) if r is not None else None, mdesc))
         return LoadResult(tuple(out), fmt)

@@ -16,26 +16,28 @@ Invariants:
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT
 from imgcore._progress import NullProgress, Progress, short_id
-from imgcore.errors import InvalidManifest, RegistryError
+from imgcore.errors import InvalidArgument, InvalidManifest, NotFound, RegistryError
 from imgcore.image.catalog import load_image, tag_manifest
 from imgcore.image.model import Image, chain_ids
 from imgcore.layers.cache import LayerCache, default_driver
 from imgcore.models import Descriptor, ImageConfig, Index, Manifest, Platform, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.reference import parse as parse_reference
-from imgcore.registry.client import RegistryClient
+from imgcore.registry.client import BlobStream, RegistryClient
 from imgcore.store import ContentStore, Lease
 from imgcore.transfer.sources import DEFAULT_JOBS, client_for, record_source
 
-__all__ = ["LayerUnpacker", "PullResult", "pull"]
+__all__ = ["FOREIGN_URLS_ENV", "LayerUnpacker", "PullResult", "foreign_url_policy", "pull"]
 
 
 class _Cancelled(Exception):
@@ -103,6 +105,57 @@ def _resolve_platform(platform: str | Platform | None) -> Platform:
         raise InvalidManifest(f"platform: {e}") from None
 
 
+FOREIGN_URLS_ENV = "IMGCORE_FOREIGN_URLS"
+"""A regular expression every foreign layer URL must match (the whole URL); unset: any http(s) URL."""
+
+
+def foreign_url_policy(pattern: str | None = None) -> re.Pattern[str] | None:
+    """The allow-list for foreign layer URLs: ``pattern``, else ``$IMGCORE_FOREIGN_URLS``, else None (any)."""
+    text = pattern if pattern is not None else os.environ.get(FOREIGN_URLS_ENV) or None
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise InvalidArgument(f"foreign URL allow-list {text!r}: {e}") from None
+
+
+class _Source:
+    """Where one layer's bytes come from: the registry, then (for a blob it lacks, with ``urls``) each allowed
+    URL in turn, as moby and containerd fetch foreign and non-distributable layers. URLs get no credentials."""
+
+    def __init__(self, client: RegistryClient, repo: str, layer: Descriptor, allow: re.Pattern[str] | None) -> None:
+        self.client, self.repo, self.layer, self.allow = client, repo, layer, allow
+        self.urls: list[str] | None = None  # set once the registry said it lacks the blob
+
+    def open(self, offset: int) -> BlobStream:
+        if self.urls is None:
+            try:
+                return self.client.open_blob(self.repo, self.layer.digest, offset=offset)
+            except NotFound:
+                if not self.layer.urls:
+                    raise
+                self.urls = self._allowed()
+        while True:
+            try:
+                return self.client.open_url(self.urls[0], offset=offset)
+            except RegistryError as e:
+                if e.retryable or len(self.urls) == 1:
+                    raise
+                self.urls.pop(0)
+
+    def _allowed(self) -> list[str]:
+        urls = [u for u in self.layer.urls or () if urlsplit(u).scheme in ("http", "https")]
+        allowed = [u for u in urls if self.allow is None or self.allow.fullmatch(u)]
+        if not allowed:
+            why = "no http(s) URL" if not urls else f"no URL allowed by '{self.allow.pattern if self.allow else ''}'"
+            raise RegistryError(
+                f"get blob {self.client.registry}/{self.repo}@{self.layer.digest}: the registry lacks this foreign "
+                f"layer and it has {why} (--allow-foreign-url / ${FOREIGN_URLS_ENV})"
+            )
+        return allowed
+
+
 def _download_layer(
     client: RegistryClient,
     store: ContentStore,
@@ -110,11 +163,16 @@ def _download_layer(
     layer: Descriptor,
     progress: Progress,
     cancel: threading.Event,
+    allow: re.Pattern[str] | None = None,
 ) -> int:
-    """Stream one blob into the store, resuming from a partial with Range. Returns the bytes fetched."""
+    """Stream one blob into the store, resuming from a partial with Range. Returns the bytes fetched.
+
+    A blob the registry lacks is fetched from the descriptor's ``urls`` (foreign layers, see :class:`_Source`);
+    either way the ingest stops at the descriptor's size and checks its digest before the blob is stored."""
     lid = short_id(layer.digest)
     fetched = 0
     failures = 0
+    source = _Source(client, repo, layer, allow)
     with store.ingest(layer.digest, layer.size) as ing:
         if ing.offset:
             progress.layer(lid, "Downloading", ing.offset, layer.size)
@@ -125,7 +183,7 @@ def _download_layer(
                 raise _Cancelled
             attempt_start = ing.offset
             try:
-                with client.open_blob(repo, layer.digest, offset=ing.offset) as stream:
+                with source.open(ing.offset) as stream:
                     if stream.start != ing.offset:
                         ing.restart()
                     last = 0.0
@@ -168,6 +226,7 @@ def pull(
     client: RegistryClient | None = None,
     insecure: Iterable[str] = (),
     ca_file: str | os.PathLike[str] | None = None,
+    foreign_urls: str | None = None,
 ) -> PullResult:
     """Pull an image by tag or digest from its registry into ``store``, as ``docker pull`` does.
 
@@ -177,10 +236,13 @@ def pull(
         jobs: layers downloaded at the same time.
         unpack: unpack the layers for containers while pulling (see :class:`LayerUnpacker`).
         progress: where docker-style status lines go (nothing by default).
+        foreign_urls: a regular expression the whole URL of a foreign layer must match to be fetched from it
+            (``$IMGCORE_FOREIGN_URLS`` by default; unset: any http or https URL).
     """
     progress = progress if progress is not None else NullProgress()
     r = parse_reference(ref) if isinstance(ref, str) else ref.tagged()
     want = _resolve_platform(platform)
+    allow = foreign_url_policy(foreign_urls)
     client = client if client is not None else client_for(r.domain, insecure=insecure, ca_file=ca_file, jobs=jobs)
     repo = r.path
     target = r.digest or r.tag or "latest"
@@ -200,6 +262,8 @@ def pull(
         )
     else:
         manifest = doc
+    if manifest.is_artifact:
+        return _pull_artifact(client, store, r, top.digest, manifest, progress, allow)
     mdigest = manifest.digest
 
     with store.lease(f"pull {r}") as lease:
@@ -255,7 +319,7 @@ def pull(
                 unpack_futures += [unpack_pool.submit(unpacker.unpack_layer, layer) for layer in present]
 
             def fetch(layer: Descriptor) -> int:
-                n = _download_layer(client, store, repo, layer, progress, cancel)
+                n = _download_layer(client, store, repo, layer, progress, cancel, allow)
                 statuses[layer.digest] = "Pull complete"
                 if per_layer:
                     assert unpacker is not None
@@ -297,8 +361,8 @@ def pull(
             store.put_manifest(*index_raw)
         record_source(store, [d.digest for d in (manifest.config, *manifest.layers)], f"{client.registry}/{repo}")
         before = store.tags().get(str(r))
-        tag_manifest(store, lease, r, mdesc, manifest.config.digest)
-        up_to_date = all_present and before is not None and before.digest == mdesc.digest
+        entry = tag_manifest(store, lease, r, mdesc, manifest.config.digest)
+        up_to_date = all_present and before is not None and before.digest == entry.digest
         status = ("Image is up to date for " if up_to_date else "Downloaded newer image for ") + r.familiar
         progress.line(f"Digest: {top.digest}")
         progress.line(f"Status: {status}")
@@ -309,8 +373,42 @@ def pull(
             status=status,
             downloaded=downloaded,
             layers=tuple((d.digest, statuses.get(d.digest, "")) for d in manifest.layers),
-            image=load_image(store, mdesc, (str(r),)),
+            image=load_image(store, entry, (str(r),)),
         )
+
+
+def _pull_artifact(
+    client: RegistryClient,
+    store: ContentStore,
+    r: Reference,
+    digest: str,
+    manifest: Manifest,
+    progress: Progress,
+    allow: re.Pattern[str] | None,
+) -> PullResult:
+    """An OCI artifact: its config and blobs are stored as they are (digest and size checked, nothing parsed or
+    unpacked) and it is tagged; ``images`` does not list it, ``artifacts`` does. The last lines are oras's."""
+    repo = r.path
+    blobs = list({d.digest: d for d in (manifest.config, *manifest.layers)}.values())
+    with store.lease(f"pull {r}") as lease:
+        with lease.guard():
+            lease.add(digest, manifest.digest, *(d.digest for d in blobs))
+        downloaded = 0
+        statuses: dict[str, str] = {}
+        cancel = threading.Event()
+        for d in blobs:
+            if store.has_blob(d.digest):
+                statuses[d.digest] = "Already exists"
+                continue
+            downloaded += _download_layer(client, store, repo, d, progress, cancel, allow)
+            statuses[d.digest] = "Pull complete"
+        mdesc = store.put_manifest(manifest.raw, manifest.media_type)
+        record_source(store, [d.digest for d in blobs], f"{client.registry}/{repo}")
+        tag_manifest(store, lease, r, mdesc, manifest.digest)
+    status = f"Pulled [registry] {r.familiar}"
+    progress.line(status)
+    progress.line(f"Digest: {digest}")
+    return PullResult(str(r), digest, mdesc, status, downloaded, tuple(statuses.items()))
 
 
 def _unpack_then_report(unpacker: LayerUnpacker, layer: Descriptor, progress: Progress) -> None:

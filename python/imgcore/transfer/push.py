@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import ImgcoreError, RegistryError
 from imgcore.image.catalog import resolve
-from imgcore.models import Descriptor, Index, Manifest, parse_manifest_or_index
+from imgcore.models import NON_DISTRIBUTABLE, Descriptor, Index, Manifest, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.reference import parse as parse_reference
 from imgcore.registry.client import RegistryClient
@@ -108,7 +108,9 @@ def push(
     progress = progress if progress is not None else NullProgress()
     r = parse_reference(ref) if isinstance(ref, str) else ref.tagged()
     local = str(source) if source is not None else str(r)
-    desc = resolve(store, local).target_desc
+    image = resolve(store, local)
+    # A docker-typed image goes out as its original manifest, so the registry keeps the digest it had.
+    desc = image.original if image.original is not None else image.target_desc
     client = client if client is not None else client_for(r.domain, insecure=insecure, ca_file=ca_file, jobs=jobs)
     repo = r.path
     progress.line(f"The push refers to repository [{r.repository}]")
@@ -127,6 +129,11 @@ def push(
     blobs: dict[str, tuple[Descriptor, bool]] = {}
     for m in manifests:
         for layer in reversed(m.layers):
+            if layer.urls and layer.media_type in NON_DISTRIBUTABLE:
+                # docker's rule: a foreign layer stays where its URLs say; the manifest keeps the descriptor
+                progress.layer(short_id(layer.digest), "Skipped foreign layer")
+                statuses[layer.digest] = "Skipped foreign layer"
+                continue
             blobs.setdefault(layer.digest, (layer, True))
         blobs.setdefault(m.config.digest, (m.config, False))
     for blob, show in blobs.values():
