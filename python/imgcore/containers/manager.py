@@ -54,7 +54,7 @@ from typing import Any
 
 from imgcore import _fs
 from imgcore._core import Change, diff
-from imgcore._host import CP, MOUNT, UMOUNT, host_env
+from imgcore._host import CP, MOUNT, host_env, umount
 from imgcore.errors import ContainerNotFound, ImgcoreError, InvalidArgument
 from imgcore.image.catalog import load_image, resolve
 from imgcore.image.model import Image
@@ -420,9 +420,10 @@ class Containers:
     def unmount(self, c: Container) -> None:
         """Unmounts the container's overlay (nothing to do for the copy driver)."""
         if c.driver == "overlay" and mounted(c.rootfs):
-            r = subprocess.run([UMOUNT, str(c.rootfs)], capture_output=True, text=True, check=False, env=host_env())
-            if r.returncode != 0:
-                raise ImgcoreError(f"unmount {c.name}: {r.stderr.strip()}")
+            try:
+                umount(c.rootfs)
+            except OSError as e:
+                raise ImgcoreError(f"unmount {c.name}: {c.rootfs}: {e.strerror}") from None
 
     @contextlib.contextmanager
     def unmounted(self, c: Container) -> Iterator[None]:
@@ -728,7 +729,8 @@ class Containers:
         record["mountpoints"] = sorted(set(record.get("mountpoints") or ()) | set(made))
         if cdir == c.path:
             record["args"] = list(spec["process"]["args"])
-        _fs.atomic_write_json(c.path / RUN_RECORD, record)
+        if record != self.run_record(c):  # unchanged on a restart: no second durable write
+            _fs.atomic_write_json(c.path / RUN_RECORD, record)
         return write_bundle(cdir, spec)
 
     def cleanup(self, max_age: float = 3600.0) -> builtins.list[Path]:

@@ -145,7 +145,8 @@ class State:
 
 
 def write_state(path: Path, state: State) -> None:
-    atomic_write_json(path, state.to_json())
+    """Records ``state`` atomically; not fsynced: it describes a live process (see ``_fs.atomic_write``)."""
+    atomic_write_json(path, state.to_json(), durable=False)
 
 
 def lock_held(lock: Path) -> bool:

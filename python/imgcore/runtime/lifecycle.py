@@ -468,7 +468,7 @@ def exec(
     eid = secrets.token_hex(8)
     names = exec_names(eid)
     proc_file = cdir / names["process"]
-    atomic_write_json(proc_file, _process_json(process, tty))
+    atomic_write_json(proc_file, _process_json(process, tty), durable=False)  # lives as long as the exec
     if not tty and not detach:
         log = cdir / names["runc_log"]
         try:

@@ -794,10 +794,10 @@ def write_bundle(cdir: Path, spec: Mapping[str, Any]) -> Path:
         "resolv.conf": resolv_conf(host_net).encode(),
     }
     for name, data in contents.items():
-        atomic_write(cdir / name, data, mode=0o644)
+        atomic_write(cdir / name, data, mode=0o644, durable=False)  # rewritten at every start
     for m in out.get("mounts", []):
         private = _PRIVATE_FILES.get(m.get("destination", ""))
         if private is not None and m.get("source") == f"../{private}":
             m["source"] = str((cdir / private).absolute())
-    atomic_write(bundle / "config.json", (json.dumps(out, indent=2) + "\n").encode(), mode=0o600)
+    atomic_write(bundle / "config.json", (json.dumps(out, indent=2) + "\n").encode(), mode=0o600, durable=False)
     return bundle
