@@ -34,7 +34,6 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -338,7 +337,7 @@ class Containers:
                         tmp.rename(final)
             finally:
                 if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    _fs.rmtree(tmp, ignore_errors=True)
         return c
 
     def lowerdirs(self, c: Container) -> builtins.list[Path]:
@@ -447,7 +446,7 @@ class Containers:
         self.unmount(c)
         trash = self.dir / f".tmp-rm-{c.id}"
         c.path.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        _fs.rmtree(trash, ignore_errors=True)
 
     def sweep_auto_removed(self) -> builtins.list[Container]:
         """Removes the containers run with ``--rm`` that have exited (a detached one outlives its starter, so it
@@ -686,7 +685,7 @@ class Containers:
             if time.time() - p.lstat().st_mtime > max_age:
                 if p.is_dir() and mounted(p / "merged"):
                     continue
-                shutil.rmtree(p, ignore_errors=True)
+                _fs.rmtree(p, ignore_errors=True)
                 removed.append(p)
         return removed + self.layers.cleanup(max_age)
 

@@ -14,12 +14,12 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imgcore import _fs
 from imgcore._humanize import short_id
 from imgcore.containers.manager import Container, Containers
 from imgcore.errors import BlobNotFound, ImageConflict, ImageInUse
@@ -282,7 +282,7 @@ def _sweep_leftovers(store: ContentStore, max_age: float = _LEFTOVER_AGE) -> int
                 continue
             if p.is_dir() and not p.is_symlink():
                 reclaimed += tree_bytes(p)
-                shutil.rmtree(p, ignore_errors=True)
+                _fs.rmtree(p, ignore_errors=True)
             else:
                 reclaimed += st.st_size
                 with contextlib.suppress(FileNotFoundError):

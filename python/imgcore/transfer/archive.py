@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from imgcore import _fs
 from imgcore._core import inspect_blob, sha256_file
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import DigestMismatch, ImgcoreError, InvalidArchive, InvalidManifest, LimitExceeded, SizeMismatch
@@ -287,9 +288,14 @@ def _stage_tar(src: str | os.PathLike[str] | BinaryIO, staging: Path) -> _Staged
 
 def _stage_dir(src: Path) -> _Staged:
     staged = _Staged(src)
-    for p in src.rglob("*"):
-        if p.is_file() and not p.is_symlink():
-            staged.files[p.relative_to(src).as_posix()] = p
+    stack = [src]  # iterative: a hostile directory's depth cannot exhaust the stack (rglob recurses on 3.11)
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.is_file(follow_symlinks=False):
+                    staged.files[Path(e.path).relative_to(src).as_posix()] = Path(e.path)
     return staged
 
 
@@ -492,4 +498,4 @@ def load(
                 out.append((str(r) if r is not None else None, mdesc))
         return LoadResult(tuple(out), fmt)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _fs.rmtree(staging, ignore_errors=True)
