@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcore._json import read_json_file
+from imgcore.errors import ImgcoreError, InvalidManifest
 
 __all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "locked", "read_json", "rmtree"]
 
@@ -54,10 +55,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def read_json(path: Path) -> Any:
-    """A state file's JSON, bounded in size, depth and number length (``InvalidManifest``, a ``ValueError``,
-    when it is malformed or too large): state files are outside data too, they can be planted or truncated."""
-    return read_json_file(path, f"state file {path}")
+def read_json(path: Path, *, error: type[ImgcoreError] = InvalidManifest) -> Any:
+    """A state file's JSON, bounded in size, depth and number length (``error``, by default ``InvalidManifest``, a
+    ``ValueError``, when it is malformed or too large): state files are outside data too, they can be planted or
+    truncated."""
+    return read_json_file(path, f"state file {path}", error=error)
 
 
 @contextlib.contextmanager

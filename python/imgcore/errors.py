@@ -25,6 +25,7 @@ __all__ = [
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidStateFile",
     "InvalidTemplate",
     "InvalidTree",
     "LimitExceeded",
@@ -92,6 +93,11 @@ class BlobNotFound(ImgcoreError, LookupError):
 
 class StoreError(ImgcoreError):
     """The store is unusable (not an OCI layout, a broken index.json, ...)."""
+
+
+class InvalidStateFile(StoreError):
+    """A state file of the store or of a container (``config.json``, ``run.json``, ``state.json``, ...) that is not
+    JSON, too large, or does not follow its schema; the message names the file and the field."""
 
 
 class InvalidManifest(ImgcoreError, ValueError):
