@@ -10,18 +10,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from imgcore._json import read_json_file
-from imgcore.errors import ImgcoreError, InvalidManifest
+from imgcore.errors import DiskFull, ImgcoreError, InvalidManifest
 
-__all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "locked", "read_json", "rmtree"]
+__all__ = ["atomic_write", "atomic_write_json", "disk_full_is_an_error", "fsync_dir", "locked", "read_json", "rmtree"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -158,3 +159,39 @@ def rmtree(path: Path, *, ignore_errors: bool = False) -> None:
     except OSError:
         if not ignore_errors:
             raise
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_is_an_error(what: str) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
+    """Decorates a workflow (``pull``, ``load``, ``commit``, ``import``, ``create``) so that a full file system is
+    :class:`~imgcore.errors.DiskFull` naming the command and the store (its ``store`` argument: a value with a
+    ``root``), instead of a bare ``OSError``. The workflow itself removes what it half-wrote."""
+
+    def decorate(fn: Callable[_P, _T]) -> Callable[_P, _T]:
+        @functools.wraps(fn)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            try:
+                return fn(*args, **kwargs)
+            except DiskFull:
+                raise
+            except OSError as e:
+                if e.errno not in _FULL:
+                    raise
+                holders = [kwargs.get("store"), *args]  # the store, or an object holding it (``self.store``)
+                store = next((h for h in holders if hasattr(h, "root")), None)
+                store = store or next(
+                    (getattr(h, "store", None) for h in holders if hasattr(getattr(h, "store", None), "root")), None
+                )
+                root = getattr(store, "root", None)
+                writing = f" (writing {e.filename})" if e.filename else ""
+                raise DiskFull(f"{what}: no space left on device in {root or 'the store'}{writing}: free some "
+                               "space and run it again", path=str(root) if root else None,
+                               file=e.filename) from None  # fmt: skip
+
+        return wrapper
+
+    return decorate

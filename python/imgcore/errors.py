@@ -15,6 +15,7 @@ __all__ = [
     "BlobNotFound",
     "ContainerNotFound",
     "DigestMismatch",
+    "DiskFull",
     "ImageConflict",
     "ImageInUse",
     "ImageNotFound",
@@ -93,6 +94,14 @@ class BlobNotFound(ImgcoreError, LookupError):
 
 class StoreError(ImgcoreError):
     """The store is unusable (not an OCI layout, a broken index.json, ...)."""
+
+
+class DiskFull(ImgcoreError, OSError):
+    """The file system that a command writes to is full (``ENOSPC``/``EDQUOT``). ``path`` is the store (or the
+    destination) and ``file`` the file being written when the kernel said so (None when it did not say).
+    What was half-written has been removed; free some space and run the command again."""
+
+    errno = 28  # ENOSPC, also for EDQUOT: code that checks OSError.errno sees a full disk either way
 
 
 class InvalidStateFile(StoreError):

@@ -317,6 +317,7 @@ class Containers:
                 return name
         return f"container_{secrets.token_hex(4)}"
 
+    @_fs.disk_full_is_an_error("create")
     def create(
         self,
         image_ref: str | Image,

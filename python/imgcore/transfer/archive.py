@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -280,8 +281,8 @@ def _stage_tar(src: str | os.PathLike[str] | BinaryIO, staging: Path) -> _Staged
                         out.write(chunk)
                 staged.files[name] = dest
     except (tarfile.TarError, EOFError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+        if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a missing archive or a full disk is not a malformed archive
         raise InvalidArchive(f"{where}: not a readable tar archive: {e}") from None
     return staged
 
@@ -446,6 +447,7 @@ def _plan_classic(staged: _Staged, where: str) -> _Plan:
     return plan
 
 
+@_fs.disk_full_is_an_error("load")
 def load(
     source: str | os.PathLike[str] | BinaryIO,
     *,

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from imgcore import _fs
 from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import InvalidManifest, RegistryError
@@ -157,6 +158,7 @@ def _download_layer(
     return fetched
 
 
+@_fs.disk_full_is_an_error("pull")
 def pull(
     ref: str | Reference,
     *,
