@@ -170,9 +170,15 @@ def parse_state(data: Any, where: str) -> State:
         doc.expected("exit_code", "an exit code", code)
     for key in _STR_FIELDS:
         doc.opt_str(obj, key, "")
+    for key in ("started_at", "finished_at"):
+        if obj.get(key):
+            try:
+                parse_nano(obj[key])
+            except (ValueError, OverflowError):
+                doc.expected(key, "an RFC 3339 time", obj[key])
     for key in ("tty", "open_stdin"):
         doc.flag(obj, key, "")
-    return State.from_json(obj)
+    return State.from_json({k: v for k, v in obj.items() if v is not None})  # null is absent
 
 
 def load_state(path: Path) -> State | None:
