@@ -263,9 +263,10 @@ class Store:
         """``docker import``: a root filesystem tarball (tar, gzip, zstd) as a one-layer image."""
         return import_image(self.content, source, ref, message=message, changes=changes, platform=platform)
 
-    def fsck(self) -> list[FsckProblem]:
-        """Re-hashes every blob on all cores; returns what is wrong (empty when all is well)."""
-        return self.content.fsck()
+    def fsck(self, *, repair: bool = False) -> list[FsckProblem]:
+        """Re-hashes every blob on all cores and checks ``index.json`` and every container's state files; returns
+        what is wrong (empty when all is well). ``repair`` moves what is broken into ``imgcore/lost+found/``."""
+        return self.content.fsck(repair=repair) + self._containers.fsck(repair=repair)
 
     def disk_usage(self) -> DiskUsage:
         """``docker system df -v``: images, layers (shared and unique), containers."""

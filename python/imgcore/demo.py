@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +29,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from imgcore._host import host_env
+from imgcore.runtime.host import RuntimeUnavailable, which
 
 __all__ = ["run"]
 
@@ -72,8 +74,13 @@ def _busybox() -> Path:
     for c in BUSYBOX_CANDIDATES:
         p = Path(c)
         if p.is_file():
-            out = subprocess.run(["file", "-b", str(p)], capture_output=True, text=True, check=False).stdout
-            if "statically linked" in out or "static-pie" in out or not shutil.which("file"):
+            try:
+                file_cmd = which("file")
+            except RuntimeUnavailable:
+                return p
+            out = subprocess.run([file_cmd, "-b", str(p)], capture_output=True, text=True, check=False,
+                                 env=host_env()).stdout  # fmt: skip
+            if "statically linked" in out or "static-pie" in out:
                 return p
     raise SystemExit("demo: needs a static busybox for the image's shell tools: apt-get install -y busybox-static")
 
@@ -129,9 +136,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None, what: str, 
 
 def _start_registry(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Debian's ``docker-registry`` (the distribution server) on a loopback port, storing under ``work``."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        raise SystemExit("demo: needs Debian's docker-registry: apt-get install -y docker-registry")
+    try:
+        binary = which("docker-registry")
+    except RuntimeUnavailable:
+        raise SystemExit("demo: needs Debian's docker-registry: apt-get install -y docker-registry") from None
     port = _free_port()
     cfg = work / "registry.yml"
     cfg.write_text(
@@ -139,7 +147,7 @@ def _start_registry(work: Path) -> tuple[subprocess.Popen[bytes], str]:
         f"    rootdirectory: {work / 'registry'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
     with (work / "registry.log").open("wb") as log:
-        proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=host_env())
     _wait_listening(port, proc, "docker-registry")
     return proc, f"127.0.0.1:{port}"
 
@@ -166,8 +174,8 @@ def run(root: str | os.PathLike[str] | None = None) -> int:
     def imgcore(*args: str, capture: bool = False, shown: str | None = None, store: Path = builder_root) -> str:
         print(f"\n$ imgcore {shown or shlex.join(args)}", flush=True)
         cmd = [sys.executable, "-m", "imgcore", "--root", str(store), *args]
-        r = subprocess.run(cmd, capture_output=capture, text=True, check=False, stderr=subprocess.STDOUT
-                           if not capture else None)  # fmt: skip
+        r = subprocess.run(cmd, capture_output=capture, text=True, check=False, env=dict(os.environ),  # imgcore itself
+                           stderr=subprocess.STDOUT if not capture else None)  # fmt: skip
         if capture:
             sys.stdout.write(r.stdout)
             sys.stdout.write(r.stderr or "")

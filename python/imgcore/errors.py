@@ -16,6 +16,7 @@ __all__ = [
     "BlobNotFound",
     "ContainerNotFound",
     "DigestMismatch",
+    "DiskFull",
     "ImageConflict",
     "ImageInUse",
     "ImageNotFound",
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidDigest",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidStateFile",
     "InvalidTemplate",
     "InvalidTree",
     "LimitExceeded",
@@ -95,6 +97,19 @@ class BlobNotFound(ImgcoreError, LookupError):
 
 class StoreError(ImgcoreError):
     """The store is unusable (not an OCI layout, a broken index.json, ...)."""
+
+
+class DiskFull(ImgcoreError, OSError):
+    """The file system that a command writes to is full (``ENOSPC``/``EDQUOT``). ``path`` is the store (or the
+    destination) and ``file`` the file being written when the kernel said so (None when it did not say).
+    What was half-written has been removed; free some space and run the command again."""
+
+    errno = 28  # ENOSPC, also for EDQUOT: code that checks OSError.errno sees a full disk either way
+
+
+class InvalidStateFile(StoreError):
+    """A state file of the store or of a container (``config.json``, ``run.json``, ``state.json``, ...) that is not
+    JSON, too large, or does not follow its schema; the message names the file and the field."""
 
 
 class InvalidManifest(ImgcoreError, ValueError):

@@ -64,6 +64,7 @@ __all__ = [
     "Manifest",
     "Platform",
     "SaveManifestEntry",
+    "SchemaCheck",
     "canonical_json",
     "oci_form",
     "parse_manifest_or_index",
@@ -220,17 +221,21 @@ class _Doc:
         return self._what
 
     def fail(self, path: str, why: str) -> NoReturn:
+        """Raises the document's error: its name, the field path and ``why``."""
         raise self.error(f"{self.what}: {path}: {why}" if path else f"{self.what}: {why}")
 
     def expected(self, path: str, what: str, value: Any) -> NoReturn:
+        """Raises ``expected <what>, got <value>`` for the field at ``path``."""
         self.fail(path, f"expected {what}, got {_show(value)}")
 
     def obj(self, value: Any, path: str) -> dict[str, Any]:
+        """``value`` if it is a JSON object."""
         if not isinstance(value, dict):
             self.expected(path, "an object", value)
         return value
 
     def required(self, data: Mapping[str, Any], key: str, path: str) -> Any:
+        """``data[key]``, which must be present and not null."""
         value = data.get(key)
         if value is None:
             if key in data:
@@ -239,21 +244,25 @@ class _Doc:
         return value
 
     def text(self, value: Any, path: str) -> str:
+        """``value`` if it is a string."""
         if not isinstance(value, str):
             self.expected(path, "a string", value)
         return value
 
     def opt_str(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+        """``data[key]`` if it is a string, None when absent or null."""
         value = data.get(key)
         return None if value is None else self.text(value, _join(path, key))
 
     def flag(self, data: Mapping[str, Any], key: str, path: str) -> bool | None:
+        """``data[key]`` if it is a boolean, None when absent or null."""
         value = data.get(key)
         if value is not None and not isinstance(value, bool):
             self.expected(_join(path, key), "a boolean", value)
         return value
 
     def integer(self, value: Any, path: str, *, non_negative: bool = True) -> int:
+        """``value`` if it is an integer within int64 (and not negative unless ``non_negative`` is false)."""
         if not isinstance(value, int) or isinstance(value, bool) or value > MAX_SIZE:
             self.expected(path, "a non-negative integer" if non_negative else "an integer", value)
         if value < (0 if non_negative else -MAX_SIZE - 1):
@@ -261,6 +270,7 @@ class _Doc:
         return value
 
     def digest(self, value: Any, path: str) -> str:
+        """``value`` if it is a valid digest string."""
         if not isinstance(value, str):
             self.expected(path, "a digest string", value)
         try:
@@ -269,6 +279,7 @@ class _Doc:
             self.fail(path, f"invalid digest {_show(value)}: {str(e).split(': ', 1)[-1]}")
 
     def str_list(self, value: Any, path: str) -> list[str]:
+        """``value`` if it is an array of strings."""
         if not isinstance(value, list):
             self.expected(path, "an array of strings", value)
         for i, item in enumerate(value):
@@ -277,10 +288,12 @@ class _Doc:
         return value
 
     def opt_str_list(self, data: Mapping[str, Any], key: str, path: str) -> list[str] | None:
+        """``data[key]`` if it is an array of strings, None when absent or null."""
         value = data.get(key)
         return None if value is None else self.str_list(value, _join(path, key))
 
     def str_map(self, value: Any, path: str) -> dict[str, str]:
+        """``value`` if it is an object of strings."""
         if not isinstance(value, dict):
             self.expected(path, "an object of strings", value)
         for key, item in value.items():
@@ -289,6 +302,7 @@ class _Doc:
         return value
 
     def opt_str_map(self, data: Mapping[str, Any], key: str, path: str) -> dict[str, str] | None:
+        """``data[key]`` if it is an object of strings, None when absent or null."""
         value = data.get(key)
         return None if value is None else self.str_map(value, _join(path, key))
 
@@ -303,10 +317,17 @@ class _Doc:
                 self.obj(item, _join(where, k))
 
     def media_type(self, value: Any, path: str) -> str:
+        """``value`` if it is a media type (``type/subtype``)."""
         text = self.text(value, path)
         if not _MEDIA_TYPE.fullmatch(text):
             self.expected(path, "a media type (type/subtype)", value)
         return text
+
+
+SchemaCheck = _Doc
+"""The field checker every schema here is written with (``obj``, ``required``, ``text``, ``integer``, ``digest``,
+``str_list``, ...): ``SchemaCheck("state file X", InvalidStateFile)`` checks a store or container state file the
+same way, raising the given error class with the file and the field path."""
 
 
 def _platform_from(doc: _Doc, value: Any, path: str) -> Platform:

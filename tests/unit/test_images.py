@@ -436,7 +436,12 @@ def test_chain_ids():
 def test_index_entries_without_blobs_do_not_break_listing(store, tomcat):
     ghost = Descriptor("application/vnd.oci.image.manifest.v1+json", imgcore.sha256(b"ghost"), 5)
     store.update_index(lambda ms: [*ms, ghost.with_annotations({REF_NAME: "docker.io/library/ghost:1"}).to_json()])
-    assert {r.repository for r in catalog.list_images(store)} == {"tomcat", "new_tomcat"}
+    rows = catalog.list_images(store)
+    assert {r.repository for r in rows} == {"tomcat", "new_tomcat", "ghost"}
+    assert [r.image.error for r in rows if r.repository != "ghost"] == ["", ""]
+    ghost_row = next(r for r in rows if r.repository == "ghost")
+    assert "sha256:" in ghost_row.image.error  # listed with why it cannot be read, not hidden (issue 10)
+    assert ghost_row.size == 0
 
 
 def _multi_platform(store, ref):

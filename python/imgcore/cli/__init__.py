@@ -14,6 +14,7 @@ docker's conventions: usage errors exit 125 (docker's "error in the CLI itself")
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -121,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return 0
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # a command the workflows do not wrap (save, cp, ...)
+            where = f" writing {e.filename}" if e.filename else ""
+            print(f"Error: {args.command}: no space left on device{where}: free some space and run it again",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         print(f"Error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

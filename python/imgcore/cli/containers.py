@@ -23,7 +23,7 @@ from imgcore._progress import make_progress
 from imgcore.containers.commit import commit
 from imgcore.containers.copy import copy_from_container, copy_to_container
 from imgcore.containers.manager import Container, Containers, image_of
-from imgcore.errors import ImgcoreError, InvalidArgument
+from imgcore.errors import ImgcoreError, InvalidArgument, InvalidStateFile
 from imgcore.image.model import Image
 from imgcore.reference import parse
 from imgcore.reshape.squash import keep_count, squash_leased
@@ -270,24 +270,32 @@ def cmd_ps(args: argparse.Namespace) -> int:
     cs.sweep_auto_removed()
     rows = []
     for c in cs.list():
-        st = cs.state(c)
+        # One broken container (a bad config.json, run.json or state.json) is shown with an error marker in
+        # STATUS, as docker shows a container it cannot read, and never stops the listing of the others.
+        try:
+            st: State | None = None
+            c.check()
+            st = cs.state(c)
+            command = " ".join(cs.command(c))
+            status = _status(st)
+        except ImgcoreError as e:
+            command, status = "", f"<error: {str(e).removeprefix(f'container {c.id[:12]}: ')}>"
         by_state = any(f.startswith(("status=", "exited=")) for f in args.filter or ())
-        if args.filter and not _ps_matches(c, st, args.filter):
+        if args.filter and (st is None or not _ps_matches(c, st, args.filter)):
             continue
-        if not (st.running or args.all or by_state):  # a status filter shows stopped ones, as docker's
+        if not ((st is not None and st.running) or args.all or by_state):  # a status filter shows stopped ones
             continue
-        command = " ".join(cs.command(c))
         rows.append(
             (
                 c.id if args.no_trunc else c.id[:12],
-                c.image,
+                c.image or "<error>",
                 json.dumps(command if args.no_trunc else ellipsis(command, 20), ensure_ascii=False),
                 _ago(c.created),
-                _status(st),
+                status if args.no_trunc else ellipsis(status, 60),
                 "",
                 c.name,
                 c.created,
-                st.status,
+                st.status if st is not None else "error",
             )
         )
     if args.quiet:
@@ -376,8 +384,15 @@ def cmd_cp(args: argparse.Namespace) -> int:
 
 
 def inspect_container(cs: Containers, c: Container) -> dict[str, Any]:
-    """``docker container inspect`` for one container: Id, State, Config, Mounts, GraphDriver, ..."""
-    st = cs.state(c)
+    """``docker container inspect`` for one container: Id, State, Config, Mounts, GraphDriver, ...; a broken one
+    (or a corrupt ``state.json``) shows ``State.Status`` ``unknown`` with the reason in ``State.Error``."""
+    if c.error:
+        return {"Id": c.id, "Created": c.created, "Name": "/" + c.name, "Driver": c.driver, "Image": c.image_id,
+                "State": {"Status": "unknown", "Running": False, "Paused": False, "Error": c.error}}  # fmt: skip
+    try:
+        st = cs.state(c)
+    except InvalidStateFile as bad:
+        st = State(status="unknown", error=str(bad))
     opts = cs.options(c)
     record = cs.run_record(c)
     image = image_of(cs.store, c)

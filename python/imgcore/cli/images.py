@@ -15,8 +15,8 @@ from typing import Any
 
 from imgcore._gotemplate import render, render_rows
 from imgcore._humanize import ellipsis, format_created, human_size, printable, since, tabwrite
-from imgcore.errors import ImgcoreError
-from imgcore.image.catalog import artifacts, history, inspect, list_images, tag
+from imgcore.errors import ContainerNotFound, ImgcoreError
+from imgcore.image.catalog import ImageRow, artifacts, history, inspect, list_images, tag
 from imgcore.store import ContentStore
 
 __all__ = ["add_image_commands", "register"]
@@ -81,6 +81,12 @@ def cmd_images(args: argparse.Namespace) -> int:
     def ident(image_id: str) -> str:
         return image_id.partition(":")[2][:12] if trunc else image_id
 
+    def size(row: ImageRow, precision: int = 3) -> str:
+        # A broken image (missing or corrupt config, manifest, ...) is listed with an error marker, not hidden.
+        if row.image.error:
+            return f"<error: {row.image.error if not trunc else ellipsis(row.image.error, 60)}>"
+        return human_size(row.size, precision)
+
     if args.quiet:
         for row in rows:
             print(ident(row.image.id))
@@ -95,10 +101,10 @@ def cmd_images(args: argparse.Namespace) -> int:
                 "ID": ident(row.image.id),
                 "Repository": row.repository,
                 "SharedSize": "N/A",
-                "Size": human_size(row.size),
+                "Size": size(row),
                 "Tag": row.tag,
                 "UniqueSize": "N/A",
-                "VirtualSize": human_size(row.size, 4),
+                "VirtualSize": size(row, 4),
             }
             for row in rows
         ]
@@ -112,9 +118,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     table = [header]
     for row in rows:
         digest = [row.image.distribution_digest if not row.dangling else "<none>"] if args.digests else []
-        table.append(
-            [row.repository, row.tag, *digest, ident(row.image.id), since(row.image.created), human_size(row.size)]
-        )
+        table.append([row.repository, row.tag, *digest, ident(row.image.id), since(row.image.created), size(row)])
     sys.stdout.write(tabwrite(table))
     return 0
 
@@ -207,8 +211,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             containers_cli = importlib.import_module("imgcore.cli.containers")
             try:
                 found.append(containers_cli.inspect_any_container(store, name))
-            except ImgcoreError:
+            except ContainerNotFound:
                 _err(e)
+                failed += 1
+            except ImgcoreError as ce:  # the container is there but cannot be read: say why, not "no such image"
+                _err(ce)
                 failed += 1
     if args.format and args.format != "json":
         for obj in found:

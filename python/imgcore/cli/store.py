@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from imgcore._progress import make_progress
+from imgcore.containers.manager import Containers
 from imgcore.demo import run as run_demo
 from imgcore.store import ContentStore
 
@@ -26,6 +27,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         progress.layer("fsck", "Checked")
     finally:
         progress.close()
+    problems += Containers(store).fsck(repair=args.repair)
     for p in problems:
         print(f"{'REPAIRED' if p.repaired else 'CORRUPT'} {p}")
     print(f"checked {len(blobs)} blobs in {store.root}: {len(problems)} problem(s)")

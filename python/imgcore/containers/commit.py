@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from imgcore import _fs
 from imgcore._core import write_layer
 from imgcore._progress import NullProgress, Progress
 from imgcore.containers.manager import Container, Containers, image_of
@@ -85,6 +86,7 @@ def _paused(containers: Containers, container: Container, pause: bool) -> Iterat
                 containers.unpause(container)
 
 
+@_fs.disk_full_is_an_error("commit")
 def commit(
     store: ContentStore,
     containers: Containers,

@@ -7,8 +7,10 @@ Invariants:
 - writes into the container go through the confined layer extractor (:func:`imgcore._core.extract_layer`) into
   the resolved directory: the last component is never followed, existing entries are replaced, not written
   through; device nodes and FIFOs from a host tar are skipped;
-- reads out of the container archive what the resolved path holds; symlinks below it are archived as symlinks,
-  never followed;
+- reads out of the container archive what the resolved descriptor holds, walking below it through directory
+  descriptors with every file opened relative to its parent and checked by inode (export's walker): symlinks
+  below it are archived as symlinks, never followed, and a file or parent swapped for a symlink mid-copy is an
+  ``InvalidTree`` error, never host content;
 - directories: ``cp SRC DIR`` copies into ``DIR/basename(SRC)`` when ``DIR`` exists, else makes ``DIR`` a copy of
   ``SRC``; ``-`` is a tar stream on stdin (into an existing directory) or stdout.
 """
@@ -19,12 +21,14 @@ import contextlib
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from imgcore._core import extract_layer
+from imgcore.containers.export import TarWriter, _checked, walk_at
 from imgcore.errors import InvalidArgument
 from imgcore.runtime.spec import open_in_root
 
@@ -82,6 +86,30 @@ def copy_to_container(root: Path, source: str | BinaryIO, dest: str) -> None:
         _extract_into(root, directory, tar_path)
 
 
+def _archive_from(fd: int, arc: str, out: BinaryIO, *, stream: bool) -> None:
+    """Writes what the ``O_PATH`` descriptor ``fd`` (resolved inside the container) holds as a tar named ``arc``:
+    the entry itself, then, for a directory, everything below it through directory descriptors
+    (:func:`~imgcore.containers.export.walk_at`): no path is resolved again, so a container process that swaps a
+    file or a parent for a symlink meanwhile gets ``InvalidTree``, never host content into the copy."""
+    st = os.fstat(fd)
+    with tarfile.open(fileobj=out, mode="w|" if stream else "w", format=tarfile.PAX_FORMAT) as tf:
+        writer = TarWriter(tf)
+        if stat.S_ISDIR(st.st_mode):
+            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                writer.add(dfd, "", arc, st)
+                for dirfd, name, rel, est in walk_at(dfd, arc.rstrip("/") + "/" if arc != "." else ""):
+                    writer.add(dirfd, name, rel, est)
+            finally:
+                os.close(dfd)
+            return
+        content = None
+        if stat.S_ISREG(st.st_mode):  # reopened through the descriptor: the same inode, whatever the path is now
+            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            content = _checked(rfd, st, arc)
+        writer.add(fd, "", arc, st, content)
+
+
 def copy_from_container(root: Path, source: str, dest: str | BinaryIO) -> None:
     """``docker cp CONTAINER:SRC DEST``: ``dest`` is a host path or a binary stream for a tar (``-``)."""
     source = posixpath.normpath("/" + source)
@@ -90,29 +118,25 @@ def copy_from_container(root: Path, source: str, dest: str | BinaryIO) -> None:
     except FileNotFoundError:
         raise InvalidArgument(f"Could not find the file {source} in container") from None
     try:
-        real = str(Path(f"/proc/self/fd/{fd}").readlink())
+        name = posixpath.basename(source) or "."
+        if not isinstance(dest, str):
+            _archive_from(fd, name, dest, stream=True)
+            return
+        out = Path(dest)
+        if out.is_dir():
+            directory, arc = out, name
+        else:
+            if not out.parent.is_dir():
+                raise InvalidArgument(f"{dest}: its parent directory does not exist")
+            directory, arc = out.parent, out.name
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        with contextlib.suppress(FileNotFoundError):
+            if (directory / arc).is_file() and is_dir:
+                raise InvalidArgument(f"cannot copy a directory to a file: {dest}")
+        with tempfile.TemporaryDirectory(prefix="imgcore-cp-") as tmp:
+            tar_path = Path(tmp) / "out.tar"
+            with tar_path.open("wb") as f:
+                _archive_from(fd, arc, f, stream=False)
+            extract_layer(str(tar_path), str(directory), same_owner=os.geteuid() == 0)
     finally:
         os.close(fd)
-    top = str(Path(root).resolve())
-    if real != top and not real.startswith(top.rstrip("/") + "/"):  # cannot happen: resolution is confined
-        raise InvalidArgument(f"{source}: resolves outside the container")
-    name = posixpath.basename(source) or "."
-    if not isinstance(dest, str):
-        with tarfile.open(fileobj=dest, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-            tf.add(real, arcname=name)
-        return
-    out = Path(dest)
-    if out.is_dir():
-        directory, arc = out, name
-    else:
-        if not out.parent.is_dir():
-            raise InvalidArgument(f"{dest}: its parent directory does not exist")
-        directory, arc = out.parent, out.name
-    with tempfile.TemporaryDirectory(prefix="imgcore-cp-") as tmp:
-        tar_path = Path(tmp) / "out.tar"
-        with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tf:
-            tf.add(real, arcname=arc)
-        with contextlib.suppress(FileNotFoundError):
-            if (directory / arc).is_file() and Path(real).is_dir():
-                raise InvalidArgument(f"cannot copy a directory to a file: {dest}")
-        extract_layer(str(tar_path), str(directory), same_owner=os.geteuid() == 0)

@@ -16,7 +16,11 @@ Invariants:
   two ``create --name`` of one name never both succeed;
 - host helpers (mount, umount, cp) are called by absolute path with imgcore's own environment; the image's
   environment only ever reaches processes inside the container;
-- one unreadable container never breaks listing the others;
+- one unreadable container never breaks listing the others: every state file (``config.json``, ``run.json``,
+  the monitor's ``state.json``) is read through the bounded loader and checked against its schema; a container
+  whose ``config.json`` fails is listed with :attr:`Container.error` set (what its record still says is kept,
+  its image's blobs included, so a collection keeps them), every operation but ``remove`` refuses it with
+  :class:`~imgcore.errors.InvalidStateFile`, and :meth:`Containers.fsck` reports (and moves aside) bad files;
 - a container runs under the OCI runtime (runc) from a bundle in its directory (``CDIR/bundle``), started through
   its monitor (:mod:`imgcore.runtime.lifecycle`), with the store's private runtime root; the paths the runtime
   creates in the rootfs as mountpoints (``/proc``, ``/etc/hosts``, volume destinations, ...) are recorded in
@@ -40,7 +44,6 @@ import dataclasses
 import os
 import re
 import secrets
-import shutil
 import stat
 import subprocess
 import sys
@@ -53,26 +56,38 @@ from pathlib import Path
 from typing import Any
 
 from imgcore import _fs
-from imgcore._core import Change, diff
-from imgcore._host import CP, MOUNT, host_env, umount
-from imgcore.errors import ContainerNotFound, ImgcoreError, InvalidArgument
+from imgcore._core import Change, Digest, diff
+from imgcore._host import CP, MOUNT, UMOUNT, host_env, umount
+from imgcore._json import read_json_file
+from imgcore.errors import ContainerNotFound, ImgcoreError, InvalidArgument, InvalidDigest, InvalidStateFile
 from imgcore.image.catalog import load_image, resolve
 from imgcore.image.model import Image
 from imgcore.layers.cache import DRIVERS, LayerCache, default_driver, overlay_supported
-from imgcore.models import Descriptor
+from imgcore.models import Descriptor, SchemaCheck
 from imgcore.runtime import lifecycle
-from imgcore.runtime._runc_cmd import start_failure_exit_status
-from imgcore.runtime._state import ContainerNotRunning, ContainerStartFailed, ContainerStateError, State
+from imgcore.runtime._runc_cmd import Runc, start_failure_exit_status
+from imgcore.runtime._state import (
+    LOCK,
+    STATE,
+    ContainerNotRunning,
+    ContainerStartFailed,
+    ContainerStateError,
+    State,
+    load_state,
+    lock_held,
+)
 from imgcore.runtime.bwrap import bwrap_command, run_foreground
 from imgcore.runtime.host import RuntimeUnavailable, find_bwrap
 from imgcore.runtime.runc import find_runtime, find_sandbox
 from imgcore.runtime.spec import RunOptions, build_spec, lookup_user, merge_env, missing_mountpoints, write_bundle
-from imgcore.store import ContentStore
+from imgcore.store import ContentStore, FsckProblem
 
 __all__ = ["RUN_RECORD", "Container", "Containers", "ExecResult", "RunOptions", "image_of", "mounted", "now_rfc3339"]
 
 #: The container's run options and runtime-made mountpoints, beside its ``config.json``.
 RUN_RECORD = "run.json"
+#: The container's record (id, name, image by manifest digest, driver, chain IDs).
+CONFIG = "config.json"
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
@@ -85,6 +100,7 @@ def now_rfc3339() -> str:
 def image_of(store: ContentStore, c: Container) -> Image:
     """The image a container was created from, by its manifest digest: still there after ``rmi -f`` (which keeps
     a container's blobs), and unaffected by tags that moved since."""
+    c.check()
     return load_image(store, Descriptor("", c.manifest_digest, store.blob_size(c.manifest_digest)))
 
 
@@ -130,6 +146,12 @@ class Container:
     path: Path
     chain_ids: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # entries of its layers not created (devices without root, ...)
+    error: str = ""  # why its config.json is unusable (a broken container: listed, removable, nothing else)
+
+    def check(self) -> None:
+        """Raises ``InvalidStateFile`` for a broken container (one whose ``config.json`` is unusable)."""
+        if self.error:
+            raise InvalidStateFile(f"container {self.id[:12]}: {self.error}")
 
     @property
     def rootfs(self) -> Path:
@@ -156,20 +178,64 @@ class Container:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], path: Path) -> Container:
-        """The record read back from ``config.json``."""
+    def from_json(cls, data: Any, path: Path) -> Container:
+        """The record read back from ``config.json``, checked against its schema (``InvalidStateFile`` naming the
+        field otherwise)."""
+        doc = SchemaCheck(CONFIG, InvalidStateFile)
+        obj = doc.obj(data, "")
+        cid = doc.text(doc.required(obj, "id", ""), "id")
+        if cid != path.name:
+            doc.fail("id", f"{cid[:80]!r} is not the container's directory name {path.name!r}")
+        name = doc.text(doc.required(obj, "name", ""), "name")
+        if not _NAME.fullmatch(name):
+            doc.expected("name", "a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)", name)
+        driver = doc.text(doc.required(obj, "driver", ""), "driver")
+        if driver not in DRIVERS:
+            doc.expected("driver", f"one of {', '.join(DRIVERS)}", driver)
+        chains = doc.opt_str_list(obj, "chain_ids", "") or []
+        skipped = obj.get("skipped") or []
+        if not isinstance(skipped, list):
+            doc.expected("skipped", "an array of [path, reason] pairs", skipped)
+        for i, pair in enumerate(skipped):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                doc.expected(f"skipped[{i}]", "a [path, reason] pair of strings", pair)
         return cls(
-            data["id"],
-            data["name"],
-            data["image"],
-            data["manifest_digest"],
-            data["image_id"],
-            data["created"],
-            data["driver"],
+            cid,
+            name,
+            doc.text(doc.required(obj, "image", ""), "image"),
+            doc.digest(doc.required(obj, "manifest_digest", ""), "manifest_digest"),
+            doc.digest(doc.required(obj, "image_id", ""), "image_id"),
+            doc.text(doc.required(obj, "created", ""), "created"),
+            driver,
             path,
-            tuple(data.get("chain_ids", ())),
-            tuple((str(p), str(w)) for p, w in data.get("skipped") or ()),
+            tuple(doc.digest(x, f"chain_ids[{i}]") for i, x in enumerate(chains)),
+            tuple((p, w) for p, w in skipped),
         )
+
+    @classmethod
+    def broken(cls, path: Path, error: str, data: Any = None) -> Container:
+        """A container whose ``config.json`` is unusable: what the record still says (a valid name, image digests,
+        driver) is kept, so listings show it, ``rm`` can remove it and a collection keeps its image."""
+        obj = data if isinstance(data, dict) else {}
+
+        def text(key: str, ok: Callable[[str], bool] = bool) -> str:
+            value = obj.get(key)
+            return value if isinstance(value, str) and ok(value) else ""
+
+        def digest(key: str) -> str:
+            value = text(key)
+            try:
+                return str(Digest(value)) if value else ""
+            except (InvalidDigest, ValueError):
+                return ""
+
+        driver = text("driver", lambda d: d in DRIVERS) or ("overlay" if (path / "upper").is_dir() else "copy")
+        try:
+            created = datetime.fromtimestamp(path.lstat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        except OSError:
+            created = ""
+        return cls(path.name, text("name", lambda n: bool(_NAME.fullmatch(n))), text("image")[:200],
+                   digest("manifest_digest"), digest("image_id"), created, driver, path, (), error=error)  # fmt: skip
 
 
 _ADJ = (
@@ -230,13 +296,13 @@ class Containers:
     # -- queries ------------------------------------------------------------------------------------------------
 
     def list(self) -> builtins.list[Container]:
-        """Every complete container, newest first; an unreadable ``config.json`` is skipped (see :meth:`broken`)."""
+        """Every container, newest first; one whose ``config.json`` is missing, unreadable or off its schema is
+        listed as broken (:attr:`Container.error` says why)."""
         out = []
         for p in sorted(self.dir.iterdir()):
-            if p.name.startswith(".") or not (p / "config.json").is_file():
+            if p.name.startswith(".") or p.is_symlink() or not p.is_dir():
                 continue
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
-                out.append(Container.from_json(_fs.read_json(p / "config.json"), p))
+            out.append(_read_container(p))
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def get(self, name_or_id: str) -> Container:
@@ -269,6 +335,7 @@ class Containers:
                 return name
         return f"container_{secrets.token_hex(4)}"
 
+    @_fs.disk_full_is_an_error("create")
     def create(
         self,
         image_ref: str | Image,
@@ -348,7 +415,7 @@ class Containers:
                         tmp.rename(final)
             finally:
                 if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    _fs.rmtree(tmp, ignore_errors=True)
         return c
 
     def lowerdirs(self, c: Container) -> builtins.list[Path]:
@@ -362,6 +429,7 @@ class Containers:
     def diff(self, c: Container, *, paranoid: bool = False) -> builtins.list[Change]:
         """The container's changes against its image, as ``docker diff`` lists them (A/C/D, path-sorted); what
         the runtime made as mountpoints (and directories changed only because of them) is left out."""
+        c.check()
         if c.driver == "overlay":
             changes = diff([str(p) for p in self.lowerdirs(c)], str(c.upper), overlay=True, paranoid=paranoid)
         else:
@@ -389,6 +457,7 @@ class Containers:
 
     def mount(self, c: Container) -> Path:
         """Makes sure the container's rootfs is there (mounting the overlay if needed) and returns its path."""
+        c.check()
         if c.driver != "overlay":
             return c.rootfs
         if mounted(c.rootfs):
@@ -438,9 +507,15 @@ class Containers:
 
     def remove(self, c: Container, *, force: bool = False) -> None:
         """Unmounts and deletes the container (atomically gone from listings first); a running one needs
-        ``force`` (docker ``rm -f``: it is killed first)."""
-        st = self.state(c)
-        if st.running:
+        ``force`` (docker ``rm -f``: it is killed first). A broken container, or one whose ``state.json`` is
+        corrupt, is removed too (if its monitor still lives, only with ``force``: its runc container is deleted)."""
+        try:
+            st = self.state(c)
+        except InvalidStateFile:
+            st = None
+        if st is None or c.error:
+            self._remove_broken(c, force=force)
+        elif st.running:
             if not force:
                 raise ContainerStateError(
                     f'cannot remove container "/{c.name}": container is {st.status}: stop the container before '
@@ -458,15 +533,27 @@ class Containers:
         self.unmount(c)
         trash = self.dir / f".tmp-rm-{c.id}"
         c.path.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        _fs.rmtree(trash, ignore_errors=True)
+
+    def _remove_broken(self, c: Container, *, force: bool) -> None:
+        if lock_held(c.path / LOCK):
+            if not force:
+                raise ContainerStateError(
+                    f'cannot remove container "/{c.name or c.id[:12]}": its monitor is still running: force remove',
+                    cid=c.id, status="unknown")  # fmt: skip
+            with contextlib.suppress(ImgcoreError, OSError):
+                rt = find_runtime(None, root=self.store.paths.runtime)
+                Runc(str(rt.path), str(rt.root)).run("delete", "--force", c.id)
+        if c.driver == "overlay" and mounted(c.rootfs):
+            subprocess.run([UMOUNT, "-l", str(c.rootfs)], capture_output=True, check=False, env=host_env())
 
     def sweep_auto_removed(self) -> builtins.list[Container]:
         """Removes the containers run with ``--rm`` that have exited (a detached one outlives its starter, so it
         is removed by the next listing, as docker's daemon removes it on exit); returns them."""
         gone = []
         for c in self.list():
-            if self.run_record(c).get("auto_remove") and self.state(c).status == "exited":
-                with contextlib.suppress(ImgcoreError, OSError):
+            with contextlib.suppress(ImgcoreError, OSError):  # a broken record: listed with its error, left alone
+                if not c.error and self.run_record(c).get("auto_remove") and self.state(c).status == "exited":
                     self.remove(c)
                     gone.append(c)
         return gone
@@ -474,12 +561,17 @@ class Containers:
     # -- running ------------------------------------------------------------------------------------------------
 
     def run_record(self, c: Container) -> dict[str, Any]:
-        """``CDIR/run.json``: the run options, runtime, auto-remove flag and recorded runtime mountpoints."""
+        """``CDIR/run.json``: the run options, runtime, auto-remove flag and recorded runtime mountpoints (the
+        defaults when there is none); a corrupt one raises ``InvalidStateFile`` naming the field."""
+        c.check()
         try:
-            data = _fs.read_json(c.path / RUN_RECORD)
-        except (OSError, ValueError):
+            return check_run_record(read_json_file(c.path / RUN_RECORD, RUN_RECORD, error=InvalidStateFile))
+        except FileNotFoundError:
             return _run_record(RunOptions(), None, False)
-        return data if isinstance(data, dict) else _run_record(RunOptions(), None, False)
+        except OSError as e:
+            raise InvalidStateFile(f"container {c.id[:12]}: {RUN_RECORD}: unreadable: {e.strerror or e}") from None
+        except InvalidStateFile as e:
+            raise InvalidStateFile(f"container {c.id[:12]}: {e}") from None
 
     def options(self, c: Container) -> RunOptions:
         """The container's run options, as given to ``create``/``run``."""
@@ -512,13 +604,43 @@ class Containers:
 
     def state(self, c: Container) -> State:
         """The runtime state: ``created`` (never started), ``running``, ``paused`` or ``exited`` with its code and
-        times (a container whose monitor died reads as exited)."""
+        times (a container whose monitor died reads as exited). A corrupt ``state.json`` raises
+        ``InvalidStateFile``."""
         return lifecycle.state(c.path)
+
+    def fsck(self, *, repair: bool = False) -> builtins.list[FsckProblem]:
+        """Checks every state file of every container against its schema (``config.json``, ``run.json``,
+        ``state.json``, the exec records, the runtime bundle's ``config.json``); with ``repair`` a bad one is
+        moved into ``imgcore/lost+found/`` (never deleted), which leaves a container without a usable record
+        listed as broken until ``rm`` removes it."""
+        problems: builtins.list[FsckProblem] = []
+        for p in sorted(self.dir.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_symlink() or not p.is_dir():
+                problems.append(self._fsck_problem(p, "not a container directory (a symlink or a file)", repair))
+                continue
+            problems.extend(self._fsck_problem(f, why, repair) for f, why in _bad_state_files(p))
+        return problems
+
+    def _fsck_problem(self, path: Path, why: str, repair: bool) -> FsckProblem:
+        if not repair or (not path.exists() and not path.is_symlink()):
+            return FsckProblem(str(path), why)
+        lost = self.store.paths.lost_and_found
+        lost.mkdir(parents=True, exist_ok=True)
+        rel = path.relative_to(self.dir)
+        dest = lost / f"{int(time.time())}-{secrets.token_hex(4)}-container-{'-'.join(rel.parts)}"
+        try:
+            path.rename(dest)
+        except OSError as e:
+            return FsckProblem(str(path), why, f"could not move it aside: {e.strerror or e}")
+        return FsckProblem(str(path), why, f"moved to {dest}")
 
     def start(self, c: Container, *, attach_first: bool = False, runtime: str | None = None) -> State:
         """Starts the container under the OCI runtime (docker ``start``): mounts its rootfs, builds the runtime
         spec from the image config and its run options, writes the bundle, records the mountpoints the runtime
         will create, and starts it through its monitor. A running container is left as it is."""
+        c.check()
         current = self.state(c)
         if current.running:
             return current
@@ -650,6 +772,7 @@ class Containers:
         and stderr. A running container: ``runc exec`` with its Env, WorkingDir and User. One that was never
         started (``created_fallback``): a one-shot container on its rootfs (:meth:`_exec_created`). Otherwise
         docker's ``container <id> is not running``."""
+        c.check()
         if not argv:
             raise InvalidArgument("exec: no command given")
         st = self.state(c)
@@ -709,7 +832,7 @@ class Containers:
         except OSError as e:
             raise ImgcoreError(f"exec {c.name}: {argv[0]}: {e.strerror or e}") from None
         finally:
-            shutil.rmtree(bundle.parent, ignore_errors=True)
+            _fs.rmtree(bundle.parent, ignore_errors=True)
         marker = b"unable to start container process: "
         if not isinstance(sandbox, str) and proc.returncode != 0 and capture and marker in (proc.stderr or b""):
             message = proc.stderr.decode(errors="replace").strip().splitlines()[-1]
@@ -741,7 +864,7 @@ class Containers:
             if time.time() - p.lstat().st_mtime > max_age:
                 if p.is_dir() and mounted(p / "merged"):
                     continue
-                shutil.rmtree(p, ignore_errors=True)
+                _fs.rmtree(p, ignore_errors=True)
                 removed.append(p)
         return removed + self.layers.cleanup(max_age)
 
@@ -785,3 +908,65 @@ def _without_runtime_paths(changes: builtins.list[Change], made: set[str]) -> bu
             if not any(p.startswith(prefix) for p in paths):
                 paths.discard(ch.path)
     return [ch for ch in kept if ch.path in paths]
+
+
+def _read_container(p: Path) -> Container:
+    """The container in directory ``p``, or a broken one saying why its ``config.json`` is unusable."""
+    data: Any = None
+    try:
+        data = read_json_file(p / CONFIG, CONFIG, error=InvalidStateFile)
+        return Container.from_json(data, p)
+    except FileNotFoundError:
+        return Container.broken(p, f"{CONFIG} is missing")
+    except InvalidStateFile as e:
+        return Container.broken(p, str(e), data)
+    except OSError as e:
+        return Container.broken(p, f"{CONFIG}: unreadable: {e.strerror or e}")
+
+
+def check_run_record(data: Any) -> dict[str, Any]:
+    """``run.json`` checked against its schema (what :func:`_run_record` writes; ``null`` is absent)."""
+    doc = SchemaCheck(RUN_RECORD, InvalidStateFile)
+    obj = doc.obj(data, "")
+    o = obj.get("options")
+    if o is not None:
+        doc.obj(o, "options")
+        for key in ("argv", "entrypoint", "env", "volumes"):
+            doc.opt_str_list(o, key, "options")
+        for key in ("workdir", "user", "hostname", "network"):
+            doc.opt_str(o, key, "options")
+        for key in ("tty", "open_stdin"):
+            doc.flag(o, key, "options")
+    doc.opt_str(obj, "runtime", "")
+    doc.flag(obj, "auto_remove", "")
+    doc.opt_str_list(obj, "mountpoints", "")
+    doc.opt_str_list(obj, "args", "")
+    return dict(obj)
+
+
+def _check_json_object(path: Path, what: str) -> None:
+    data = read_json_file(path, what, error=InvalidStateFile)
+    SchemaCheck(what, InvalidStateFile).obj(data, "")
+
+
+def _bad_state_files(cdir: Path) -> Iterator[tuple[Path, str]]:
+    """The state files of one container directory that fail their schema (file, why)."""
+    checks: builtins.list[tuple[Path, Callable[[Path], object]]] = [
+        (cdir / CONFIG, lambda f: Container.from_json(read_json_file(f, CONFIG, error=InvalidStateFile), cdir)),
+        (cdir / RUN_RECORD, lambda f: check_run_record(read_json_file(f, RUN_RECORD, error=InvalidStateFile))),
+        (cdir / STATE, load_state),
+        (cdir / "bundle" / "config.json", lambda f: _check_json_object(f, "bundle/config.json")),
+    ]
+    checks += [(f, load_state) for f in sorted(cdir.glob("exec-*.state.json"))]
+    checks += [(f, lambda f: _check_json_object(f, f.name)) for f in sorted(cdir.glob("exec-*.process.json"))]
+    for f, check in checks:
+        if f.is_symlink():
+            yield f, "a symlink where a state file belongs"
+            continue
+        try:
+            check(f)
+        except FileNotFoundError:
+            if f.name == CONFIG and f.parent == cdir:
+                yield f, f"{CONFIG} is missing: the container has no record"
+        except (InvalidStateFile, OSError) as e:
+            yield f, str(e)

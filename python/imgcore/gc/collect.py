@@ -14,21 +14,21 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imgcore import _fs
 from imgcore._humanize import short_id
 from imgcore.containers.manager import Container, Containers
-from imgcore.errors import BlobNotFound, ImageConflict, ImageInUse, NotAnImage
+from imgcore.errors import BlobNotFound, ImageConflict, ImageInUse, ImageNotFound, ImgcoreError, NotAnImage
 from imgcore.image.catalog import artifacts, catalog, lookup, normalised_name, resolve_artifact
 from imgcore.image.model import Artifact, Image, chain_ids
 from imgcore.image.sizes import forget_layer_size
 from imgcore.layers.cache import LayerCache, tree_bytes
-from imgcore.models import ORIGINAL_MANIFEST, REF_NAME, Index, parse_manifest_or_index
-from imgcore.reference import Reference
+from imgcore.models import ORIGINAL_MANIFEST, REF_NAME, Descriptor, Index, parse_manifest_or_index
+from imgcore.reference import Reference, parse
 from imgcore.store import ContentStore, collecting, leased
 
 __all__ = ["DeleteRecord", "PruneReport", "mark", "prune", "remove_image", "rmi"]
@@ -103,8 +103,10 @@ def mark(store: ContentStore, containers: Sequence[Container] | None = None) -> 
             with contextlib.suppress(ValueError):
                 _walk(store, name, keep)
     for c in Containers(store).list() if containers is None else containers:
-        _walk(store, c.manifest_digest, keep)
-        keep.add(c.image_id)
+        if c.manifest_digest:  # a broken container's record may have lost it (it keeps what it still names)
+            _walk(store, c.manifest_digest, keep)
+        if c.image_id:
+            keep.add(c.image_id)
     return keep
 
 
@@ -194,6 +196,11 @@ def remove_image(store: ContentStore, text: str, *, force: bool = False) -> list
             img, ref = lookup(store, text, everything)
         except NotAnImage:
             return _remove_artifact(store, text, containers)
+        except ImageNotFound:
+            broken = _broken_entries(store, text, everything)
+            if not broken:
+                raise
+            return _remove_broken(store, broken)
         same = [i for i in everything if i.id == img.id] or [img]
         refs = sorted({r for i in same for r in i.references}, key=str)
         users = [c for c in containers if any(_container_uses(c, i) for i in same)]
@@ -239,6 +246,47 @@ def remove_image(store: ContentStore, text: str, *, force: bool = False) -> list
 
 
 rmi = remove_image
+
+
+def _broken_entries(store: ContentStore, text: str, images: Sequence[Image]) -> list[Descriptor]:
+    """The index entries that ``text`` names (a tag, ``name@digest``, a digest or a prefix of its hex) among
+    those that do not load as an image (a missing or corrupt manifest or config): ``images`` lists them with an
+    error marker, and ``rmi`` must be able to remove them."""
+    loaded = {img.digest for img in images}
+    entries = [d for d in store.index_entries() if d.digest not in loaded]
+    name: str | None = None
+    digest: str | None = None
+    with contextlib.suppress(ImgcoreError, ValueError):
+        ref = parse(text)
+        name, digest = (str(ref.tagged()) if ref.digest is None else None), ref.digest
+    hexpart = text.removeprefix("sha256:")
+    is_hex = bool(hexpart) and all(ch in "0123456789abcdef" for ch in hexpart)
+    named = [d for d in entries if name and normalised_name((d.annotations or {}).get(REF_NAME)) == name]
+    named += [d for d in entries if digest and d.digest == digest]
+    if not named and is_hex:
+        digests = {d.digest for d in entries if d.digest.partition(":")[2].startswith(hexpart)}
+        if len(digests) > 1:
+            raise ImageConflict(f"image ID prefix {hexpart!r} is ambiguous: it matches {len(digests)} images")
+        named = [d for d in entries if d.digest in digests]
+    return named
+
+
+def _remove_broken(store: ContentStore, entries: Sequence[Descriptor]) -> list[DeleteRecord]:
+    """Drops every index entry of the broken images ``entries`` name, then sweeps what only they reached."""
+    digests = {d.digest for d in entries}
+    records = [DeleteRecord("Untagged", str(parse(n).familiar)) for n in sorted({
+        normalised_name((d.annotations or {}).get(REF_NAME)) or "" for d in store.index_entries()
+        if d.digest in digests} - {""})]  # fmt: skip
+    store.update_index(lambda ms: [m for m in ms if m.get("digest") not in digests])
+    keep = mark(store)
+    for digest in sorted(digests):
+        reached: set[str] = set()
+        _walk(store, digest, reached)
+        records.append(DeleteRecord("Deleted", digest))
+        for d in sorted(reached - keep):
+            if store.delete_blob(d):
+                forget_layer_size(store, d)
+    return records
 
 
 # ------------------------------------------------------------------------------------------------- prune
@@ -327,7 +375,7 @@ def _sweep_leftovers(store: ContentStore, max_age: float = _LEFTOVER_AGE) -> int
                 continue
             if p.is_dir() and not p.is_symlink():
                 reclaimed += tree_bytes(p)
-                shutil.rmtree(p, ignore_errors=True)
+                _fs.rmtree(p, ignore_errors=True)
             else:
                 reclaimed += st.st_size
                 with contextlib.suppress(FileNotFoundError):

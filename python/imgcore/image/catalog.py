@@ -30,6 +30,7 @@ from imgcore.errors import (
     BlobNotFound,
     ImageConflict,
     ImageNotFound,
+    ImgcoreError,
     InvalidArgument,
     InvalidManifest,
     InvalidReference,
@@ -98,6 +99,8 @@ class ImageSummary:
     def distribution_digest(self) -> str:
         """The digest the image has in a registry: the original docker manifest's, else what the tag points at."""
         return self.original or self.digest
+
+    error: str = ""  # why the image cannot be read (then ``id`` is the index entry's digest, ``size`` 0)
 
     @functools.cached_property
     def created(self) -> _dt.datetime | None:
@@ -275,7 +278,7 @@ def catalog(store: ContentStore, *, strict: bool = False) -> list[Image]:
     for digest in descs:
         try:
             out.append(load_image(store, descs[digest], sorted(tags[digest])))
-        except (BlobNotFound, ValueError):
+        except (ImgcoreError, ValueError, OSError):  # missing, corrupt (DigestMismatch) or invalid documents
             if strict:
                 raise
     return out
@@ -445,6 +448,11 @@ def _cached_summary(entry: object, digest: str) -> ImageSummary | None:
     return ImageSummary(digest, mdigest, iid, created, labels, size)
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def summaries(store: ContentStore) -> list[ImageSummary]:
     """One summary per distinct digest in ``index.json`` (tags gathered), from the summary cache where it has
     them; the rest are read (verified and validated) once and added to the cache."""
@@ -463,7 +471,10 @@ def summaries(store: ContentStore) -> list[ImageSummary]:
         if summary is None:
             try:
                 img = load_image(store, descs[digest])
-            except (BlobNotFound, ValueError):
+            except (ImgcoreError, ValueError, OSError) as e:
+                # listed with an error marker (never cached: a repaired store lists it properly), not hidden
+                out.append(ImageSummary(digest, digest, digest, None, {}, 0, tuple(sorted(tags[digest])),
+                                        error=_one_line(str(e))))  # fmt: skip
                 continue
             summary = _summary_of(store, img)
             cache[digest] = {"manifest": summary.manifest_digest, "id": summary.id, "created": summary.created_text,

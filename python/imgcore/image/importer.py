@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from imgcore import _fs
 from imgcore._core import inspect_blob, layer_index
 from imgcore._progress import NullProgress, Progress
 from imgcore.errors import InvalidArchive, InvalidReference
@@ -38,14 +39,18 @@ def _spool(store: ContentStore, source: str | os.PathLike[str] | IO[bytes], prog
     """A private copy of ``source`` in the store's ingest area (same filesystem as ``blobs/``)."""
     dest = store.temp_path(".import")
     total = Path(source).stat().st_size if isinstance(source, str | os.PathLike) else None
-    with contextlib.ExitStack() as stack:
-        f = stack.enter_context(Path(source).open("rb")) if isinstance(source, str | os.PathLike) else source
-        out = stack.enter_context(dest.open("xb"))
-        done = 0
-        while chunk := f.read(_CHUNK):
-            out.write(chunk)
-            done += len(chunk)
-            progress.layer(label, "Importing", done, total)
+    try:
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(Path(source).open("rb")) if isinstance(source, str | os.PathLike) else source
+            out = stack.enter_context(dest.open("xb"))
+            done = 0
+            while chunk := f.read(_CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                progress.layer(label, "Importing", done, total)
+    except BaseException:
+        dest.unlink(missing_ok=True)  # a full disk (or Ctrl-C) leaves no half-spooled copy behind
+        raise
     return dest
 
 
@@ -119,6 +124,7 @@ def store_layer(
             gz.unlink(missing_ok=True)
 
 
+@_fs.disk_full_is_an_error("import")
 def import_image(
     store: ContentStore,
     source: str | os.PathLike[str] | IO[bytes],

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterable
@@ -85,7 +84,7 @@ def overlay_supported(scratch: Path) -> str | None:
     except OSError as e:
         reason = f"overlay probe failed: {e}"
     finally:
-        shutil.rmtree(probe, ignore_errors=True)
+        _fs.rmtree(probe, ignore_errors=True)
     _overlay_probe[key] = reason
     return reason
 
@@ -176,10 +175,10 @@ class LayerCache:
                     info = {"chain_id": chain, "diff_id": diff_id, "digest": desc.digest, "size": stats.bytes,
                             "entries": stats.entries, "skipped": [list(s) for s in stats.skipped]}  # fmt: skip
                     _fs.atomic_write_json(tmp / "info.json", info)
-                    shutil.rmtree(final, ignore_errors=True)
+                    _fs.rmtree(final, ignore_errors=True)
                     tmp.rename(final)
                 finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    _fs.rmtree(tmp, ignore_errors=True)
         return final / "diff"
 
     def baseline_key(self, image: Image) -> str:
@@ -210,10 +209,10 @@ class LayerCache:
                             allow_devices=os.geteuid() == 0,
                         )
                     (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-                    shutil.rmtree(final, ignore_errors=True)
+                    _fs.rmtree(final, ignore_errors=True)
                     tmp.rename(final)
                 finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    _fs.rmtree(tmp, ignore_errors=True)
         return final / "rootfs"
 
     def unpacked_bytes(self, chain_id: str) -> int:
@@ -252,7 +251,7 @@ class LayerCache:
                     size = tree_bytes(p)
                     trash = base / f".tmp-rm-{p.name}-{secrets.token_hex(4)}"
                     p.rename(trash)
-                    shutil.rmtree(trash, ignore_errors=True)
+                    _fs.rmtree(trash, ignore_errors=True)
                 removed.append(f"{label}/{p.name}")
                 reclaimed += size
         return removed, reclaimed
@@ -263,7 +262,7 @@ class LayerCache:
         for d in (self.layers_dir, self.rootfs_dir):
             for p in d.glob(".tmp-*"):
                 if time.time() - p.lstat().st_mtime > max_age:
-                    shutil.rmtree(p, ignore_errors=True)
+                    _fs.rmtree(p, ignore_errors=True)
                     removed.append(p)
         return removed
 

@@ -10,6 +10,9 @@ Invariants:
   dead monitor: :func:`read_state` reports it as exited with a note, never as running.
 - Unix socket paths can exceed ``sun_path`` (108 bytes) for deep store paths: :func:`socket_address` connects
   through ``/proc/self/fd/N/`` of an ``O_PATH`` directory descriptor when they do.
+- Every record is read through the bounded loader and checked against its schema (:func:`parse_state`): a
+  corrupt, truncated or planted ``state.json`` raises :class:`~imgcore.errors.InvalidStateFile` naming the file
+  and the field, never ``TypeError``/``ValueError``.
 - Timestamps are UTC RFC 3339 with nanoseconds: trimmed like Go's ``RFC3339Nano`` in files (``...05.1234Z``,
   as docker's json-file and state), fixed at nine digits for ``logs -t`` (docker's ``RFC3339NanoFixed``).
 """
@@ -20,7 +23,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imgcore import _fs
 from imgcore._fs import atomic_write_json
-from imgcore.errors import ImgcoreError
+from imgcore.errors import ImgcoreError, InvalidStateFile
+from imgcore.models import SchemaCheck
 
 __all__ = [
     "ContainerNotRunning",
@@ -40,9 +44,11 @@ __all__ = [
     "State",
     "fixed_nano",
     "foreground",
+    "load_state",
     "lock_held",
     "now_nano",
     "parse_nano",
+    "parse_state",
     "read_state",
     "rfc3339nano",
     "socket_address",
@@ -144,6 +150,50 @@ class State:
         )
 
 
+STATUSES = ("created", "running", "paused", "exited")
+_STR_FIELDS = ("started_at", "finished_at", "error", "id", "runtime", "runtime_root")
+_INT_LIMIT = 1 << 31
+
+
+def parse_state(data: Any, where: str) -> State:
+    """A ``state.json`` record checked against its schema (missing fields take their defaults, ``null`` is
+    absent); ``InvalidStateFile`` names ``where`` and the field otherwise."""
+    doc = SchemaCheck(where, InvalidStateFile)
+    obj = doc.obj(data, "")
+    status = obj.get("status")
+    if status is not None and status not in STATUSES:
+        doc.expected("status", f"one of {', '.join(STATUSES)}", status)
+    for key in ("pid", "monitor_pid"):
+        if obj.get(key) is not None:
+            doc.integer(obj[key], key)
+    code = obj.get("exit_code")
+    if code is not None and (doc.integer(code, "exit_code", non_negative=False) >= _INT_LIMIT or code < -_INT_LIMIT):
+        doc.expected("exit_code", "an exit code", code)
+    for key in _STR_FIELDS:
+        doc.opt_str(obj, key, "")
+    for key in ("started_at", "finished_at"):
+        if obj.get(key):
+            try:
+                parse_nano(obj[key])
+            except (ValueError, OverflowError):
+                doc.expected(key, "an RFC 3339 time", obj[key])
+    for key in ("tty", "open_stdin"):
+        doc.flag(obj, key, "")
+    return State.from_json({k: v for k, v in obj.items() if v is not None})  # null is absent
+
+
+def load_state(path: Path) -> State | None:
+    """The record at ``path`` as written (no liveness check); None when there is none. A corrupt one raises
+    ``InvalidStateFile``."""
+    try:
+        data = _fs.read_json(path, error=InvalidStateFile)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise InvalidStateFile(f"state file {path}: unreadable: {e.strerror or e}") from None
+    return parse_state(data, f"state file {path}")
+
+
 def write_state(path: Path, state: State) -> None:
     """Records ``state`` atomically; not fsynced: it describes a live process (see ``_fs.atomic_write``)."""
     atomic_write_json(path, state.to_json(), durable=False)
@@ -169,18 +219,12 @@ def lock_held(lock: Path) -> bool:
 def read_state(path: Path, lock: Path) -> State:
     """The record at ``path``; a running/paused record whose monitor (``lock``) is gone reads as exited.
 
-    A missing record is a container that was never started (``created``).
+    A missing record is a container that was never started (``created``); a corrupt one raises
+    :class:`~imgcore.errors.InvalidStateFile`.
     """
-    try:
-        with path.open("rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
+    st = load_state(path)
+    if st is None:
         return State(status="created")
-    except ValueError as e:
-        raise MonitorError(f"state {path}: not JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise MonitorError(f"state {path}: not a JSON object")
-    st = State.from_json(data)
     if st.status in ("running", "paused") and not lock_held(lock):
         note = (f"monitor (pid {st.monitor_pid}) is gone: the container's exit was not recorded, "
                 "its processes may still run")  # fmt: skip

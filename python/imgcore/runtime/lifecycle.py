@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcore._fs import atomic_write_json, locked
-from imgcore.errors import InvalidArgument
+from imgcore.errors import InvalidArgument, InvalidStateFile
 from imgcore.runtime import attach as attach_mod
 from imgcore.runtime._runc_cmd import RUNC_ENV, Runc, last_error, start_failure_exit_status
 from imgcore.runtime._state import (
@@ -55,6 +55,7 @@ from imgcore.runtime._state import (
     MonitorError,
     State,
     foreground,
+    load_state,
     lock_held,
     read_state,
 )
@@ -111,11 +112,9 @@ def state(cdir: Path) -> State:
 
 def _raw_state(cdir: Path) -> State | None:
     try:
-        with (cdir / STATE).open("rb") as f:
-            data = json.load(f)
-    except (FileNotFoundError, ValueError):
+        return load_state(cdir / STATE)
+    except InvalidStateFile:
         return None
-    return State.from_json(data) if isinstance(data, dict) else None
 
 
 def _clean_orphan(cdir: Path) -> None:
@@ -439,7 +438,11 @@ def _sweep_execs(cdir: Path) -> None:
     """Removes the records of finished exec processes (detached ones leave theirs; nobody reads them later)."""
     for rec in cdir.glob("exec-*.state.json"):
         lock = rec.with_name(rec.name.removesuffix(".state.json") + ".lock")
-        if read_state(rec, lock).status == "exited":  # recorded (its monitor may be a moment from exiting) or gone
+        try:
+            done = read_state(rec, lock).status == "exited"  # recorded (its monitor may be a moment from exiting)
+        except InvalidStateFile:
+            done = False  # left for fsck, which reports it (and moves it aside with --repair)
+        if done:
             for p in (rec, lock):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()

@@ -52,6 +52,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgcore import _fs
+from imgcore.errors import InvalidStateFile
 from imgcore.runtime._runc_cmd import RUNC_ENV, Runc, last_error, start_failure_exit_status
 from imgcore.runtime._state import ATTACH_SOCK, LOCK, LOG, STATE, State, now_nano, rfc3339nano, write_state
 from imgcore.runtime.attach import (
@@ -303,9 +305,9 @@ class Monitor:
             self._save(status="running", pid=self.pid, started_at=started)
 
     def _spec_terminal(self) -> bool:
-        with (self.cdir / "bundle" / "config.json").open("rb") as f:
-            spec = json.load(f)
-        return bool(spec.get("process", {}).get("terminal", False))
+        spec = _fs.read_json(self.cdir / "bundle" / "config.json", error=InvalidStateFile)
+        process = spec.get("process") if isinstance(spec, dict) else None
+        return isinstance(process, dict) and process.get("terminal") is True
 
     # ------------------------------------------------------------------ event loop
 

@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from imgcore import _fs
 from imgcore._core import inspect_blob, sha256_file
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import DigestMismatch, ImgcoreError, InvalidArchive, InvalidManifest, LimitExceeded, SizeMismatch
@@ -282,17 +284,22 @@ def _stage_tar(src: str | os.PathLike[str] | BinaryIO, staging: Path) -> _Staged
                         out.write(chunk)
                 staged.files[name] = dest
     except (tarfile.TarError, EOFError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+        if isinstance(e, FileNotFoundError) or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a missing archive or a full disk is not a malformed archive
         raise InvalidArchive(f"{where}: not a readable tar archive: {e}") from None
     return staged
 
 
 def _stage_dir(src: Path) -> _Staged:
     staged = _Staged(src)
-    for p in src.rglob("*"):
-        if p.is_file() and not p.is_symlink():
-            staged.files[p.relative_to(src).as_posix()] = p
+    stack = [src]  # iterative: a hostile directory's depth cannot exhaust the stack (rglob recurses on 3.11)
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.is_file(follow_symlinks=False):
+                    staged.files[Path(e.path).relative_to(src).as_posix()] = Path(e.path)
     return staged
 
 
@@ -447,6 +454,7 @@ def _plan_classic(staged: _Staged, where: str) -> _Plan:
     return plan
 
 
+@_fs.disk_full_is_an_error("load")
 def load(
     source: str | os.PathLike[str] | BinaryIO,
     *,
@@ -498,4 +506,4 @@ def load(
                 out.append((str(r) if r is not None else None, mdesc))
         return LoadResult(tuple(out), fmt)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _fs.rmtree(staging, ignore_errors=True)

@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from imgcore import _fs
 from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import InvalidArgument, InvalidManifest, NotFound, RegistryError
@@ -215,6 +216,7 @@ def _download_layer(
     return fetched
 
 
+@_fs.disk_full_is_an_error("pull")
 def pull(
     ref: str | Reference,
     *,

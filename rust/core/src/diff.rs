@@ -97,11 +97,13 @@ pub struct DiffOptions {
 /// merged lower rootfs).
 pub fn diff(base: &[PathBuf], target: &Path, opts: DiffOptions) -> Result<Vec<Change>> {
     check_roots(base, target, opts)?;
-    if opts.overlay {
-        walk::overlay(base, target)
-    } else {
-        walk::copy(&base[0], target, opts.paranoid)
-    }
+    walk::in_walk_pool(|| {
+        if opts.overlay {
+            walk::overlay(base, target)
+        } else {
+            walk::copy(&base[0], target, opts.paranoid)
+        }
+    })
 }
 
 /// Computes the change set (unless `changes` is given) and writes it to `out` as an OCI layer.

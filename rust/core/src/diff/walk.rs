@@ -4,6 +4,12 @@
 //! concatenated in that order, so the raw output is already in depth-first order; rayon only changes *when*
 //! an entry is looked at, never where its result lands. The walks never follow symlinks (`lstat` only, and
 //! a lower directory is only descended when it is a real directory in the lower view).
+//!
+//! The walks recurse once per directory level, on the threads of [`in_walk_pool`], whose stacks are
+//! [`WALK_STACK`] bytes: every path is handed to the kernel whole, so a level costs at least two bytes of a
+//! `PATH_MAX` (4096) path and the depth is bounded near 2048 levels (deeper paths fail with `ENAMETOOLONG`,
+//! an `Io` error); a level takes about 2 KiB of stack, so 64 MiB leaves a wide margin over work stealing
+//! (rayon's default 2 MiB stacks overflowed, a segfault, at about 1000 levels).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -15,6 +21,26 @@ use rayon::prelude::*;
 use super::meta::{read_link, same_content, Kind, Meta};
 use super::{Change, ChangeKind};
 use crate::error::{CoreError, IoContext, Result};
+
+/// Stack size of the walk threads (reserved address space; only the pages a deep walk touches are used).
+pub(super) const WALK_STACK: usize = 64 << 20;
+
+/// Runs `f` on the walk pool (rayon threads with [`WALK_STACK`]-byte stacks, one per CPU), so its recursion
+/// over directory levels cannot overflow; falls back to the global pool if the walk pool cannot be built.
+pub(super) fn in_walk_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .stack_size(WALK_STACK)
+            .thread_name(|i| format!("imgcore-walk-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
 
 /// Hardlink bookkeeping: (dev, ino, path) of regular files with more than one link.
 type Links = Vec<(u64, u64, PathBuf)>;
