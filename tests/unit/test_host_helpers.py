@@ -23,11 +23,9 @@ SPAWNERS = {("subprocess", n) for n in ("run", "Popen", "call", "check_call", "c
 }
 FORBIDDEN = {("os", "system"), ("os", "popen")}
 HOST_PATHS = {name for name in _host.__all__ if name.isupper() and name != "HOST_PATH"}
-FIXED_ENVS = {"RUNC_ENV", "_MONITOR_ENV"}  # host_env() and host_env() + imgcore's own PYTHONPATH (the monitor)
+FIXED_ENVS = {"RUNC_ENV", "MONITOR_ENV"}  # host_env() and host_env() + imgcore's own PYTHONPATH (the monitor)
 # (module, function, the call's argv as written): why the call may run with another environment or program.
 CONTAINER_PROCESSES = {
-    ("containers/manager.py", "_exec_created", "argv"): "the container's own command: chrooted into the rootfs "
-    "before exec, so its PATH and LD_PRELOAD resolve inside the container",
     ("demo.py", "imgcore", "cmd"): "the demo runs imgcore itself (sys.executable) as a user would, with the user's env",
 }
 
@@ -74,9 +72,20 @@ def _program_ok(arg: ast.expr, func: ast.AST | None, depth: int = 0) -> bool:
         return bool(arg.elts) and _head_ok(arg.elts[0], func, depth)
     if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "argv":
         return True  # Runc.argv / Runtime.argv: [absolute runtime path, --root, ...]
+    if isinstance(arg, ast.Attribute) and arg.attr == "argv" and _is_bwrap_command(arg.value, func):
+        return True  # BwrapCommand.argv: bwrap_command refuses a bwrap path that is not absolute
     if isinstance(arg, ast.Name) and depth < 3:
         values = _assigned(func, arg.id)
         return bool(values) and all(_program_ok(v, func, depth + 1) for v in values)
+    return False
+
+
+def _is_bwrap_command(node: ast.expr, func: ast.AST | None) -> bool:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "bwrap_command":
+        return True
+    if isinstance(node, ast.Name):
+        values = _assigned(func, node.id)
+        return bool(values) and all(_is_bwrap_command(v, None) for v in values)
     return False
 
 

@@ -46,7 +46,6 @@ import re
 import secrets
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -655,10 +654,9 @@ class Containers:
         self._bundle(c, opts, c.path)
         # run --rm: a detached container is removed by its monitor when it exits (docker's daemon does it); one
         # that is attached to is removed by the command that waits for it
-        on_exit = [sys.executable, "-m", "imgcore", "--root", str(self.store.root.absolute()), "rm", "-f", c.id]
         return lifecycle.start(
             c.path, c.id, rt.path, rt.root, tty=opts.tty, open_stdin=opts.open_stdin, attach_first=attach_first,
-            on_exit=on_exit if self.run_record(c).get("auto_remove") and not attach_first else (),
+            remove_on_exit=self.store.root if self.run_record(c).get("auto_remove") and not attach_first else None,
         )  # fmt: skip
 
     def run_foreground(self, c: Container, *, runtime: str | None = None) -> int:

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from imgcore._host import host_env
 
-__all__ = ["RUNC_ENV", "Runc", "RuncResult", "last_error", "start_failure_exit_status"]
+__all__ = ["MONITOR_ENV", "RUNC_ENV", "Runc", "RuncResult", "last_error", "start_failure_exit_status"]
 
 #: The whole environment runc gets (a fixed system PATH, the C locale for stable messages).
 RUNC_ENV = host_env()
+_PYTHON_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the imgcore package
+#: The monitor's environment, and that of the imgcore it starts (``run -d --rm``): RUNC_ENV and this imgcore.
+MONITOR_ENV = {**RUNC_ENV, "PYTHONPATH": str(_PYTHON_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,13 @@ import signal as signal_mod
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from imgcore._fs import atomic_write_json, locked
 from imgcore.errors import InvalidArgument, InvalidStateFile
 from imgcore.runtime import attach as attach_mod
-from imgcore.runtime._runc_cmd import RUNC_ENV, Runc, last_error, start_failure_exit_status
+from imgcore.runtime._runc_cmd import MONITOR_ENV, RUNC_ENV, Runc, last_error, start_failure_exit_status
 from imgcore.runtime._state import (
     ATTACH_SOCK,
     LOCK,
@@ -80,9 +79,6 @@ __all__ = [
     "unpause",
     "wait",
 ]
-
-_PYTHON_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the imgcore package
-_MONITOR_ENV = {**RUNC_ENV, "PYTHONPATH": str(_PYTHON_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def parse_signal(sig: str | int) -> int:
@@ -192,7 +188,7 @@ def _spawn_monitor(cdir: Path, args: list[str], timeout: float) -> dict[str, Any
                 # already names the imgcore being run.
                 [sys.executable, "-S", "-m", "imgcore.runtime.monitor", *args, "--ready-fd", str(w)],
                 pass_fds=(w,), start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=log, env=_MONITOR_ENV, cwd="/",
+                stderr=log, env=MONITOR_ENV, cwd="/",
             )  # fmt: skip
         os.close(w)
         w = -1
@@ -250,15 +246,16 @@ def start(
     *,
     attach_first: bool = False,
     timeout: float = 60.0,
-    on_exit: Sequence[str] = (),
+    remove_on_exit: str | Path | None = None,
 ) -> State:
     """Starts the container whose bundle is ``CDIR/bundle`` under a new monitor; returns once it runs.
 
     Starting a running container is a no-op (docker's). ``tty`` must match the bundle's ``process.terminal``.
     ``attach_first`` (docker ``run`` without ``-d``): the monitor keeps the output for the first client that
     attaches and waits for it (bounded) even after the exit, so ``attach`` right after ``start`` sees
-    everything from the first byte and gets the exit code however fast the process ends. ``on_exit`` is a
-    command (absolute argv) that the monitor starts once the exit is recorded and it let go of the container.
+    everything from the first byte and gets the exit code however fast the process ends. With
+    ``remove_on_exit`` (a store root: ``run -d --rm``) the monitor starts ``imgcore --root ROOT rm -f ID`` once the
+    exit is recorded and it let go of the container.
     """
     cdir = Path(cdir).absolute()
     runtime_path = Path(runtime_path)
@@ -266,11 +263,11 @@ def start(
         raise InvalidArgument(f"start {cid}: the runtime path must be absolute, not {str(runtime_path)!r}")
     with locked(cdir / "start.lock"):  # concurrent starts: the second finds it running
         return _start_locked(cdir, cid, runtime_path, Path(runtime_root), tty, open_stdin, attach_first, timeout,
-                             list(on_exit))  # fmt: skip
+                             remove_on_exit)  # fmt: skip
 
 
 def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, tty: bool, open_stdin: bool,
-                  attach_first: bool, timeout: float, on_exit: list[str]) -> State:  # fmt: skip
+                  attach_first: bool, timeout: float, remove_on_exit: str | Path | None) -> State:  # fmt: skip
     current = state(cdir)
     if current.running:
         return current
@@ -286,7 +283,7 @@ def _start_locked(cdir: Path, cid: str, runtime_path: Path, runtime_root: Path, 
     args += ["--tty"] if tty else []
     args += ["--open-stdin"] if open_stdin else []
     args += ["--wait-client"] if attach_first else []
-    args += ["--on-exit", json.dumps(on_exit)] if on_exit else []
+    args += ["--remove-on-exit", str(Path(remove_on_exit).absolute())] if remove_on_exit is not None else []
     report = _spawn_monitor(cdir, args, timeout)
     if not report.get("ok"):
         raise _failure(cid, report)

@@ -54,7 +54,7 @@ from typing import Any
 
 from imgcore import _fs
 from imgcore.errors import InvalidStateFile
-from imgcore.runtime._runc_cmd import RUNC_ENV, Runc, last_error, start_failure_exit_status
+from imgcore.runtime._runc_cmd import MONITOR_ENV, RUNC_ENV, Runc, last_error, start_failure_exit_status
 from imgcore.runtime._state import ATTACH_SOCK, LOCK, LOG, STATE, State, now_nano, rfc3339nano, write_state
 from imgcore.runtime.attach import (
     ANSWER,
@@ -145,7 +145,7 @@ class Monitor:
         self.exit_code: int | None = None
         self.exited_at = 0
         self.wait_client: bool = args.wait_client
-        self.on_exit: list[str] = json.loads(args.on_exit) if args.on_exit else []
+        self.remove_on_exit: str = args.remove_on_exit
         self.greeted = False  # a client has said hello (wait_client: output is kept for the first one until then)
         self.replay = bytearray()
         self.state = State(status="created", monitor_pid=os.getpid(), id=self.cid, tty=self.tty,
@@ -634,19 +634,21 @@ class Monitor:
         report({"ok": True, "pid": self.pid})
         self._loop()
         self._finish()
-        if self.on_exit:
+        if self.remove_on_exit:
             os.close(self.lock_fd)  # the hook finds the container exited, with no monitor
             self._run_hook()
         return 0
 
     def _run_hook(self) -> None:
-        """Starts the ``--on-exit`` command (``run -d --rm``: the removal, as docker's daemon removes the container
-        on exit) in a session of its own, not waited for. Should it fail, the next ``ps`` removes the container."""
+        """``--remove-on-exit ROOT`` (``run -d --rm``): starts ``imgcore --root ROOT rm -f ID``, as docker's daemon
+        removes the container on exit, in a session of its own, not waited for. Should it fail, the next ``ps``
+        removes the container."""
+        cmd = [sys.executable, "-m", "imgcore", "--root", self.remove_on_exit, "rm", "-f", self.cid]
         try:
-            subprocess.Popen(self.on_exit, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)  # fmt: skip
+            subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             cwd="/", start_new_session=True, env=MONITOR_ENV)  # fmt: skip
         except OSError as e:
-            print(f"monitor: on-exit hook {self.on_exit[:1]}: {e}", file=sys.stderr)
+            print(f"monitor: removing {self.cid} on exit: {e}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -662,7 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exec-id", default="")
     p.add_argument("--wait-client", action="store_true", help="keep output for, and wait for, a first client")
     p.add_argument("--ready-fd", type=int, default=-1)
-    p.add_argument("--on-exit", default="", help="a JSON argv to start once the exit is recorded (run -d --rm)")
+    p.add_argument("--remove-on-exit", default="", metavar="ROOT", help="run -d --rm: remove the container from the "
+                   "store at ROOT once the exit is recorded")  # fmt: skip
     p.add_argument("--no-fork", action="store_true", help="stay in the foreground (debugging)")
     args = p.parse_args(argv)
     if not args.no_fork and os.fork() != 0:
