@@ -91,7 +91,7 @@ def cmd_images(args: argparse.Namespace) -> int:
                 "Containers": "N/A",
                 "CreatedAt": _created_at(row.image.created),
                 "CreatedSince": since(row.image.created),
-                "Digest": row.image.distribution_digest if not row.dangling else "<none>",
+                "Digest": row.digest if not row.dangling else "<none>",
                 "ID": ident(row.image.id),
                 "Repository": row.repository,
                 "SharedSize": "N/A",
@@ -111,7 +111,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table = [header]
     for row in rows:
-        digest = [row.image.distribution_digest if not row.dangling else "<none>"] if args.digests else []
+        digest = [row.digest if not row.dangling else "<none>"] if args.digests else []
         table.append(
             [row.repository, row.tag, *digest, ident(row.image.id), since(row.image.created), human_size(row.size)]
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import ImgcoreError, RegistryError
-from imgcore.image.catalog import resolve
+from imgcore.image.catalog import record_repo_digest, resolve
 from imgcore.models import NON_DISTRIBUTABLE, Descriptor, Index, Manifest, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.reference import parse as parse_reference
@@ -157,5 +157,6 @@ def push(
     target = r.digest or r.tag or "latest"
     digest = client.put_manifest(repo, target, raw, doc.media_type)
     record_source(store, list(blobs), f"{client.registry}/{repo}")
+    record_repo_digest(store, image.id, r.repository, digest)
     progress.line(f"{r.tag or digest}: digest: {digest} size: {len(raw)}")
     return PushResult(str(r), digest, len(raw), uploaded, tuple(statuses.items()))
