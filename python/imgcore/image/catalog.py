@@ -198,8 +198,8 @@ def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) 
 
 
 def _artifact_message(name: str, manifest: Manifest) -> str:
-    # podman's wording for an image operation on an artifact
-    return f'{name}: unsupported image-specific operation on artifact with type "{manifest.kind}"'
+    # containers/image's NonImageArtifactError (what podman and skopeo say), which names the config's media type
+    return f'{name}: unsupported image-specific operation on artifact with type "{manifest.config.media_type}"'
 
 
 def artifacts(store: ContentStore) -> list[Artifact]:
