@@ -81,6 +81,17 @@ def test_pull_fetches_foreign_layers_from_their_urls_without_credentials(tmp_pat
     orig = json.loads(store.get_blob(img.original.digest))
     assert orig["layers"][0]["mediaType"] == DOCKER_FOREIGN_LAYER
 
+    # the other tools read it from the store, foreign layer included
+    skopeo, umoci = require_tool("skopeo"), require_tool("umoci")
+    info = json.loads(run(skopeo, "inspect", f"oci:{store.root}:{ref}").stdout)
+    assert info["Layers"][0] == digest
+    run(umoci, "unpack", "--rootless", "--image", f"{store.root}:{ref}", tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "rootfs" / "etc" / "os-release").read_text() == "NAME=foreign-base\n"
+    assert (tmp_path / "bundle" / "rootfs" / "app" / "hello.txt").is_file()
+    podman = require_tool("podman")
+    pod = [podman, "--root", str(tmp_path / "p-root"), "--runroot", str(tmp_path / "p-run"), "--storage-driver", "vfs"]
+    assert run(*pod, "pull", "-q", f"oci:{store.root}:{ref}").stdout.strip() == img.id.partition(":")[2]
+
     # push leaves the foreign layer out and keeps the manifest (and its digest) as it was
     pushed = push.push(f"{reg.host}/odd/again:v1", source=ref, store=store, client=_client(reg))
     assert dict(pushed.layers)[digest] == "Skipped foreign layer"
