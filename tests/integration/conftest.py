@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -618,3 +619,18 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     reg = start_registry(tmp_path_factory.mktemp("basic-registry"), user="carol", password="basic-pw-42")
     yield reg
     reg.stop()
+
+
+# --------------------------------------------------------------------------------------------- podman
+
+
+@pytest.fixture
+def podman_vfs() -> Iterator[list[str]]:
+    """``podman --root R --runroot RR --storage-driver vfs``, private to the test. The directories are short ones
+    under /tmp: podman refuses a runroot longer than 50 characters (pytest's temp paths often are)."""
+    podman = require_tool("podman")
+    d = Path(tempfile.mkdtemp(prefix="imgcore-pod-", dir="/tmp"))
+    try:
+        yield [podman, "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

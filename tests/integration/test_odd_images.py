@@ -140,9 +140,8 @@ def test_skopeo_and_umoci_read_every_image(corpus, tmp_path):
     assert json.loads(run(skopeo, "inspect", f"oci:{root}:{gnu}").stdout)["Layers"]  # skopeo reads it all the same
 
 
-def test_podman_reads_the_store(corpus, tmp_path):
-    podman = require_tool("podman")
-    base = [podman, "--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run"), "--storage-driver", "vfs"]
+def test_podman_reads_the_store(corpus, podman_vfs):
+    base = podman_vfs
     for name in ("sparse", "list", "attested", "short"):
         ref = corpus.refs[name]
         image_id = run(*base, "pull", "-q", f"oci:{corpus.store.root}:{ref}").stdout.strip()
