@@ -56,6 +56,11 @@ def test_pull_stores_artifacts_and_images_leaves_them_out(tmp_path, pushed):
     assert rows[(repo, "v1")]["ArtifactType"] == odd.SBOM_TYPE
     assert rows[(repo, "v1")]["Digest"] == made.refs["sbom"]["digest"]
     assert rows[(chart.rsplit(":", 1)[0], "v1")]["ArtifactType"] == odd.HELM_CONFIG
+    all_types = imgcore_cli(root, "images", "--all-types").stdout.splitlines()
+    assert len(all_types) == 3
+    assert {line.split()[2] for line in all_types[1:]} == {made.refs[k]["digest"][7:19] for k in ("sbom", "chart")}
+    quiet = imgcore_cli(root, "images", "-q", "--all-types", "--no-trunc").stdout.split()
+    assert sorted(quiet) == sorted(made.refs[k]["digest"] for k in ("sbom", "chart"))
     table = imgcore_cli(root, "artifacts").stdout.splitlines()
     assert table[0].split() == ["REPOSITORY", "TAG", "ARTIFACT", "TYPE", "DIGEST", "SIZE"]
     assert len(table) == 3
