@@ -218,13 +218,15 @@ def artifacts(store: ContentStore) -> list[Artifact]:
 
 def _named_artifact(store: ContentStore, text: str) -> Artifact | None:
     """The artifact ``text`` names (a tag, ``name@digest`` or its digest), if it names one."""
-    with contextlib.suppress(InvalidReference):
-        ref = parse(text) if _HEX_ID.fullmatch(text) is None or ":" in text else None
-        for a in artifacts(store):
-            if ref is not None and (str(ref) in a.tags or ref.digest == a.digest):
-                return a
-            if text in (a.digest, a.digest.partition(":")[2]):
-                return a
+    ref: Reference | None = None
+    if _HEX_ID.fullmatch(text) is None:
+        with contextlib.suppress(InvalidReference):
+            ref = parse(text)
+    for a in artifacts(store):
+        if ref is not None and (str(ref) in a.tags or ref.digest == a.digest):
+            return a
+        if text in (a.digest, a.digest.partition(":")[2]):
+            return a
     return None
 
 
