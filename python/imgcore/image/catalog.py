@@ -60,6 +60,7 @@ __all__ = [
     "ImageSummary",
     "artifacts",
     "catalog",
+    "convert_docker_entries",
     "history",
     "image_size",
     "index_form",
@@ -260,6 +261,34 @@ def _drop_untagged_copies(store: ContentStore, image_id: str, digest: str) -> No
                 or _config_digest(store, m) != image_id]  # fmt: skip
 
     store.update_index(update)
+
+
+def convert_docker_entries(store: ContentStore) -> list[tuple[str, str, str]]:
+    """Records every ``index.json`` entry that points straight at a docker schema 2 manifest (stores written
+    before :func:`index_form`) through its OCI twin, as new entries are; returns (name or ``<none>``, docker
+    manifest digest, twin digest) for each. ``fsck --repair`` runs it."""
+    done: list[tuple[str, str, str]] = []
+    with store.lease("convert") as lease:
+        twins: dict[str, tuple[Descriptor, dict[str, str]]] = {}
+        for d in store.index_entries():
+            if d.media_type == DOCKER_MANIFEST and d.digest not in twins and store.has_blob(d.digest):
+                lease.hold(d.digest)
+                twins[d.digest] = index_form(store, lease, d)
+
+        def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for m in manifests:
+                if m.get("mediaType") == DOCKER_MANIFEST and m.get("digest") in twins:
+                    twin, extra = twins[m["digest"]]
+                    annotations = {**(m.get("annotations") or {}), **extra}
+                    done.append((annotations.get(REF_NAME, "<none>"), m["digest"], twin.digest))
+                    m = twin.with_annotations(annotations).to_json()
+                out.append(m)
+            return out
+
+        with lease.guard():
+            store.update_index(update)
+    return done
 
 
 def keep_untagged(store: ContentStore, lease: Lease, desc: Descriptor) -> Descriptor:
