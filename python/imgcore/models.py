@@ -66,6 +66,7 @@ __all__ = [
     "SaveManifestEntry",
     "SchemaCheck",
     "canonical_json",
+    "is_attestation",
     "oci_form",
     "parse_manifest_or_index",
     "parse_repositories",
@@ -158,6 +159,14 @@ def oci_form(manifest: Manifest) -> Manifest:
 
     return Manifest.build(retype(manifest.config), [retype(d) for d in manifest.layers],
                           annotations=manifest.annotations)  # fmt: skip
+
+
+ATTESTATION_TYPE = "vnd.docker.reference.type"
+
+
+def is_attestation(desc: Descriptor) -> bool:
+    """Whether an index entry is a buildx attestation manifest (provenance, SBOM) rather than an image."""
+    return (desc.annotations or {}).get(ATTESTATION_TYPE) == "attestation-manifest"
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -707,11 +716,14 @@ class Index:
         )
 
     def for_platform(self, want: Platform) -> Descriptor:
-        """The manifest for ``want``, as docker resolves a manifest list."""
-        for desc in self.manifests:
+        """The manifest for ``want``, as docker resolves a manifest list. Attestation manifests (buildx's
+        ``vnd.docker.reference.type: attestation-manifest``, platform ``unknown/unknown``) are never picked nor
+        listed as available: they are not images."""
+        images = [d for d in self.manifests if not is_attestation(d)]
+        for desc in images:
             if desc.platform is not None and want.matches(desc.platform):
                 return desc
-        have = ", ".join(str(d.platform) for d in self.manifests if d.platform) or "none"
+        have = ", ".join(str(d.platform) for d in images if d.platform) or "none"
         raise InvalidManifest(f"index: no manifest for platform {want} (available: {have})")
 
 

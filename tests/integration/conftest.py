@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -728,3 +729,18 @@ class RecordingProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --------------------------------------------------------------------------------------------- podman
+
+
+@pytest.fixture
+def podman_vfs() -> Iterator[list[str]]:
+    """``podman --root R --runroot RR --storage-driver vfs``, private to the test. The directories are short ones
+    under /tmp: podman refuses a runroot longer than 50 characters (pytest's temp paths often are)."""
+    podman = require_tool("podman")
+    d = Path(tempfile.mkdtemp(prefix="imgcore-pod-", dir="/tmp"))
+    try:
+        yield [podman, "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

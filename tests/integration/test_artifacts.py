@@ -16,7 +16,7 @@ from imgcore.errors import NotAnImage
 from imgcore.gc import collect
 from imgcore.image import catalog
 from imgcore.store import ContentStore
-from imgcore.transfer import pull
+from imgcore.transfer import pull, push
 from tests.integration.conftest import Registry, require_tool, run
 from tests.vectors import make_odd_images as odd
 
@@ -56,6 +56,11 @@ def test_pull_stores_artifacts_and_images_leaves_them_out(tmp_path, pushed):
     assert rows[(repo, "v1")]["ArtifactType"] == odd.SBOM_TYPE
     assert rows[(repo, "v1")]["Digest"] == made.refs["sbom"]["digest"]
     assert rows[(chart.rsplit(":", 1)[0], "v1")]["ArtifactType"] == odd.HELM_CONFIG
+    all_types = imgcore_cli(root, "images", "--all-types").stdout.splitlines()
+    assert len(all_types) == 3
+    assert {line.split()[2] for line in all_types[1:]} == {made.refs[k]["digest"][7:19] for k in ("sbom", "chart")}
+    quiet = imgcore_cli(root, "images", "-q", "--all-types", "--no-trunc").stdout.split()
+    assert sorted(quiet) == sorted(made.refs[k]["digest"] for k in ("sbom", "chart"))
     table = imgcore_cli(root, "artifacts").stdout.splitlines()
     assert table[0].split() == ["REPOSITORY", "TAG", "ARTIFACT", "TYPE", "DIGEST", "SIZE"]
     assert len(table) == 3
@@ -84,12 +89,18 @@ def test_pull_stores_artifacts_and_images_leaves_them_out(tmp_path, pushed):
     assert store.list_blobs() == []
 
 
-def test_rmi_by_digest_and_a_repull(tmp_path, pushed):
+def test_push_rmi_by_digest_and_a_repull(tmp_path, pushed, registry):
     made, sbom, _ = pushed
     store = ContentStore(tmp_path / "store")
     first = pull.pull(sbom, store=store)
     assert first.image is None
     assert first.status == f"Pulled [registry] {sbom}"
+    copy = f"{registry.host}/odd/sbom-copy:v1"
+    sent = push.push(copy, source=sbom, store=store)
+    assert sent.digest == made.refs["sbom"]["digest"]  # an artifact goes out as it came in
+    other = ContentStore(tmp_path / "other")
+    assert pull.pull(copy, store=other).digest == sent.digest
+    assert [a.artifact_type for a in catalog.artifacts(other)] == [odd.SBOM_TYPE]
     again = pull.pull(sbom, store=store)
     assert dict(again.layers) == dict.fromkeys(dict(again.layers), "Already exists")
     records = collect.remove_image(store, made.refs["sbom"]["digest"])

@@ -129,3 +129,24 @@ def test_save_and_load_keep_the_docker_manifest_and_the_twin(tmp_path, v2s2):
     oci_tar = tmp_path / "oci.tar"
     archive.save([ref], oci_tar, store=store, format="oci")  # an OCI archive carries the OCI twin
     run(skopeo, "inspect", f"oci-archive:{oci_tar}:{ref.rsplit(':', 1)[1]}")
+
+
+def test_fsck_repair_converts_an_older_stores_docker_entries(tmp_path, v2s2):
+    ref, digest = v2s2
+    store = ContentStore(tmp_path / "store")
+    pull.pull(ref, store=store)
+    # as a store written before the twins: the tag points straight at the docker manifest
+    store.update_index(lambda ms: [{"mediaType": DOCKER_MANIFEST, "digest": digest, "size": store.blob_size(digest),
+                                    "annotations": {REF_NAME: ref}}])  # fmt: skip
+    skopeo = require_tool("skopeo")
+    refused = subprocess.run([skopeo, "inspect", f"oci:{store.root}:{ref}"], capture_output=True, text=True)
+    assert refused.returncode != 0  # what the issue reproduced: "no descriptor found for reference"
+    out = imgcore_cli(store.root, "fsck", "--repair")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"CONVERTED index.json: {ref}: docker manifest {digest}" in out.stdout
+    entry = _entry(store, ref)
+    assert entry["mediaType"] == OCI_MANIFEST
+    assert entry["annotations"][ORIGINAL_MANIFEST] == digest  # type: ignore[index]
+    run(skopeo, "inspect", f"oci:{store.root}:{ref}")
+    assert catalog.resolve(store, ref).distribution_digest == digest
+    assert "CONVERTED" not in imgcore_cli(store.root, "fsck", "--repair").stdout  # once

@@ -63,7 +63,7 @@ def test_the_registry_lacks_the_foreign_blob(setup):
         _client(reg).get_blob("odd/foreign", made.facts["foreign_digest"])
 
 
-def test_pull_fetches_foreign_layers_from_their_urls_without_credentials(tmp_path, setup):
+def test_pull_fetches_foreign_layers_from_their_urls_without_credentials(tmp_path, setup, podman_vfs):
     reg, server, made, ref = setup
     server.seen.clear()
     store = ContentStore(tmp_path / "store")
@@ -80,6 +80,15 @@ def test_pull_fetches_foreign_layers_from_their_urls_without_credentials(tmp_pat
     assert img.original is not None
     orig = json.loads(store.get_blob(img.original.digest))
     assert orig["layers"][0]["mediaType"] == DOCKER_FOREIGN_LAYER
+
+    # the other tools read it from the store, foreign layer included
+    skopeo, umoci = require_tool("skopeo"), require_tool("umoci")
+    info = json.loads(run(skopeo, "inspect", f"oci:{store.root}:{ref}").stdout)
+    assert info["Layers"][0] == digest
+    run(umoci, "unpack", "--rootless", "--image", f"{store.root}:{ref}", tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "rootfs" / "etc" / "os-release").read_text() == "NAME=foreign-base\n"
+    assert (tmp_path / "bundle" / "rootfs" / "app" / "hello.txt").is_file()
+    assert run(*podman_vfs, "pull", "-q", f"oci:{store.root}:{ref}").stdout.strip() == img.id.partition(":")[2]
 
     # push leaves the foreign layer out and keeps the manifest (and its digest) as it was
     pushed = push.push(f"{reg.host}/odd/again:v1", source=ref, store=store, client=_client(reg))

@@ -17,6 +17,7 @@ from imgcore import sha256
 from imgcore.errors import ImageConflict, ImageNotFound, InvalidArgument, InvalidReference
 from imgcore.gc import collect, usage
 from imgcore.image import catalog, model, sizes
+from imgcore.image.model import chain_ids
 from imgcore.models import REF_NAME, Descriptor
 from imgcore.store import ContentStore
 from tests.images_helpers import layer_tar, make_image
@@ -218,16 +219,18 @@ def test_inspect_has_dockers_keys(store, tomcat):
     data = catalog.inspect(store, "new_tomcat:1.0")
     assert list(data) == [
         "Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "DockerVersion", "Author", "Config",
-        "Architecture", "Os", "Size", "RootFS", "Metadata", "Descriptor",
+        "Architecture", "Os", "Size", "GraphDriver", "RootFS", "Metadata", "Descriptor",
     ]  # fmt: skip
     assert data["Id"] == child.id
     assert data["RepoTags"] == ["new_tomcat:1.0"]
-    assert data["RepoDigests"] == [f"new_tomcat@{child.digest}"]
+    assert data["RepoDigests"] == []  # never pulled nor pushed (docker fills it only then)
     assert data["Comment"] == "newtomcat"
     assert data["Author"] == "xxx"
     assert data["RootFS"] == {"Type": "layers", "Layers": child.config.diff_ids}
     assert data["Size"] == catalog.image_size(store, child)
     assert data["Metadata"] == {"LastTagTime": "0001-01-01T00:00:00Z"}
+    layers = [str(store.paths.layers / c.partition(":")[2] / "diff") for c in chain_ids(child.config.diff_ids)]
+    assert data["GraphDriver"] == {"Name": "overlayfs", "Data": {"UpperDir": layers[-1], "LowerDir": layers[0]}}
     assert data["Descriptor"]["digest"] == child.digest
     json.dumps(data)
     catalog.tag(store, "new_tomcat:1.0", "again:1")
@@ -475,7 +478,10 @@ def test_a_tag_on_a_multi_platform_index_resolves_to_this_hosts_image(store):
     assert img.digest == desc.digest  # what the tag points at
     assert img.manifest_desc.digest == host.digest
     assert catalog.inspect(store, "multi:1")["Descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert catalog.inspect(store, "multi:1")["RepoDigests"] == []
+    catalog.record_repo_digest(store, host.id, "multi", desc.digest)  # what a pull of the index records
     assert catalog.inspect(store, "multi:1")["RepoDigests"] == [f"multi@{desc.digest}"]
+    assert [r.digest for r in catalog.list_images(store)] == [desc.digest]
     assert [r.tag for r in catalog.list_images(store)] == ["1"]
     assert catalog.resolve(store, f"multi@{desc.digest}").id == host.id
     assert collect.mark(store) >= {desc.digest, host.digest, other.digest, host.id, other.id}

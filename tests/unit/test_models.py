@@ -355,3 +355,21 @@ def test_artifacts_are_told_apart_from_images():
     assert helm.is_artifact
     assert helm.kind == "application/vnd.cncf.helm.config.v1+json"
     assert manifest("application/vnd.oci.image.config.v1+json", "application/x.signed").is_artifact
+
+
+def test_attestation_manifests_are_not_picked_nor_listed():
+    from imgcore.models import Index, Platform
+
+    def entry(arch: str, os_: str, hexdigit: str, attestation: bool = False) -> dict[str, object]:
+        d: dict[str, object] = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 9}
+        d["digest"] = "sha256:" + hexdigit * 64
+        d["platform"] = {"architecture": arch, "os": os_}
+        if attestation:
+            d["annotations"] = {"vnd.docker.reference.type": "attestation-manifest"}
+        return d
+
+    doc = {"schemaVersion": 2, "manifests": [entry("amd64", "linux", "a"), entry("unknown", "unknown", "b", True)]}
+    index = Index.from_bytes(json.dumps(doc).encode())
+    assert index.for_platform(Platform("linux", "amd64")).digest == "sha256:" + "a" * 64
+    with pytest.raises(InvalidManifest, match=r"unknown/unknown \(available: linux/amd64\)$"):
+        index.for_platform(Platform("unknown", "unknown"))

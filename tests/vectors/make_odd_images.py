@@ -281,6 +281,29 @@ def _gnu_tar(src: Path, name: str, flags: list[str], dest: Path) -> None:
     subprocess.run([tar, "-C", str(src), *flags, *pax, "--sparse", "--mtime=@0", "--owner=0", "--group=0",
                     "--numeric-owner", "--sort=name", "-cf", str(dest), name],
                    check=True, env={**os.environ, "LC_ALL": "C"})  # fmt: skip
+    _fixed_sparse_names(dest)
+
+
+def _fixed_sparse_names(tar: Path) -> None:
+    """GNU tar names a PAX sparse member ``./GNUSparseFile.<its pid>/NAME``; the pid becomes 0 here (header
+    checksum recomputed) so that the same input always gives the same bytes."""
+    with tar.open("r+b") as f:
+        offset = 0
+        while True:
+            f.seek(offset)
+            block = bytearray(f.read(512))
+            if len(block) < 512 or block == bytes(512):
+                return
+            name = bytes(block[:100]).rstrip(b"\0")
+            if name.startswith(b"./GNUSparseFile."):
+                rest = name.split(b"/", 2)[2]
+                block[:100] = (b"./GNUSparseFile.0/" + rest).ljust(100, b"\0")
+                block[148:156] = b" " * 8
+                block[148:156] = b"%06o\0 " % sum(block)
+                f.seek(offset)
+                f.write(block)
+            size = int(bytes(block[124:136]).rstrip(b"\0 ") or b"0", 8)
+            offset += 512 + (size + 511) // 512 * 512
 
 
 def _gzip_file(src: Path, dest: Path) -> None:
@@ -313,7 +336,9 @@ def _image_from(lay: Layout, descs: list[dict[str, Any]], diff_ids: list[str], l
 
 
 def sparse(out: Path) -> Made:
-    """``v1``: one layer per GNU sparse format, each holding ``sparse-<format>`` (5 MiB, three data pieces)."""
+    """``v1``: one layer per PAX sparse format (0.0, 0.1, 1.0); ``gnu``: one layer of old GNU sparse headers
+    (which Go's archive/tar, hence umoci, podman and containerd, cannot unpack). Each layer holds
+    ``sparse-<format>``: 5 MiB, three data pieces, holes between."""
     lay = Layout(out / "sparse")
     work = out / "sparse-work"
     work.mkdir(parents=True, exist_ok=True)
@@ -325,9 +350,10 @@ def sparse(out: Path) -> Made:
         tars.append(work / f"{fmt}.tar")
         _gnu_tar(src, f"sparse-{fmt}", flags, tars[-1])
     descs, diff_ids = _tar_layers(lay, work, tars)
-    m = lay.add(_image_from(lay, descs, diff_ids, "sparse"), "v1")
+    m = lay.add(_image_from(lay, descs[:-1], diff_ids[:-1], "sparse"), "v1")
+    g = lay.add(_image_from(lay, descs[-1:], diff_ids[-1:], "sparse-gnu"), "gnu")
     shutil.rmtree(work)
-    return Made(lay.close(), {"v1": m}, {"size": SPARSE_SIZE, "pieces": SPARSE_PIECES})
+    return Made(lay.close(), {"v1": m, "gnu": g}, {"size": SPARSE_SIZE, "pieces": SPARSE_PIECES})
 
 
 def big_sparse(out: Path) -> Made:

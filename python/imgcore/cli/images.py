@@ -17,6 +17,7 @@ from imgcore._gotemplate import render, render_rows
 from imgcore._humanize import ellipsis, format_created, human_size, printable, since, tabwrite
 from imgcore.errors import ContainerNotFound, ImgcoreError
 from imgcore.image.catalog import ImageRow, artifacts, history, inspect, list_images, tag
+from imgcore.image.model import Artifact
 from imgcore.store import ContentStore
 
 __all__ = ["add_image_commands", "register"]
@@ -74,8 +75,18 @@ _HISTORY_HEADERS = {
 }
 
 
+def _artifact_rows(store: ContentStore) -> list[tuple[str, str, Artifact]]:
+    """The artifacts as (repository, tag, artifact) rows, one per tag, ``<none>`` when untagged."""
+    out = []
+    for a in artifacts(store):
+        names = [(r.familiar_repository, r.tag or "<none>") for r in a.references] or [("<none>", "<none>")]
+        out += [(repo, t, a) for repo, t in sorted(names)]
+    return out
+
+
 def cmd_images(args: argparse.Namespace) -> int:
     rows = list_images(_store(args), args.filter or (), reference=args.reference)
+    extra = _artifact_rows(_store(args)) if args.all_types else []
     trunc = not args.no_trunc
 
     def ident(image_id: str) -> str:
@@ -90,6 +101,8 @@ def cmd_images(args: argparse.Namespace) -> int:
     if args.quiet:
         for row in rows:
             print(ident(row.image.id))
+        for _, _, a in extra:
+            print(ident(a.digest))
         return 0
     if args.format != "table":
         objs = [
@@ -97,7 +110,7 @@ def cmd_images(args: argparse.Namespace) -> int:
                 "Containers": "N/A",
                 "CreatedAt": _created_at(row.image.created),
                 "CreatedSince": since(row.image.created),
-                "Digest": row.image.distribution_digest if not row.dangling else "<none>",
+                "Digest": row.digest if not row.dangling else "<none>",
                 "ID": ident(row.image.id),
                 "Repository": row.repository,
                 "SharedSize": "N/A",
@@ -108,6 +121,9 @@ def cmd_images(args: argparse.Namespace) -> int:
             }
             for row in rows
         ]
+        objs += [{"Containers": "N/A", "CreatedAt": "", "CreatedSince": "N/A", "Digest": a.digest,
+                  "ID": ident(a.digest), "Repository": repo, "SharedSize": "N/A", "Size": human_size(a.size), "Tag": t,
+                  "UniqueSize": "N/A", "VirtualSize": human_size(a.size, 4)} for repo, t, a in extra]  # fmt: skip
         if args.format == "json":
             for obj in objs:
                 print(_go_json(obj))
@@ -117,20 +133,19 @@ def cmd_images(args: argparse.Namespace) -> int:
     header = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
     table = [header]
     for row in rows:
-        digest = [row.image.distribution_digest if not row.dangling else "<none>"] if args.digests else []
+        digest = [row.digest if not row.dangling else "<none>"] if args.digests else []
         table.append([row.repository, row.tag, *digest, ident(row.image.id), since(row.image.created), size(row)])
+    for repo, t, a in extra:  # artifacts: their manifest digest stands for the ID; they have no created time
+        table.append([repo, t, *([a.digest] if args.digests else []), ident(a.digest), "N/A", human_size(a.size)])
     sys.stdout.write(tabwrite(table))
     return 0
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
     """``artifacts``: the OCI artifacts ``images`` leaves out, one row per tag (``<none>`` when untagged)."""
-    rows = []
-    for a in artifacts(_store(args)):
-        digest = a.digest if args.no_trunc else a.digest.partition(":")[2][:12]
-        names = [(r.familiar_repository, r.tag or "<none>") for r in a.references] or [("<none>", "<none>")]
-        rows += [{"Repository": repo, "Tag": t, "ArtifactType": a.artifact_type, "Digest": digest,
-                  "Size": human_size(a.size)} for repo, t in sorted(names)]  # fmt: skip
+    rows = [{"Repository": repo, "Tag": t, "ArtifactType": a.artifact_type,
+             "Digest": a.digest if args.no_trunc else a.digest.partition(":")[2][:12], "Size": human_size(a.size)}
+            for repo, t, a in _artifact_rows(_store(args))]  # fmt: skip
     if args.format == "json":
         for obj in rows:
             print(_go_json(obj))
@@ -233,6 +248,7 @@ def _add_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     p.add_argument("--digests", action="store_true", help="show digests")
+    p.add_argument("--all-types", action="store_true", help="also list OCI artifacts (see 'imgcore artifacts')")
     p.add_argument(
         "--format",
         default="table",

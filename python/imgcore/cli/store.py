@@ -9,6 +9,7 @@ from typing import Any
 from imgcore._progress import make_progress
 from imgcore.containers.manager import Containers
 from imgcore.demo import run as run_demo
+from imgcore.image.catalog import convert_docker_entries
 from imgcore.store import ContentStore
 
 __all__ = ["register"]
@@ -30,6 +31,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     problems += Containers(store).fsck(repair=args.repair)
     for p in problems:
         print(f"{'REPAIRED' if p.repaired else 'CORRUPT'} {p}")
+    if args.repair:  # older stores: docker-typed entries that skopeo and umoci cannot read as oci:<root>:<ref>
+        for name, digest, twin in convert_docker_entries(store):
+            print(f"CONVERTED index.json: {name}: docker manifest {digest} now recorded through its OCI twin {twin}")
     print(f"checked {len(blobs)} blobs in {store.root}: {len(problems)} problem(s)")
     return 1 if problems else 0
 
@@ -69,7 +73,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Adds the store commands (``fsck``, ``blob ...``, ``demo``) to ``sub``."""
     p = sub.add_parser("fsck", help="re-hash every blob and report corrupt ones")
-    p.add_argument("--repair", action="store_true", help="move what is broken into imgcore/lost+found/")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="move what is broken into imgcore/lost+found/; record docker-typed entries through OCI twins",
+    )
     p.set_defaults(func=cmd_fsck)
 
     blob = sub.add_parser("blob", help="content store blobs").add_subparsers(dest="blob_command", required=True)

@@ -20,8 +20,9 @@ import datetime as _dt
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from imgcore import _fs
@@ -36,7 +37,7 @@ from imgcore.errors import (
     InvalidReference,
     NotAnImage,
 )
-from imgcore.image.model import Artifact, Image
+from imgcore.image.model import Artifact, Image, chain_ids
 from imgcore.image.sizes import layer_size
 from imgcore.models import (
     DOCKER_MANIFEST,
@@ -47,6 +48,7 @@ from imgcore.models import (
     Index,
     Manifest,
     Platform,
+    is_attestation,
     oci_form,
     parse_manifest_or_index,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "ImageSummary",
     "artifacts",
     "catalog",
+    "convert_docker_entries",
     "history",
     "image_size",
     "index_form",
@@ -69,7 +72,9 @@ __all__ = [
     "lookup",
     "normalised_name",
     "parse_filters",
+    "record_repo_digest",
     "record_tag_time",
+    "repo_digests",
     "resolve",
     "resolve_artifact",
     "summaries",
@@ -126,6 +131,13 @@ class ImageRow:
     tag: str
     image: ImageSummary
     size: int
+    repo_digest: str | None = None  # the digest this repository was pulled or pushed as
+
+    @property
+    def digest(self) -> str:
+        """``images --digests``: what the row's repository was pulled or pushed as (the index of a
+        multi-platform pull), else the image's own distribution digest."""
+        return self.repo_digest or self.image.distribution_digest
 
     @property
     def dangling(self) -> bool:
@@ -165,6 +177,8 @@ def _pick_child(store: ContentStore, index: Index, where: str) -> Descriptor:
         if store.has_blob(chosen.digest):
             return chosen
     for d in index.manifests:
+        if is_attestation(d):
+            continue
         if store.has_blob(d.digest) and "index" not in d.media_type and "list" not in d.media_type:
             return d
     raise BlobNotFound(f"image index {where}: none of its {len(index.manifests)} manifests is in the store")
@@ -188,8 +202,8 @@ def load_image(store: ContentStore, desc: Descriptor, tags: Sequence[str] = ()) 
 
 
 def _artifact_message(name: str, manifest: Manifest) -> str:
-    # podman's wording for an image operation on an artifact
-    return f'{name}: unsupported image-specific operation on artifact with type "{manifest.kind}"'
+    # containers/image's NonImageArtifactError (what podman and skopeo say), which names the config's media type
+    return f'{name}: unsupported image-specific operation on artifact with type "{manifest.config.media_type}"'
 
 
 def artifacts(store: ContentStore) -> list[Artifact]:
@@ -208,13 +222,15 @@ def artifacts(store: ContentStore) -> list[Artifact]:
 
 def _named_artifact(store: ContentStore, text: str) -> Artifact | None:
     """The artifact ``text`` names (a tag, ``name@digest`` or its digest), if it names one."""
-    with contextlib.suppress(InvalidReference):
-        ref = parse(text) if _HEX_ID.fullmatch(text) is None or ":" in text else None
-        for a in artifacts(store):
-            if ref is not None and (str(ref) in a.tags or ref.digest == a.digest):
-                return a
-            if text in (a.digest, a.digest.partition(":")[2]):
-                return a
+    ref: Reference | None = None
+    if _HEX_ID.fullmatch(text) is None:
+        with contextlib.suppress(InvalidReference):
+            ref = parse(text)
+    for a in artifacts(store):
+        if ref is not None and (str(ref) in a.tags or ref.digest == a.digest):
+            return a
+        if text in (a.digest, a.digest.partition(":")[2]):
+            return a
     return None
 
 
@@ -233,12 +249,61 @@ def index_form(store: ContentStore, lease: Lease, desc: Descriptor) -> tuple[Des
     return tdesc, {ORIGINAL_MANIFEST: desc.digest}
 
 
+def _config_digest(store: ContentStore, entry: dict[str, Any]) -> str | None:
+    with contextlib.suppress(BlobNotFound, ValueError, TypeError, KeyError):
+        return _manifest_for(store, Descriptor.from_json(entry))[1].config.digest
+    return None
+
+
+def _drop_untagged_copies(store: ContentStore, image_id: str, digest: str) -> None:
+    """Untagged entries of the same image (same config) under another manifest digest go: docker has one image
+    per ID, so loading one image from two archives (say, docker-save's and an OCI one) leaves one row."""
+
+    def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [m for m in manifests if (m.get("annotations") or {}).get(REF_NAME) or m.get("digest") == digest
+                or _config_digest(store, m) != image_id]  # fmt: skip
+
+    store.update_index(update)
+
+
+def convert_docker_entries(store: ContentStore) -> list[tuple[str, str, str]]:
+    """Records every ``index.json`` entry that points straight at a docker schema 2 manifest (stores written
+    before :func:`index_form`) through its OCI twin, as new entries are; returns (name or ``<none>``, docker
+    manifest digest, twin digest) for each. ``fsck --repair`` runs it."""
+    done: list[tuple[str, str, str]] = []
+    with store.lease("convert") as lease:
+        twins: dict[str, tuple[Descriptor, dict[str, str]]] = {}
+        for d in store.index_entries():
+            if d.media_type == DOCKER_MANIFEST and d.digest not in twins and store.has_blob(d.digest):
+                lease.hold(d.digest)
+                twins[d.digest] = index_form(store, lease, d)
+
+        def update(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for m in manifests:
+                if m.get("mediaType") == DOCKER_MANIFEST and m.get("digest") in twins:
+                    twin, extra = twins[m["digest"]]
+                    annotations = {**(m.get("annotations") or {}), **extra}
+                    done.append((annotations.get(REF_NAME, "<none>"), m["digest"], twin.digest))
+                    m = twin.with_annotations(annotations).to_json()
+                out.append(m)
+            return out
+
+        with lease.guard():
+            store.update_index(update)
+    return done
+
+
 def keep_untagged(store: ContentStore, lease: Lease, desc: Descriptor) -> Descriptor:
     """Keeps the stored manifest ``desc`` in ``index.json`` without a tag (through :func:`index_form`); returns
     the entry's descriptor."""
     entry, annotations = index_form(store, lease, desc)
     entry = entry.with_annotations(annotations or None)
+    image_id = _config_digest(store, entry.to_json())
     with lease.guard():
+        for d in store.index_entries():  # the image is already there (under another manifest): no second row
+            if image_id is not None and _config_digest(store, d.to_json()) == image_id:
+                return d
         store.add_untagged(entry)
     return entry
 
@@ -316,8 +381,10 @@ def _lookup(store: ContentStore, text: str, images: list[Image] | None) -> tuple
                 raise
     if ref is not None:
         if ref.digest is not None:
+            name = f"{ref.familiar_repository}@{ref.digest}"
+            pulled_as = {iid for iid, names in repo_digests(store).items() if name in names}
             for img in images:
-                if ref.digest in img.digests:
+                if ref.digest in img.digests or img.id in pulled_as:
                     return img, ref
             if store.has_blob(ref.digest):
                 with contextlib.suppress(ValueError, BlobNotFound):
@@ -502,6 +569,7 @@ def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: 
     for p in patterns:
         _go_path_match(p, "")  # a malformed pattern is an error even when no image is there to match
     images = summaries(store)
+    known = repo_digests(store)
     created_limits: list[tuple[str, float]] = []
     for key in ("before", "since"):
         for value in spec.get(key, []):
@@ -527,8 +595,10 @@ def list_images(store: ContentStore, filters: Iterable[str] = (), *, reference: 
         size = img.size
         if not refs:
             rows.append(ImageRow("<none>", "<none>", img, size))
+        pulled = dict(x.split("@", 1) for x in known.get(img.id, []) if "@" in x)
         for r in sorted(refs, key=lambda r: (r.familiar_repository, r.tag or "")):
-            rows.append(ImageRow(r.familiar_repository, r.tag or "<none>", img, size))
+            repo = r.familiar_repository
+            rows.append(ImageRow(repo, r.tag or "<none>", img, size, pulled.get(repo)))
     rows.sort(key=lambda row: -(row.image.created.timestamp() if row.image.created else 0.0))
     return rows
 
@@ -582,29 +652,68 @@ def history(store: ContentStore, text: str) -> list[HistoryRow]:
 # ------------------------------------------------------------------------------------------------- inspect
 
 
-def record_tag_time(store: ContentStore, image_id: str) -> None:
-    """Notes now as the time ``image_id`` was last tagged (``images`` sorts and ``--filter since`` by it).
-
-    The table is a JSON file beside the layout, rewritten atomically under its lock, so concurrent taggers
-    never lose each other's entries; an unreadable table is started afresh rather than failing the tag."""
-    path = store.paths.tag_times
+def _update_table(path: Path, key: str, update: Callable[[Any], Any]) -> None:
+    """``table[key] = update(table.get(key))`` in a JSON table beside the layout, rewritten atomically under its
+    lock, so concurrent writers never lose each other's entries; an unreadable table is started afresh rather
+    than failing the command that writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _fs.locked(path.with_suffix(".lock")):
-        data: dict[str, str] = {}
+        data: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
             loaded = _fs.read_json(path)
             if isinstance(loaded, dict):
                 data = loaded
-        data[image_id] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        data[key] = update(data.get(key))
         _fs.atomic_write_json(path, data)
 
 
+def _read_table(path: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        data = _fs.read_json(path)
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def record_tag_time(store: ContentStore, image_id: str) -> None:
+    """Notes now as the time ``image_id`` was last tagged (``inspect``'s ``Metadata.LastTagTime``)."""
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _update_table(store.paths.tag_times, image_id, lambda _: now)
+
+
 def _tag_time(store: ContentStore, image_id: str) -> str:
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        value = _fs.read_json(store.paths.tag_times).get(image_id)
-        if isinstance(value, str):
-            return value
-    return ZERO_TIME
+    value = _read_table(store.paths.tag_times).get(image_id)
+    return value if isinstance(value, str) else ZERO_TIME
+
+
+def record_repo_digest(store: ContentStore, image_id: str, repository: str, digest: str) -> None:
+    """Notes that ``image_id`` is ``repository@digest`` in a registry (pulled or pushed as that: docker's
+    ``RepoDigests``); one digest per repository, the latest."""
+    name = parse(repository).familiar_repository
+
+    def update(old: Any) -> list[str]:
+        kept = [x for x in old if isinstance(x, str) and x.split("@", 1)[0] != name] if isinstance(old, list) else []
+        return [*kept, f"{name}@{digest}"]
+
+    _update_table(store.paths.repo_digests, image_id, update)
+
+
+def repo_digests(store: ContentStore) -> dict[str, list[str]]:
+    """Image ID -> the ``repo@digest`` names it was pulled or pushed as (familiar repositories)."""
+    table = _read_table(store.paths.repo_digests)
+    return {k: [x for x in v if isinstance(x, str)] for k, v in table.items() if isinstance(v, list)}
+
+
+def _graph_driver(store: ContentStore, img: Image) -> dict[str, Any]:
+    """docker's ``GraphDriver`` for an image, in the containerd snapshotter's name: the layer cache's directory
+    of each layer in overlay form (``imgcore/layers/<chain id>/diff``), top first as overlay lists them."""
+    dirs = [str(store.paths.layers / c.partition(":")[2] / "diff") for c in chain_ids(img.config.diff_ids)]
+    if not dirs:
+        return {"Data": None, "Name": "overlayfs"}
+    data = {"UpperDir": dirs[-1]}
+    if len(dirs) > 1:
+        data["LowerDir"] = ":".join(reversed(dirs[:-1]))
+    return {"Data": data, "Name": "overlayfs"}
 
 
 def inspect(store: ContentStore, text: str) -> dict[str, Any]:
@@ -615,13 +724,13 @@ def inspect(store: ContentStore, text: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "Id": img.id,
         "RepoTags": img.repo_tags,
-        "RepoDigests": img.repo_digests,
+        "RepoDigests": list(repo_digests(store).get(img.id, [])),  # only what was pulled or pushed, as docker
         "Parent": "",
         "Comment": str(data.get("comment") or ""),
         "Created": img.config.created or ZERO_TIME,
         "DockerVersion": str(data.get("docker_version") or ""),
         "Author": str(data.get("author") or ""),
-        "Config": img.config.config or None,
+        "Config": img.config.config,  # {} rather than null for an imported image, as docker shows it
         "Architecture": str(data.get("architecture") or ""),
     }
     if data.get("variant"):
@@ -632,6 +741,7 @@ def inspect(store: ContentStore, text: str) -> dict[str, Any]:
     out.update(
         {
             "Size": image_size(store, img),
+            "GraphDriver": _graph_driver(store, img),
             "RootFS": {"Type": str(rootfs.get("type") or "layers"), "Layers": list(img.config.diff_ids)},
             "Metadata": {"LastTagTime": _tag_time(store, img.id)},
             "Descriptor": img.target_desc.to_json(),
@@ -677,6 +787,7 @@ def tag_manifest(
             raise BlobNotFound(f"tag {ref.familiar}: manifest {desc.digest} is not in the store", digest=desc.digest)
         store.update_index(drop_short_spellings)
         store.tag(ref, desc.with_annotations(None), extra)
+        _drop_untagged_copies(store, image_id, desc.digest)
     record_tag_time(store, image_id)
     return desc.with_annotations(extra or None)
 

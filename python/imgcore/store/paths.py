@@ -86,6 +86,11 @@ class StorePaths:
         return self.state / "images" / "last-tag-time.json"
 
     @property
+    def repo_digests(self) -> Path:
+        """The ``repo@digest`` names each image was pulled or pushed as (``inspect``'s ``RepoDigests``)."""
+        return self.state / "images" / "repo-digests.json"
+
+    @property
     def lost_and_found(self) -> Path:
         """Where ``fsck --repair`` moves what is broken (never deleted)."""
         return self.state / "lost+found"

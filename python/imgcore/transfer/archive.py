@@ -42,6 +42,7 @@ from imgcore.models import (
     Index,
     Manifest,
     Platform,
+    is_attestation,
     parse_manifest_or_index,
     parse_save_manifest,
 )
@@ -390,7 +391,8 @@ def _plan_oci(staged: _Staged, where: str) -> _Plan:
         blobs.append((Descriptor(doc.media_type, entry.digest, entry.size), mpath))
         manifest_desc = blobs[0][0]
         if isinstance(doc, Index):
-            children = [c for c in doc.manifests if staged.has(f"blobs/sha256/{c.digest.split(':', 1)[1]}")]
+            children = [c for c in doc.manifests if not is_attestation(c)
+                        and staged.has(f"blobs/sha256/{c.digest.split(':', 1)[1]}")]  # fmt: skip
             if not children:
                 raise InvalidArchive(f"{where}: index {entry.digest} has none of its manifests in the archive")
             chosen = next((c for c in children if c.platform and Platform.host().matches(c.platform)), children[0])
@@ -405,12 +407,26 @@ def _plan_oci(staged: _Staged, where: str) -> _Plan:
         ann = entry.annotations or {}
         if not names and ann.get(_DOCKER_NAME):
             names.append(ann[_DOCKER_NAME])
-        if not names and "/" in ann.get("org.opencontainers.image.ref.name", ""):
-            names.append(ann["org.opencontainers.image.ref.name"])
+        ref_name = ann.get("org.opencontainers.image.ref.name", "")
+        if not names and ("/" in ref_name or ":" in ref_name):
+            names.append(ref_name)  # a name (``bb:1.0`` is docker.io/library/bb:1.0, as ctr reads it), not a tag
         refs: list[Reference | None] = [r for r in (_names_from(n) for n in names) if r is not None] or [None]
         for r in refs:
             plan.append((r, blobs, manifest_desc))
-    return plan
+    return _unique(plan)
+
+
+def _unique(plan: _Plan) -> _Plan:
+    """One step per (name, manifest): docker 25's index.json has an entry per tag, and each entry's config
+    lists every tag in manifest.json, so a naive plan would load (and print) each name once per entry."""
+    seen: set[tuple[str | None, str]] = set()
+    out: _Plan = []
+    for r, blobs, mdesc in plan:
+        key = (str(r) if r is not None else None, mdesc.digest)
+        if key not in seen and not (r is None and any(k[1] == mdesc.digest for k in seen)):
+            seen.add(key)
+            out.append((r, blobs, mdesc))
+    return out
 
 
 def _plan_classic(staged: _Staged, where: str) -> _Plan:

@@ -28,7 +28,7 @@ from imgcore import _fs
 from imgcore._json import ARCHIVE_LIMIT, MANIFEST_LIMIT
 from imgcore._progress import NullProgress, Progress, short_id
 from imgcore.errors import InvalidArgument, InvalidManifest, NotFound, RegistryError
-from imgcore.image.catalog import load_image, tag_manifest
+from imgcore.image.catalog import load_image, record_repo_digest, tag_manifest
 from imgcore.image.model import Image, chain_ids
 from imgcore.layers.cache import LayerCache, default_driver
 from imgcore.models import Descriptor, ImageConfig, Index, Manifest, Platform, parse_manifest_or_index
@@ -364,6 +364,7 @@ def pull(
         record_source(store, [d.digest for d in (manifest.config, *manifest.layers)], f"{client.registry}/{repo}")
         before = store.tags().get(str(r))
         entry = tag_manifest(store, lease, r, mdesc, manifest.config.digest)
+        record_repo_digest(store, manifest.config.digest, r.repository, top.digest)
         up_to_date = all_present and before is not None and before.digest == entry.digest
         status = ("Image is up to date for " if up_to_date else "Downloaded newer image for ") + r.familiar
         progress.line(f"Digest: {top.digest}")

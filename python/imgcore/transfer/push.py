@@ -14,8 +14,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from imgcore._progress import NullProgress, Progress, short_id
-from imgcore.errors import ImgcoreError, RegistryError
-from imgcore.image.catalog import resolve
+from imgcore.errors import ImgcoreError, NotAnImage, RegistryError
+from imgcore.image.catalog import record_repo_digest, resolve, resolve_artifact
 from imgcore.models import NON_DISTRIBUTABLE, Descriptor, Index, Manifest, parse_manifest_or_index
 from imgcore.reference import Reference
 from imgcore.reference import parse as parse_reference
@@ -108,9 +108,15 @@ def push(
     progress = progress if progress is not None else NullProgress()
     r = parse_reference(ref) if isinstance(ref, str) else ref.tagged()
     local = str(source) if source is not None else str(r)
-    image = resolve(store, local)
-    # A docker-typed image goes out as its original manifest, so the registry keeps the digest it had.
-    desc = image.original if image.original is not None else image.target_desc
+    image_id: str | None = None
+    try:
+        image = resolve(store, local)
+    except NotAnImage:  # an OCI artifact goes out as it came in (as oras pushes one)
+        desc = resolve_artifact(store, local).manifest_desc
+    else:
+        # A docker-typed image goes out as its original manifest, so the registry keeps the digest it had.
+        desc = image.original if image.original is not None else image.target_desc
+        image_id = image.id
     client = client if client is not None else client_for(r.domain, insecure=insecure, ca_file=ca_file, jobs=jobs)
     repo = r.path
     progress.line(f"The push refers to repository [{r.repository}]")
@@ -157,5 +163,7 @@ def push(
     target = r.digest or r.tag or "latest"
     digest = client.put_manifest(repo, target, raw, doc.media_type)
     record_source(store, list(blobs), f"{client.registry}/{repo}")
+    if image_id is not None:
+        record_repo_digest(store, image_id, r.repository, digest)
     progress.line(f"{r.tag or digest}: digest: {digest} size: {len(raw)}")
     return PushResult(str(r), digest, len(raw), uploaded, tuple(statuses.items()))
