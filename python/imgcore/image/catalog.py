@@ -538,6 +538,8 @@ def summaries(store: ContentStore) -> list[ImageSummary]:
         if summary is None:
             try:
                 img = load_image(store, descs[digest])
+            except NotAnImage:
+                continue  # an OCI artifact: `artifacts` lists it, not `images`
             except (ImgcoreError, ValueError, OSError) as e:
                 # listed with an error marker (never cached: a repaired store lists it properly), not hidden
                 out.append(ImageSummary(digest, digest, digest, None, {}, 0, tuple(sorted(tags[digest])),
