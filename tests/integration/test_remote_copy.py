@@ -21,6 +21,10 @@ pytestmark = pytest.mark.integration
 __all__ = ["multiarch"]  # the fixture, from remote_support
 
 
+def image_size(image: OciImage, digest: str) -> int:
+    return (image.layout / "blobs" / "sha256" / digest.split(":", 1)[1]).stat().st_size
+
+
 def _skopeo_sees(registry: Registry, ref: str, image: OciImage) -> None:
     """skopeo reads ``ref`` back with the original's manifest digest, layers and config."""
     info = json.loads(skopeo_inspect(registry, ref))
@@ -72,19 +76,35 @@ def test_copy_in_one_registry_mounts_and_skips(pushed_image: tuple[OciImage, str
         assert not [p for m, p in proxy.requests() if m == "GET" and "/blobs/" in p]  # no byte went through us
         _skopeo_sees(registry, "mounted/app:v2", image)
 
-        # A destination that has one layer already: that one is skipped (HEAD), the rest mounted.
+        # Once more into the same repository: the registry answers each mount 201 at once, nothing else moves.
+        proxy.clear()
         with remote.Clients() as clients:
-            c = clients.get(proxy.host)
+            [res] = copying.copy(src, f"{proxy.host}/mounted/app:v3", clients=clients)
+        assert res.blobs == ()  # the destination had the manifest: its blobs were not even asked about
+        assert [m for m, _ in proxy.requests()] == ["GET", "GET", "HEAD", "PUT"]  # /v2/, manifest, HEAD, PUT
+    finally:
+        proxy.close()
+
+
+def test_copy_skips_blobs_the_other_registry_has(
+    pushed_image: tuple[OciImage, str], registry: Registry, nodelete_registry: Registry
+) -> None:
+    image, ref = pushed_image
+    proxy = RecordingProxy(nodelete_registry.host)
+    try:
+        with remote.Clients() as clients:
             first = image.layer_digests[0]
             data = (image.layout / "blobs" / "sha256" / first.split(":", 1)[1]).read_bytes()
-            c.upload_blob("partial/app", first, len(data), data)
+            clients.get(proxy.host).upload_blob("partial/app", first, len(data), data)
             proxy.clear()
-            [res] = copying.copy(src, f"{proxy.host}/partial/app:v1", clients=clients)
+            [res] = copying.copy(ref, f"{proxy.host}/partial/app:v1", clients=clients)
         status = {b.digest: b.status for b in res.blobs}
-        assert status[first] == "exists"
-        assert status[image.layer_digests[1]] == "mounted"
+        assert status == {first: "exists", image.layer_digests[1]: "copied", image.config_digest: "copied"}
         assert [p for m, p in proxy.requests() if m == "HEAD" and first in p] == [f"/v2/partial/app/blobs/{first}"]
-        assert not [p for m, p in proxy.requests() if m == "POST" and first.split(":", 1)[1] in p]
+        uploads = [p for m, p in proxy.requests() if m == "PUT" and "/blobs/uploads/" in p]
+        assert len(uploads) == 2
+        assert not [p for p in uploads if first.split(":", 1)[1] in p]
+        _skopeo_sees(nodelete_registry, "partial/app:v1", image)
     finally:
         proxy.close()
 
@@ -188,3 +208,28 @@ def test_copy_by_digest_and_to_a_digest(pushed_image: tuple[OciImage, str], regi
         wrong = "sha256:" + "1" * 64
         with pytest.raises(ValueError, match="the source is"):
             copying.copy(src, f"{registry.host}/bydigest/app@{wrong}", clients=clients)
+
+
+def test_copy_starts_a_blob_again_when_the_source_drops(
+    pushed_image: tuple[OciImage, str], fault_proxy: FaultProxy, nodelete_registry: Registry
+) -> None:
+    image, _ = pushed_image
+    big = image.layer_digests[0]
+    fault_proxy.cut_after[big] = 100_000
+    fault_proxy.cuts_left[big] = 2
+    dst = RecordingProxy(nodelete_registry.host)
+    try:
+        with remote.Clients() as clients:
+            clients.get(fault_proxy.host).backoff = 0.01
+            [res] = copying.copy(f"{fault_proxy.host}/test/app:v1", f"{dst.host}/dropped/app:v1", clients=clients)
+        assert res.digest == image.manifest_digest
+        assert [m for m, p, _ in fault_proxy.requests if m == "GET" and p.endswith(big)] == ["GET"] * 3
+        # two abandoned sessions were cancelled, the third completed
+        cancelled = [p for m, p in dst.requests() if m == "DELETE" and "/blobs/uploads/" in p]
+        assert len(cancelled) == 2
+        # three PUTs began; the two whose source dropped never completed (their bodies stopped short)
+        assert len([p for m, p in dst.requests() if m == "PUT" and big.split(":", 1)[1] in p]) == 3
+        assert clients.get(dst.host).blob_size("dropped/app", big) == image_size(image, big)
+        _skopeo_sees(nodelete_registry, "dropped/app:v1", image)
+    finally:
+        dst.close()

@@ -114,7 +114,8 @@ class _Relay(io.RawIOBase):
         self._what = what
         self._cancel = cancel
         self._hasher = Hasher(desc.digest.split(":", 1)[0])
-        self._pending = memoryview(b"")
+        self._chunk = b""  # the source's last chunk; its bytes from _off on are still to be read
+        self._off = 0
         self._pos = 0
         self._checked = False
 
@@ -129,38 +130,39 @@ class _Relay(io.RawIOBase):
             return self._pos
         raise _NotRewindable(f"{self._what}: the upload was interrupted after {self._pos} bytes")
 
-    def _next(self) -> memoryview:
+    def _next(self) -> bytes:
         if self._cancel.is_set():
             raise _Cancelled
         try:
-            return memoryview(next(self._chunks, b""))
+            return next(self._chunks, b"")
         except RegistryError as e:
             raise _SourceFailed(e) from None
 
     def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes: a source chunk as it came when it fits (no copy), else its next ``n`` bytes.
+
+        Fewer than ``n`` is not the end; ``b""`` is (after the digest and size were checked)."""
         left = self._desc.size - self._pos
         want = left if n is None or n < 0 else min(n, left)
-        out = bytearray()
-        while len(out) < want:
-            if not self._pending:
-                self._pending = self._next()
-                if not self._pending:
-                    raise SizeMismatch(
-                        f"{self._what}: the source ended after {self._pos + len(out)} of {self._desc.size} bytes",
-                        expected=self._desc.size,
-                        actual=self._pos + len(out),
-                    )
-            take = self._pending[: want - len(out)]
-            self._pending = self._pending[len(take) :]
-            out += take
-        self._hasher.update(out)
-        self._pos += len(out)
-        if self._pos == self._desc.size and not self._checked:
+        if want == 0:
+            if not self._checked:
+                self._check()
+            return b""
+        if self._off >= len(self._chunk):
+            self._chunk, self._off = self._next(), 0
+            if not self._chunk:
+                raise SizeMismatch(f"{self._what}: the source ended after {self._pos} of {self._desc.size} bytes",
+                                   expected=self._desc.size, actual=self._pos)  # fmt: skip
+        take = self._chunk[self._off : self._off + want]  # the chunk itself, not a copy, when it all fits
+        self._off += len(take)
+        self._hasher.update(take)
+        self._pos += len(take)
+        if self._pos == self._desc.size:
             self._check()
-        return bytes(out)
+        return take
 
     def _check(self) -> None:
-        extra = len(self._pending) or len(self._next())
+        extra = len(self._chunk) - self._off or len(self._next())
         if extra:
             raise SizeMismatch(f"{self._what}: the source sent more than the {self._desc.size} bytes expected",
                                expected=self._desc.size, actual=self._desc.size + extra)  # fmt: skip
@@ -169,6 +171,44 @@ class _Relay(io.RawIOBase):
             raise DigestMismatch(f"{self._what}: the source's bytes hash to {actual}; upload aborted",
                                  expected=self._desc.digest, actual=actual)  # fmt: skip
         self._checked = True
+
+
+class _Filled(io.RawIOBase):
+    """Reads of exactly ``n`` bytes (but the last) from a reader that returns fewer: ``PATCH`` chunks of the
+    asked size, from a buffer of that size."""
+
+    def __init__(self, inner: _Relay) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def read(self, n: int | None = -1) -> bytes:
+        first = self._inner.read(n)
+        if n is None or n < 0 or len(first) >= n or not first:
+            return first
+        buf = bytearray(first)
+        while len(buf) < n:
+            more = self._inner.read(n - len(buf))
+            if not more:
+                break
+            buf += more
+        return bytes(buf)
+
+
+def _settle(outer: Future[BlobCopy], inner: Future[BlobCopy]) -> None:
+    exc = inner.exception()
+    if exc is not None:
+        outer.set_exception(exc)
+    else:
+        outer.set_result(inner.result())
 
 
 def _is_foreign(desc: Descriptor) -> bool:
@@ -197,7 +237,8 @@ class Copier:
         self.chunk_size = chunk_size
         self.progress = progress if progress is not None else NullProgress()
         self.same_registry = src is dst or src.registry == dst.registry
-        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imgcore-copy")
+        self.jobs = max(1, jobs)
+        self._pool: ThreadPoolExecutor | None = None  # made when the first blob has to stream
         self._blobs: dict[str, Future[BlobCopy]] = {}
         self._lock = threading.Lock()
         self._cancel = threading.Event()
@@ -205,7 +246,8 @@ class Copier:
     def close(self) -> None:
         """Stop the blob workers (a blob in flight stops at its next chunk) and wait for them."""
         self._cancel.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Copier:
         return self
@@ -224,14 +266,17 @@ class Copier:
 
         return report
 
-    def _copy_blob(self, desc: Descriptor, show: bool) -> BlobCopy:
+    def _check_blob(self, desc: Descriptor, show: bool) -> BlobCopy | str | None:
+        """Settle a blob without moving its bytes if possible: a status, or where to upload it (an upload
+        session's URL, or None for a new one).
+
+        On one registry the mount is asked for straight away (a registry answers 201 for a blob the
+        destination already has, too); elsewhere a HEAD tells whether the destination has it.
+        """
         report = self._report(desc, show)
         if _is_foreign(desc):
             report("Foreign layer, not copied")
             return BlobCopy(desc.digest, desc.size, "foreign")
-        if self.dst.blob_size(self.dst_repo, desc.digest, push=True) is not None:
-            report("Layer already exists")
-            return BlobCopy(desc.digest, desc.size, "exists")
         location: str | None = None
         if self.same_registry and self.src_repo != self.dst_repo:
             try:
@@ -242,6 +287,15 @@ class Copier:
                 if location is None:
                     report(f"Mounted from {self.src_repo}")
                     return BlobCopy(desc.digest, desc.size, "mounted")
+        if self.dst.blob_size(self.dst_repo, desc.digest, push=True) is not None:
+            if location is not None:
+                self.dst.cancel_upload(location, self.dst_repo)
+            report("Layer already exists")
+            return BlobCopy(desc.digest, desc.size, "exists")
+        return location
+
+    def _copy_blob(self, desc: Descriptor, show: bool, location: str | None) -> BlobCopy:
+        report = self._report(desc, show)
         self._stream_blob(desc, location, report)
         report("Copied")
         return BlobCopy(desc.digest, desc.size, "copied")
@@ -260,12 +314,13 @@ class Copier:
                     if stream.total is not None and stream.total != desc.size:
                         raise SizeMismatch(f"{what}: the source serves {stream.total} bytes, the manifest says "
                                            f"{desc.size}", expected=desc.size, actual=stream.total)  # fmt: skip
-                    relay = cast(IO[bytes], _Relay(stream, desc, what, self._cancel))
+                    relay = _Relay(stream, desc, what, self._cancel)
+                    body = cast(IO[bytes], _Filled(relay) if self.chunk_size else relay)
                     self.dst.upload_blob(
                         self.dst_repo,
                         desc.digest,
                         desc.size,
-                        relay,
+                        body,
                         location=loc,
                         chunk_size=self.chunk_size,
                         on_progress=lambda n: report("Copying", n),
@@ -286,13 +341,29 @@ class Copier:
                 raise
 
     def _blob(self, desc: Descriptor, show: bool) -> Future[BlobCopy]:
+        """The blob's outcome: settled here when no byte has to move, else streamed by a pool worker."""
         with self._lock:
             fut = self._blobs.get(desc.digest)
-            if fut is None:
-                fut = self._blobs[desc.digest] = self._pool.submit(self._copy_blob, desc, show)
+            if fut is not None:
+                return fut
+            fut = self._blobs[desc.digest] = Future()
+        try:
+            checked = self._check_blob(desc, show)
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        if isinstance(checked, BlobCopy):
+            fut.set_result(checked)
             return fut
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="imgcore-copy")
+        streamed = self._pool.submit(self._copy_blob, desc, show, checked)
+        streamed.add_done_callback(lambda f: _settle(fut, f))
+        return fut
 
     def _copy_blobs(self, blobs: list[tuple[Descriptor, bool]]) -> list[BlobCopy]:
+        """Every blob settled: the cheap checks (HEAD, mount) one after the other in this thread, which on
+        loopback is quicker than handing them to threads; the uploads ``jobs`` at a time."""
         futures = [self._blob(desc, show) for desc, show in blobs]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
