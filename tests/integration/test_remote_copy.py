@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import imgcore as imgcore_api
 from imgcore import sha256
 from imgcore.errors import DigestMismatch
 from imgcore.registry import Credentials
@@ -233,3 +234,24 @@ def test_copy_starts_a_blob_again_when_the_source_drops(
         _skopeo_sees(nodelete_registry, "dropped/app:v1", image)
     finally:
         dst.close()
+
+
+def test_front_door_registry(pushed_image: tuple[OciImage, str], registry: Registry, basic_registry: Registry) -> None:
+    image, ref = pushed_image
+    with imgcore_api.Registry(credentials={basic_registry.host: Credentials("carol", "basic-pw-42")}) as reg:
+        [res] = reg.copy(ref, f"{basic_registry.host}/door/app:v1")
+        assert isinstance(res, copying.CopyResult)
+        assert res.digest == image.manifest_digest
+        assert reg.digest(f"{basic_registry.host}/door/app:v1") == image.manifest_digest
+        assert str(sha256(reg.manifest(f"{basic_registry.host}/door/app:v1"))) == image.manifest_digest
+        assert str(sha256(reg.config(f"{basic_registry.host}/door/app:v1"))) == image.config_digest
+        assert reg.tags(f"{basic_registry.host}/door/app") == ["v1"]
+        assert "door/app" in reg.catalog(basic_registry.host)
+        synced = reg.sync(f"{basic_registry.host}/door/app", f"{registry.host}/door-mirror/app")
+        assert [r.digest for r in synced.copied] == [image.manifest_digest]
+        assert reg.sync(f"{basic_registry.host}/door/app", f"{registry.host}/door-mirror/app").unchanged == ("v1",)
+        assert reg.delete(f"{registry.host}/door-mirror/app:v1") == image.manifest_digest
+    again = imgcore_api.copy(ref, f"{registry.host}/door-mirror/app:v2")
+    assert again[0].digest == image.manifest_digest
+    other = imgcore_api.sync(f"{registry.host}/door-mirror/app", f"{registry.host}/door-other/app")
+    assert [r.destination for r in other.copied] == [f"{registry.host}/door-other/app:v2"]

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import IO, Literal, cast
+from typing import IO, Literal, TypedDict, cast
 
 from imgcore._core import Hasher
 from imgcore._json import MANIFEST_LIMIT
@@ -48,7 +48,7 @@ from imgcore.reference import parse as parse_reference
 from imgcore.registry.client import BlobStream, ManifestResponse, RegistryClient
 from imgcore.transfer.remote import Clients, parse_platform, parse_repository
 
-__all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyResult", "copy"]
+__all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyOptions", "CopyResult", "copy"]
 
 COPY_JOBS = 4
 """Blobs copied at a time by default."""
@@ -56,6 +56,16 @@ _MAX_DEPTH = 4  # an index of indexes of ...: refuse deeper nesting than any rea
 _NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable."
 
 BlobStatus = Literal["copied", "mounted", "exists", "foreign"]
+
+
+class CopyOptions(TypedDict, total=False):
+    """The options of :func:`copy` past the references and the clients (for the front door's signatures)."""
+
+    all_tags: bool
+    platform: str | Platform | None
+    jobs: int
+    chunk_size: int | None
+    progress: Progress | None
 
 
 @dataclass(frozen=True)

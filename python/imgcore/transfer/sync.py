@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from imgcore._core import Digest
 from imgcore._progress import NullProgress, Progress
@@ -27,10 +28,20 @@ from imgcore.registry.client import RegistryClient
 from imgcore.transfer.copy import COPY_JOBS, Copier, CopyResult
 from imgcore.transfer.remote import Clients, parse_repository
 
-__all__ = ["HEAD_JOBS", "SyncResult", "sync"]
+__all__ = ["HEAD_JOBS", "SyncOptions", "SyncResult", "sync"]
 
 HEAD_JOBS = 8
 """Tags compared at a time (each comparison is two HEADs on keep-alive connections)."""
+
+
+class SyncOptions(TypedDict, total=False):
+    """The options of :func:`sync` past the repositories and the clients (for the front door's signatures)."""
+
+    tags: Sequence[str] | None
+    jobs: int
+    head_jobs: int
+    chunk_size: int | None
+    progress: Progress | None
 
 
 @dataclass(frozen=True)
