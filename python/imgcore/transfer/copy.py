@@ -228,8 +228,9 @@ def _is_foreign(desc: Descriptor) -> bool:
 class Copier:
     """Copies manifests and their blobs from one repository to another; blobs ``jobs`` at a time.
 
-    One copier serves many references (``--all-tags``, ``sync``): a blob is copied (or found present) once per
-    copier, whichever manifests share it. Use it as a context manager (it owns a thread pool).
+    One copier serves many references (``--all-tags``, ``sync``), from several threads at once if need be: a
+    blob is copied (or found present) once per copier, whichever manifests share it. Use it as a context
+    manager (it owns a thread pool).
     """
 
     def __init__(
@@ -365,9 +366,11 @@ class Copier:
         if isinstance(checked, BlobCopy):
             fut.set_result(checked)
             return fut
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="imgcore-copy")
-        streamed = self._pool.submit(self._copy_blob, desc, show, checked)
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="imgcore-copy")
+            pool = self._pool
+        streamed = pool.submit(self._copy_blob, desc, show, checked)
         streamed.add_done_callback(lambda f: _settle(fut, f))
         return fut
 

@@ -3,7 +3,8 @@
 The source's tags are listed (following ``Link`` pages); then, for each tag, one manifest ``HEAD`` on each side,
 ``head_jobs`` tags at a time over keep-alive connections. A tag whose ``Docker-Content-Digest`` is the same on
 both sides costs nothing more; any other tag is copied by :class:`~imgcore.transfer.copy.Copier` from the digest
-its HEAD named (so what is copied is what was compared), every platform of an index, byte for byte.
+its HEAD named (so what is copied is what was compared), every platform of an index, byte for byte;
+``head_jobs`` changed tags are copied at a time, their blobs ``jobs`` at a time.
 
 Invariants:
 - an unchanged tag makes exactly two requests (a HEAD on each side); the only other requests of an unchanged sync
@@ -100,16 +101,16 @@ def sync(
 
         with ThreadPoolExecutor(max_workers=max(1, head_jobs), thread_name_prefix="imgcore-sync") as pool:
             compared = list(pool.map(compare, names))
-        unchanged = [t for t, a, b in compared if a and a == b]
-        vanished = [t for t, a, _ in compared if a is None]
-        todo = [(t, a) for t, a, b in compared if a is not None and not (a and a == b)]
-        for t in unchanged:
-            progress.line(f"{t}: unchanged")
-        copied: list[CopyResult] = []
-        if todo:
-            with Copier(sc, s.path, dc, d.path, jobs=jobs, chunk_size=chunk_size, progress=progress) as copier:
-                for tag, digest in todo:
-                    copied.append(copier.copy_reference(digest or tag, tag))
+            unchanged = [t for t, a, b in compared if a and a == b]
+            vanished = [t for t, a, _ in compared if a is None]
+            todo = [(t, a) for t, a, b in compared if a is not None and not (a and a == b)]
+            for t in unchanged:
+                progress.line(f"{t}: unchanged")
+            copied: list[CopyResult] = []
+            if todo:
+                # several tags at a time: each is mostly small requests; shared blobs still move once
+                with Copier(sc, s.path, dc, d.path, jobs=jobs, chunk_size=chunk_size, progress=progress) as copier:
+                    copied = list(pool.map(lambda td: copier.copy_reference(td[1] or td[0], td[0]), todo))
         return SyncResult(str(s), str(d), tuple(copied), tuple(unchanged), tuple(vanished))
     finally:
         if own:
