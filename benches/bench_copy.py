@@ -147,6 +147,15 @@ def main() -> int:
             t_skopeo = best(args.runs, fresh(host), copy_skopeo, check)
             rows.append((f"copy in one registry (mounts), {what}", t_mine, t_skopeo, "skopeo copy docker:// docker://"))
 
+            # The same through the library, in this process: what is left once the interpreter is up.
+            from imgcore.transfer import copy as copying
+
+            def lib_copy() -> None:
+                copying.copy(src, where["dst"], clients=clients)
+
+            t_lib = best(args.runs, fresh(host), lib_copy, check)
+            rows.append(("  same, imgcore.transfer.copy.copy() in-process", t_lib, t_skopeo, "skopeo copy"))
+
             # Two registries: the second started fresh for every run, so nothing can be mounted or remembered.
             second: dict[str, contextlib.ExitStack] = {}
 
@@ -200,6 +209,14 @@ def main() -> int:
 
             t3_skopeo = best(args.runs, nothing, sync_skopeo, nothing)
             rows.append((f"sync of {SYNC_TAGS} unchanged tags", t3_mine, t3_skopeo, "skopeo sync --src/--dest docker"))
+            from imgcore.transfer import sync as syncing
+
+            def lib_sync() -> None:
+                if len(syncing.sync(f"{host}/sync/app", f"{host}/mirror/app", clients=clients).unchanged) != SYNC_TAGS:
+                    raise SystemExit("sync did not find the tags unchanged")
+
+            t3_lib = best(args.runs, nothing, lib_sync, nothing)
+            rows.append(("  same, imgcore.transfer.sync.sync() in-process", t3_lib, t3_skopeo, "skopeo sync"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
