@@ -192,7 +192,7 @@ def test_credentials_stay_with_their_registry(
         assert plain.seen  # every request to the plain registry went through the proxy
         assert [p for _, p, h in plain.seen if any(k.lower() == "authorization" for k in h)] == []
         uploads = [p for m, p, _ in plain.seen if m == "PUT" and "/blobs/uploads/" in p]
-        assert len(uploads) == 6  # both images' blobs streamed into the plain registry through the proxy
+        assert len(uploads) >= 6  # both images' blobs streamed into the plain registry through the proxy
         mine = server.requests[asked_before:]
         assert mine
         assert all(auth for _, auth in mine)  # every token asked for with bob's credentials

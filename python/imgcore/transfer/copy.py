@@ -52,6 +52,7 @@ __all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyOptions", "CopyResult", "copy
 
 COPY_JOBS = 4
 """Blobs copied at a time by default."""
+_TAG_JOBS = 4  # tags copied at a time by --all-tags
 _MAX_DEPTH = 4  # an index of indexes of ...: refuse deeper nesting than any real image has
 _NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable."
 
@@ -501,7 +502,9 @@ def copy(
             tags = sc.list_tags(s.path)
             if not tags:
                 raise ImgcoreError(f"copy --all-tags: {s} has no tags")
-            return [copier.copy_reference(t, t, platform=platform) for t in tags]
+            # a few tags at a time: each is mostly small requests; blobs they share still move once
+            with ThreadPoolExecutor(max_workers=_TAG_JOBS, thread_name_prefix="imgcore-tags") as pool:
+                return list(pool.map(lambda t: copier.copy_reference(t, t, platform=platform), tags))
     finally:
         if own:
             clients.close()
