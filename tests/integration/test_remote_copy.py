@@ -258,3 +258,17 @@ def test_front_door_registry(pushed_image: tuple[OciImage, str], registry: Regis
     assert again[0].digest == image.manifest_digest
     other = imgcore_api.sync(f"{registry.host}/door-mirror/app", f"{registry.host}/door-other/app")
     assert [r.destination for r in other.copied] == [f"{registry.host}/door-other/app:v2"]
+
+
+def test_copy_mounts_with_a_bearer_token(oci_image: OciImage, token_registry: tuple[Registry, TokenServer]) -> None:
+    reg, server = token_registry
+    skopeo_push(oci_image, reg, "tokmount/src:v1")
+    asked_before = len(server.requests)
+    with remote.Clients(credentials={reg.host: Credentials("bob", "tok-pw")}) as clients:
+        [res] = copying.copy(f"{reg.host}/tokmount/src:v1", f"{reg.host}/tokmount/dst:v1", clients=clients)
+        assert {b.status for b in res.blobs} == {"mounted"}
+        assert remote.digest(f"{reg.host}/tokmount/dst:v1", clients) == oci_image.manifest_digest
+    # one token for the mounts: push on the destination and pull on the source, asked for together
+    scopes = [q for q, _ in server.requests[asked_before:]]
+    assert any("repository%3Atokmount%2Fdst%3Apull%2Cpush" in q and "repository%3Atokmount%2Fsrc%3Apull" in q
+               for q in scopes)  # fmt: skip
