@@ -27,9 +27,8 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import IO, Literal, TypedDict, cast
+from typing import IO, TYPE_CHECKING, Literal, TypedDict, cast
 
 from imgcore._core import Hasher
 from imgcore._json import MANIFEST_LIMIT
@@ -48,7 +47,10 @@ from imgcore.reference import parse as parse_reference
 from imgcore.registry.client import BlobStream, ManifestResponse, RegistryClient
 from imgcore.transfer.remote import Clients, parse_platform, parse_repository
 
-__all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyOptions", "CopyResult", "copy"]
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyOptions", "CopyResult", "copy", "thread_pool"]
 
 COPY_JOBS = 4
 """Blobs copied at a time by default."""
@@ -214,12 +216,29 @@ class _Filled(io.RawIOBase):
         return bytes(buf)
 
 
-def _settle(outer: Future[BlobCopy], inner: Future[BlobCopy]) -> None:
-    exc = inner.exception()
-    if exc is not None:
-        outer.set_exception(exc)
-    else:
-        outer.set_result(inner.result())
+class _Outcome:
+    """What became of one blob, set once by whoever settles it (this thread or a worker); others wait."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.result: BlobCopy | None = None
+        self.error: BaseException | None = None
+
+    def set(self, result: BlobCopy | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+
+def thread_pool(workers: int, prefix: str) -> ThreadPoolExecutor:
+    """A thread pool of ``workers`` threads named ``prefix``-N (sync's HEADs use it too)."""
+    # NOTE: concurrent.futures (with the logging it imports) costs 10-20 ms of start-up; a copy that only mounts
+    # or skips, and manifest/digest/tags, never need threads, so it is imported when threads are wanted.
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
 
 
 def _is_foreign(desc: Descriptor) -> bool:
@@ -251,7 +270,7 @@ class Copier:
         self.same_registry = src is dst or src.registry == dst.registry
         self.jobs = max(1, jobs)
         self._pool: ThreadPoolExecutor | None = None  # made when the first blob has to stream
-        self._blobs: dict[str, Future[BlobCopy]] = {}
+        self._blobs: dict[str, _Outcome] = {}
         self._lock = threading.Lock()
         self._cancel = threading.Event()
 
@@ -352,42 +371,46 @@ class Copier:
                 self.dst.cancel_upload(loc, self.dst_repo)
                 raise
 
-    def _blob(self, desc: Descriptor, show: bool) -> Future[BlobCopy]:
+    def _blob(self, desc: Descriptor, show: bool) -> _Outcome:
         """The blob's outcome: settled here when no byte has to move, else streamed by a pool worker."""
         with self._lock:
-            fut = self._blobs.get(desc.digest)
-            if fut is not None:
-                return fut
-            fut = self._blobs[desc.digest] = Future()
+            out = self._blobs.get(desc.digest)
+            if out is not None:
+                return out
+            out = self._blobs[desc.digest] = _Outcome()
         try:
             checked = self._check_blob(desc, show)
         except BaseException as e:
-            fut.set_exception(e)
+            out.set(error=e)
             raise
         if isinstance(checked, BlobCopy):
-            fut.set_result(checked)
-            return fut
+            out.set(checked)
+            return out
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="imgcore-copy")
+                self._pool = thread_pool(self.jobs, "imgcore-copy")
             pool = self._pool
-        streamed = pool.submit(self._copy_blob, desc, show, checked)
-        streamed.add_done_callback(lambda f: _settle(fut, f))
-        return fut
+        pool.submit(self._run, out, desc, show, checked)
+        return out
+
+    def _run(self, out: _Outcome, desc: Descriptor, show: bool, location: str | None) -> None:
+        try:
+            out.set(self._copy_blob(desc, show, location))
+        except BaseException as e:
+            self._cancel.set()  # the copy fails: the other streams stop at their next chunk
+            out.set(error=e)
 
     def _copy_blobs(self, blobs: list[tuple[Descriptor, bool]]) -> list[BlobCopy]:
         """Every blob settled: the cheap checks (HEAD, mount) one after the other in this thread, which on
         loopback is quicker than handing them to threads; the uploads ``jobs`` at a time."""
-        futures = [self._blob(desc, show) for desc, show in blobs]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            self._cancel.set()
-            wait(futures)
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
+        outcomes = [self._blob(desc, show) for desc, show in blobs]
+        for out in outcomes:
+            out.wait()
+        errors = [out.error for out in outcomes if out.error is not None]
+        if errors:
             real = [e for e in errors if not isinstance(e, _Cancelled)]
             raise (real or errors)[0]
-        return [f.result() for f in futures]
+        return [out.result for out in outcomes if out.result is not None]
 
     # -- manifests ------------------------------------------------------------------------------------------------
 
@@ -503,7 +526,7 @@ def copy(
             if not tags:
                 raise ImgcoreError(f"copy --all-tags: {s} has no tags")
             # a few tags at a time: each is mostly small requests; blobs they share still move once
-            with ThreadPoolExecutor(max_workers=_TAG_JOBS, thread_name_prefix="imgcore-tags") as pool:
+            with thread_pool(_TAG_JOBS, "imgcore-tags") as pool:
                 return list(pool.map(lambda t: copier.copy_reference(t, t, platform=platform), tags))
     finally:
         if own:

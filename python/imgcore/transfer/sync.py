@@ -17,7 +17,6 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -26,7 +25,7 @@ from imgcore._progress import NullProgress, Progress
 from imgcore.errors import InvalidDigest
 from imgcore.reference import Reference
 from imgcore.registry.client import RegistryClient
-from imgcore.transfer.copy import COPY_JOBS, Copier, CopyResult
+from imgcore.transfer.copy import COPY_JOBS, Copier, CopyResult, thread_pool
 from imgcore.transfer.remote import Clients, parse_repository
 
 __all__ = ["HEAD_JOBS", "SyncOptions", "SyncResult", "sync"]
@@ -99,7 +98,7 @@ def sync(
         def compare(tag: str) -> tuple[str, str | None, str | None]:
             return tag, _head_digest(sc, s.path, tag), _head_digest(dc, d.path, tag)
 
-        with ThreadPoolExecutor(max_workers=max(1, head_jobs), thread_name_prefix="imgcore-sync") as pool:
+        with thread_pool(max(1, head_jobs), "imgcore-sync") as pool:
             compared = list(pool.map(compare, names))
             unchanged = [t for t, a, b in compared if a and a == b]
             vanished = [t for t, a, _ in compared if a is None]
