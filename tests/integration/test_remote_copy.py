@@ -15,6 +15,7 @@ from imgcore.registry import Credentials
 from imgcore.transfer import copy as copying
 from imgcore.transfer import remote
 
+from ..conftest import LONG
 from .conftest import FaultProxy, OciImage, RecordingProxy, Registry, TokenServer, skopeo_push
 from .remote_support import MultiArch, imgcore, multiarch, skopeo_inspect
 
@@ -272,3 +273,20 @@ def test_copy_mounts_with_a_bearer_token(oci_image: OciImage, token_registry: tu
     scopes = [q for q, _ in server.requests[asked_before:]]
     assert any("repository%3Atokmount%2Fdst%3Apull%2Cpush" in q and "repository%3Atokmount%2Fsrc%3Apull" in q
                for q in scopes)  # fmt: skip
+
+
+def test_copy_all_tags_of_one_index_under_many_tags(multiarch: MultiArch, registry: Registry,
+                                                    nodelete_registry: Registry) -> None:  # fmt: skip
+    """Tags copied four at a time that name one index: docker-registry rewrites a manifest's link on every PUT,
+    so overlapping PUTs of the index's children made the index PUT fail (DIGEST_INVALID) about one time in 5."""
+    with remote.Clients() as clients:
+        src = clients.get(registry.host)
+        idx = src.get_manifest("multi/app", "multi")
+        tags = [f"i{i:02d}" for i in range(12)]
+        copying.copy(f"{registry.host}/multi/app:multi", f"{registry.host}/manyidx/app:{tags[0]}", clients=clients)
+        for t in tags[1:]:
+            src.put_manifest("manyidx/app", t, idx.raw, idx.media_type)
+        for round_ in range(30 if LONG else 6):
+            results = copying.copy(f"{registry.host}/manyidx/app", f"{nodelete_registry.host}/many{round_}/app",
+                                   clients=clients, all_tags=True)  # fmt: skip
+            assert sorted(r.digest for r in results) == [multiarch.index_digest] * len(tags)

@@ -23,6 +23,7 @@ that platform's manifest and tags it directly (what ``skopeo copy`` does by defa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -271,6 +272,7 @@ class Copier:
         self.jobs = max(1, jobs)
         self._pool: ThreadPoolExecutor | None = None  # made when the first blob has to stream
         self._blobs: dict[str, _Outcome] = {}
+        self._put_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._cancel = threading.Event()
 
@@ -420,7 +422,22 @@ class Copier:
         return top, parse_manifest_or_index(top.raw, top.media_type or None, where=where, limit=MANIFEST_LIMIT)
 
     def _put(self, resp: ManifestResponse, doc: Manifest | Index, reference: str) -> None:
-        self.dst.put_manifest(self.dst_repo, reference, resp.raw, resp.media_type or doc.media_type)
+        """PUT a manifest, holding its digest's lock and, for an index, its children's.
+
+        NOTE: docker-registry's filesystem storage rewrites a manifest's revision link in place on every PUT
+        (truncate, then write), and an index PUT reads its children's links to check they exist: a child PUT
+        again (under a tag, or by a second thread) while an index naming it is checked makes that index fail
+        with DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN. So two PUTs that touch the same manifest never overlap.
+        """
+        digests = {resp.digest}
+        if isinstance(doc, Index):
+            digests |= {child.digest for child in doc.manifests}
+        with self._lock:
+            locks = [self._put_locks.setdefault(d, threading.Lock()) for d in sorted(digests)]
+        with contextlib.ExitStack() as held:
+            for lock in locks:  # in digest order: no two PUTs wait on each other
+                held.enter_context(lock)
+            self.dst.put_manifest(self.dst_repo, reference, resp.raw, resp.media_type or doc.media_type)
 
     def _copy_tree(self, resp: ManifestResponse, doc: Manifest | Index, blobs: list[BlobCopy], depth: int) -> int:
         """Everything ``doc`` needs in the destination except ``doc`` itself; returns manifests written."""
