@@ -1,8 +1,9 @@
 """imgcore: Docker/OCI container images as a Python library and command-line tool, with Rust hot paths.
 
 The front door is :class:`Store` (and the :class:`Image`, :class:`Layer` and :class:`Container` values it
-returns); the Rust entry points (``sha256``, ``extract_layer``, ``diff``, ``write_layer``, ...) are here too.
-``Store``, ``Container`` and ``ExecResult`` are loaded on first use, so ``import imgcore`` (and ``imgcore
+returns), with :class:`Registry`, :func:`copy` and :func:`sync` for work between registries; the Rust entry
+points (``sha256``, ``extract_layer``, ``diff``, ``write_layer``, ...) are here too. ``Store``, ``Container``,
+``ExecResult``, ``Registry``, ``copy`` and ``sync`` are loaded on first use, so ``import imgcore`` (and ``imgcore
 --version``) stays as cheap as the extension module.
 """
 
@@ -32,7 +33,7 @@ from imgcore._core import (
 )
 
 if TYPE_CHECKING:
-    from imgcore.api import Container, ExecResult, Store
+    from imgcore.api import Container, ExecResult, Registry, Store, copy, sync
     from imgcore.image.model import Image, Layer
 
 __all__ = [
@@ -45,8 +46,10 @@ __all__ = [
     "Layer",
     "LayerResult",
     "LayerStats",
+    "Registry",
     "Store",
     "__version__",
+    "copy",
     "diff",
     "errors",
     "extract_layer",
@@ -56,6 +59,7 @@ __all__ = [
     "sha256",
     "sha256_file",
     "sha256_files",
+    "sync",
     "unpack_layers",
     "write_layer",
 ]
@@ -67,6 +71,9 @@ _LAZY = {
     "Store": "imgcore.api",
     "Container": "imgcore.api",
     "ExecResult": "imgcore.api",
+    "Registry": "imgcore.api",
+    "copy": "imgcore.api",
+    "sync": "imgcore.api",
     "Image": "imgcore.image.model",
     "Layer": "imgcore.image.model",
 }

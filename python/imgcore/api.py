@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Unpack
 
 from imgcore._core import Change
 from imgcore._progress import Progress
@@ -37,18 +37,25 @@ from imgcore.image.catalog import catalog, list_images, resolve, tag
 from imgcore.image.importer import import_image
 from imgcore.image.model import Image
 from imgcore.models import Platform
+from imgcore.registry.auth import Credentials
 from imgcore.runtime import logs as _logs
 from imgcore.runtime._state import State
 from imgcore.runtime.spec import RunOptions
 from imgcore.store import ContentStore, FsckProblem
+from imgcore.transfer import remote as _remote
 from imgcore.transfer.archive import load as _load
 from imgcore.transfer.archive import save as _save
+from imgcore.transfer.copy import CopyOptions, CopyResult
+from imgcore.transfer.copy import copy as _copy
 from imgcore.transfer.pull import pull as _pull
 from imgcore.transfer.push import PushResult
 from imgcore.transfer.push import push as _push
+from imgcore.transfer.remote import Clients
 from imgcore.transfer.sources import DEFAULT_JOBS
+from imgcore.transfer.sync import HEAD_JOBS, SyncOptions, SyncResult
+from imgcore.transfer.sync import sync as _sync
 
-__all__ = ["Container", "ExecResult", "Store"]
+__all__ = ["Container", "CopyResult", "ExecResult", "Registry", "Store", "SyncResult", "copy", "sync"]
 
 
 class Container:
@@ -383,3 +390,111 @@ class Store:
     def containers(self) -> list[Container]:
         """Every container, newest first (``docker ps -a``)."""
         return [Container(self, c) for c in self._containers.list()]
+
+
+class Registry:
+    """Registries seen from outside any store (crane's and skopeo's commands): read manifests, configs, digests,
+    tags and catalogs, delete, copy and sync, with one keep-alive client per registry host for every call.
+
+    ::
+
+        with imgcore.Registry(credentials={"ghcr.io": Credentials("me", token)}) as reg:
+            reg.copy("docker.io/library/alpine:3.20", "localhost:5000/mirror/alpine:3.20")
+            reg.sync("localhost:5000/mirror/alpine", "localhost:5001/alpine")
+            print(reg.tags("localhost:5001/alpine"), reg.digest("localhost:5001/alpine:3.20"))
+
+    Args:
+        insecure: extra hosts that may use plain HTTP / unverified TLS (loopback always may).
+        ca_file: PEM bundle to verify registry certificates with.
+        credentials: per-registry credentials; other registries get what ``imgcore login`` (or docker's
+            ``config.json``) has for them. Each registry's credentials go only to that registry.
+    """
+
+    def __init__(
+        self,
+        *,
+        insecure: Iterable[str] = (),
+        ca_file: str | os.PathLike[str] | None = None,
+        credentials: Mapping[str, Credentials | None] | None = None,
+    ) -> None:
+        self.clients = Clients(insecure=insecure, ca_file=ca_file, credentials=credentials, pool_size=HEAD_JOBS + 2)
+        """The registry clients underneath, one per host."""
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        self.clients.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def manifest(self, ref: str) -> bytes:
+        """The manifest or index ``ref`` names, byte for byte as the registry serves it (``crane manifest``)."""
+        return _remote.manifest(ref, self.clients).raw
+
+    def config(self, ref: str, *, platform: str | Platform | None = None) -> bytes:
+        """The config blob of ``ref``'s image (for ``platform``, the host's by default, when it is an index)."""
+        return _remote.config(ref, self.clients, platform=platform)
+
+    def digest(self, ref: str, *, platform: str | Platform | None = None) -> str:
+        """The digest ``ref`` names (one HEAD); with ``platform``, that platform's manifest of an index."""
+        return _remote.digest(ref, self.clients, platform=platform)
+
+    def tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
+        """Every tag of ``repository`` (``host/ns/app``), following the registry's ``Link`` pages."""
+        return _remote.list_tags(repository, self.clients, page_size=page_size)
+
+    def catalog(self, registry: str, *, page_size: int | None = None) -> list[str]:
+        """Every repository ``registry`` (``host[:port]``) lists at ``/v2/_catalog``."""
+        return _remote.catalog(registry, self.clients, page_size=page_size)
+
+    def delete(self, ref: str) -> str:
+        """Delete the manifest ``ref`` names (a tag is resolved to its digest first); returns that digest.
+
+        Raises :class:`~imgcore.errors.UnsupportedOperation` where the registry does not allow deletes."""
+        return _remote.delete(ref, self.clients)
+
+    def copy(self, src: str, dst: str, **options: Unpack[CopyOptions]) -> list[CopyResult]:
+        """Copy ``src`` to ``dst`` registry to registry (see :func:`copy`)."""
+        return _copy(src, dst, clients=self.clients, **options)
+
+    def sync(self, src: str, dst: str, **options: Unpack[SyncOptions]) -> SyncResult:
+        """Make every tag of repository ``src`` name the same digest in repository ``dst`` (see :func:`sync`)."""
+        return _sync(src, dst, clients=self.clients, **options)
+
+
+def copy(
+    src: str,
+    dst: str,
+    *,
+    insecure: Iterable[str] = (),
+    ca_file: str | os.PathLike[str] | None = None,
+    **options: Unpack[CopyOptions],
+) -> list[CopyResult]:
+    """``imgcore copy``: an image from one registry repository to another, without the store or the disk.
+
+    Blobs stream from the source into the destination's upload and are verified before the last byte is sent;
+    blobs the destination has are skipped and, on one registry, mounted. An index is copied whole (every
+    platform; the tag keeps its digest) unless ``platform`` names one, whose manifest is then tagged directly.
+    With ``all_tags``, ``src`` and ``dst`` are repositories and every tag is copied. ``jobs`` blobs move at a
+    time; ``chunk_size`` uploads in ``PATCH`` chunks instead of one ``PUT``. Returns one :class:`CopyResult`
+    per reference copied.
+    """
+    with Registry(insecure=insecure, ca_file=ca_file) as reg:
+        return reg.copy(src, dst, **options)
+
+
+def sync(
+    src: str,
+    dst: str,
+    *,
+    insecure: Iterable[str] = (),
+    ca_file: str | os.PathLike[str] | None = None,
+    **options: Unpack[SyncOptions],
+) -> SyncResult:
+    """``imgcore sync``: every tag of repository ``src`` into repository ``dst`` (or only ``tags``); an
+    unchanged tag costs one manifest HEAD on each side, ``head_jobs`` tags at a time."""
+    with Registry(insecure=insecure, ca_file=ca_file) as reg:
+        return reg.sync(src, dst, **options)

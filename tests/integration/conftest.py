@@ -630,8 +630,13 @@ class _QuietHandler(BaseHTTPRequestHandler):
         pass
 
     def read_body(self) -> bytes | None:
+        """The request's body; a body cut short (the client gave up mid-way) raises ``ConnectionError``."""
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else None
+        body = self.rfile.read(length) if length else None
+        if body is not None and len(body) < length:
+            self.close_connection = True
+            raise ConnectionError(f"request body ended after {len(body)} of {length} bytes")
+        return body
 
     def reply(self, status: int, headers: list[tuple[str, str]], data: bytes, length: str | None = None) -> None:
         """Send the answer; ``length`` is the Content-Length to claim (a HEAD's is the GET's)."""
@@ -694,9 +699,13 @@ class RecordingProxy:
 
         class Handler(_QuietHandler):
             def _forward(self) -> None:
-                body = self.read_body()
                 with proxy._lock:
                     proxy.seen.append((self.command, self.path, dict(self.headers.items())))
+                try:
+                    body = self.read_body()
+                except ConnectionError:
+                    return  # not forwarded: the registry never sees a half upload from us
+
                 split = urlsplit(self.path)
                 query = parse_qs(split.query)
                 page = proxy.paginate_tags and split.path.endswith("/tags/list") and "n" in query

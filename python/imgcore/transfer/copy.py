@@ -23,13 +23,13 @@ that platform's manifest and tags it directly (what ``skopeo copy`` does by defa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import IO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal, TypedDict, cast
 
 from imgcore._core import Hasher
 from imgcore._json import MANIFEST_LIMIT
@@ -48,14 +48,28 @@ from imgcore.reference import parse as parse_reference
 from imgcore.registry.client import BlobStream, ManifestResponse, RegistryClient
 from imgcore.transfer.remote import Clients, parse_platform, parse_repository
 
-__all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyResult", "copy"]
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["COPY_JOBS", "BlobCopy", "Copier", "CopyOptions", "CopyResult", "copy", "thread_pool"]
 
 COPY_JOBS = 4
 """Blobs copied at a time by default."""
+_TAG_JOBS = 4  # tags copied at a time by --all-tags
 _MAX_DEPTH = 4  # an index of indexes of ...: refuse deeper nesting than any real image has
 _NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable."
 
 BlobStatus = Literal["copied", "mounted", "exists", "foreign"]
+
+
+class CopyOptions(TypedDict, total=False):
+    """The options of :func:`copy` past the references and the clients (for the front door's signatures)."""
+
+    all_tags: bool
+    platform: str | Platform | None
+    jobs: int
+    chunk_size: int | None
+    progress: Progress | None
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,8 @@ class _Relay(io.RawIOBase):
         self._what = what
         self._cancel = cancel
         self._hasher = Hasher(desc.digest.split(":", 1)[0])
-        self._pending = memoryview(b"")
+        self._chunk = b""  # the source's last chunk; its bytes from _off on are still to be read
+        self._off = 0
         self._pos = 0
         self._checked = False
 
@@ -129,38 +144,39 @@ class _Relay(io.RawIOBase):
             return self._pos
         raise _NotRewindable(f"{self._what}: the upload was interrupted after {self._pos} bytes")
 
-    def _next(self) -> memoryview:
+    def _next(self) -> bytes:
         if self._cancel.is_set():
             raise _Cancelled
         try:
-            return memoryview(next(self._chunks, b""))
+            return next(self._chunks, b"")
         except RegistryError as e:
             raise _SourceFailed(e) from None
 
     def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes: a source chunk as it came when it fits (no copy), else its next ``n`` bytes.
+
+        Fewer than ``n`` is not the end; ``b""`` is (after the digest and size were checked)."""
         left = self._desc.size - self._pos
         want = left if n is None or n < 0 else min(n, left)
-        out = bytearray()
-        while len(out) < want:
-            if not self._pending:
-                self._pending = self._next()
-                if not self._pending:
-                    raise SizeMismatch(
-                        f"{self._what}: the source ended after {self._pos + len(out)} of {self._desc.size} bytes",
-                        expected=self._desc.size,
-                        actual=self._pos + len(out),
-                    )
-            take = self._pending[: want - len(out)]
-            self._pending = self._pending[len(take) :]
-            out += take
-        self._hasher.update(out)
-        self._pos += len(out)
-        if self._pos == self._desc.size and not self._checked:
+        if want == 0:
+            if not self._checked:
+                self._check()
+            return b""
+        if self._off >= len(self._chunk):
+            self._chunk, self._off = self._next(), 0
+            if not self._chunk:
+                raise SizeMismatch(f"{self._what}: the source ended after {self._pos} of {self._desc.size} bytes",
+                                   expected=self._desc.size, actual=self._pos)  # fmt: skip
+        take = self._chunk[self._off : self._off + want]  # the chunk itself, not a copy, when it all fits
+        self._off += len(take)
+        self._hasher.update(take)
+        self._pos += len(take)
+        if self._pos == self._desc.size:
             self._check()
-        return bytes(out)
+        return take
 
     def _check(self) -> None:
-        extra = len(self._pending) or len(self._next())
+        extra = len(self._chunk) - self._off or len(self._next())
         if extra:
             raise SizeMismatch(f"{self._what}: the source sent more than the {self._desc.size} bytes expected",
                                expected=self._desc.size, actual=self._desc.size + extra)  # fmt: skip
@@ -171,6 +187,61 @@ class _Relay(io.RawIOBase):
         self._checked = True
 
 
+class _Filled(io.RawIOBase):
+    """Reads of exactly ``n`` bytes (but the last) from a reader that returns fewer: ``PATCH`` chunks of the
+    asked size, from a buffer of that size."""
+
+    def __init__(self, inner: _Relay) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def read(self, n: int | None = -1) -> bytes:
+        first = self._inner.read(n)
+        if n is None or n < 0 or len(first) >= n or not first:
+            return first
+        buf = bytearray(first)
+        while len(buf) < n:
+            more = self._inner.read(n - len(buf))
+            if not more:
+                break
+            buf += more
+        return bytes(buf)
+
+
+class _Outcome:
+    """What became of one blob, set once by whoever settles it (this thread or a worker); others wait."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.result: BlobCopy | None = None
+        self.error: BaseException | None = None
+
+    def set(self, result: BlobCopy | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+
+def thread_pool(workers: int, prefix: str) -> ThreadPoolExecutor:
+    """A thread pool of ``workers`` threads named ``prefix``-N (sync's HEADs use it too)."""
+    # NOTE: concurrent.futures (with the logging it imports) costs 10-20 ms of start-up; a copy that only mounts
+    # or skips, and manifest/digest/tags, never need threads, so it is imported when threads are wanted.
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
+
+
 def _is_foreign(desc: Descriptor) -> bool:
     return desc.media_type == DOCKER_FOREIGN_LAYER or desc.media_type.startswith(_NONDISTRIBUTABLE)
 
@@ -178,8 +249,9 @@ def _is_foreign(desc: Descriptor) -> bool:
 class Copier:
     """Copies manifests and their blobs from one repository to another; blobs ``jobs`` at a time.
 
-    One copier serves many references (``--all-tags``, ``sync``): a blob is copied (or found present) once per
-    copier, whichever manifests share it. Use it as a context manager (it owns a thread pool).
+    One copier serves many references (``--all-tags``, ``sync``), from several threads at once if need be: a
+    blob is copied (or found present) once per copier, whichever manifests share it. Use it as a context
+    manager (it owns a thread pool).
     """
 
     def __init__(
@@ -197,15 +269,18 @@ class Copier:
         self.chunk_size = chunk_size
         self.progress = progress if progress is not None else NullProgress()
         self.same_registry = src is dst or src.registry == dst.registry
-        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imgcore-copy")
-        self._blobs: dict[str, Future[BlobCopy]] = {}
+        self.jobs = max(1, jobs)
+        self._pool: ThreadPoolExecutor | None = None  # made when the first blob has to stream
+        self._blobs: dict[str, _Outcome] = {}
+        self._put_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._cancel = threading.Event()
 
     def close(self) -> None:
         """Stop the blob workers (a blob in flight stops at its next chunk) and wait for them."""
         self._cancel.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Copier:
         return self
@@ -224,14 +299,17 @@ class Copier:
 
         return report
 
-    def _copy_blob(self, desc: Descriptor, show: bool) -> BlobCopy:
+    def _check_blob(self, desc: Descriptor, show: bool) -> BlobCopy | str | None:
+        """Settle a blob without moving its bytes if possible: a status, or where to upload it (an upload
+        session's URL, or None for a new one).
+
+        On one registry the mount is asked for straight away (a registry answers 201 for a blob the
+        destination already has, too); elsewhere a HEAD tells whether the destination has it.
+        """
         report = self._report(desc, show)
         if _is_foreign(desc):
             report("Foreign layer, not copied")
             return BlobCopy(desc.digest, desc.size, "foreign")
-        if self.dst.blob_size(self.dst_repo, desc.digest, push=True) is not None:
-            report("Layer already exists")
-            return BlobCopy(desc.digest, desc.size, "exists")
         location: str | None = None
         if self.same_registry and self.src_repo != self.dst_repo:
             try:
@@ -242,6 +320,15 @@ class Copier:
                 if location is None:
                     report(f"Mounted from {self.src_repo}")
                     return BlobCopy(desc.digest, desc.size, "mounted")
+        if self.dst.blob_size(self.dst_repo, desc.digest, push=True) is not None:
+            if location is not None:
+                self.dst.cancel_upload(location, self.dst_repo)
+            report("Layer already exists")
+            return BlobCopy(desc.digest, desc.size, "exists")
+        return location
+
+    def _copy_blob(self, desc: Descriptor, show: bool, location: str | None) -> BlobCopy:
+        report = self._report(desc, show)
         self._stream_blob(desc, location, report)
         report("Copied")
         return BlobCopy(desc.digest, desc.size, "copied")
@@ -260,12 +347,13 @@ class Copier:
                     if stream.total is not None and stream.total != desc.size:
                         raise SizeMismatch(f"{what}: the source serves {stream.total} bytes, the manifest says "
                                            f"{desc.size}", expected=desc.size, actual=stream.total)  # fmt: skip
-                    relay = cast(IO[bytes], _Relay(stream, desc, what, self._cancel))
+                    relay = _Relay(stream, desc, what, self._cancel)
+                    body = cast(IO[bytes], _Filled(relay) if self.chunk_size else relay)
                     self.dst.upload_blob(
                         self.dst_repo,
                         desc.digest,
                         desc.size,
-                        relay,
+                        body,
                         location=loc,
                         chunk_size=self.chunk_size,
                         on_progress=lambda n: report("Copying", n),
@@ -285,24 +373,46 @@ class Copier:
                 self.dst.cancel_upload(loc, self.dst_repo)
                 raise
 
-    def _blob(self, desc: Descriptor, show: bool) -> Future[BlobCopy]:
+    def _blob(self, desc: Descriptor, show: bool) -> _Outcome:
+        """The blob's outcome: settled here when no byte has to move, else streamed by a pool worker."""
         with self._lock:
-            fut = self._blobs.get(desc.digest)
-            if fut is None:
-                fut = self._blobs[desc.digest] = self._pool.submit(self._copy_blob, desc, show)
-            return fut
+            out = self._blobs.get(desc.digest)
+            if out is not None:
+                return out
+            out = self._blobs[desc.digest] = _Outcome()
+        try:
+            checked = self._check_blob(desc, show)
+        except BaseException as e:
+            out.set(error=e)
+            raise
+        if isinstance(checked, BlobCopy):
+            out.set(checked)
+            return out
+        with self._lock:
+            if self._pool is None:
+                self._pool = thread_pool(self.jobs, "imgcore-copy")
+            pool = self._pool
+        pool.submit(self._run, out, desc, show, checked)
+        return out
+
+    def _run(self, out: _Outcome, desc: Descriptor, show: bool, location: str | None) -> None:
+        try:
+            out.set(self._copy_blob(desc, show, location))
+        except BaseException as e:
+            self._cancel.set()  # the copy fails: the other streams stop at their next chunk
+            out.set(error=e)
 
     def _copy_blobs(self, blobs: list[tuple[Descriptor, bool]]) -> list[BlobCopy]:
-        futures = [self._blob(desc, show) for desc, show in blobs]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            self._cancel.set()
-            wait(futures)
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
+        """Every blob settled: the cheap checks (HEAD, mount) one after the other in this thread, which on
+        loopback is quicker than handing them to threads; the uploads ``jobs`` at a time."""
+        outcomes = [self._blob(desc, show) for desc, show in blobs]
+        for out in outcomes:
+            out.wait()
+        errors = [out.error for out in outcomes if out.error is not None]
+        if errors:
             real = [e for e in errors if not isinstance(e, _Cancelled)]
             raise (real or errors)[0]
-        return [f.result() for f in futures]
+        return [out.result for out in outcomes if out.result is not None]
 
     # -- manifests ------------------------------------------------------------------------------------------------
 
@@ -312,7 +422,22 @@ class Copier:
         return top, parse_manifest_or_index(top.raw, top.media_type or None, where=where, limit=MANIFEST_LIMIT)
 
     def _put(self, resp: ManifestResponse, doc: Manifest | Index, reference: str) -> None:
-        self.dst.put_manifest(self.dst_repo, reference, resp.raw, resp.media_type or doc.media_type)
+        """PUT a manifest, holding its digest's lock and, for an index, its children's.
+
+        NOTE: docker-registry's filesystem storage rewrites a manifest's revision link in place on every PUT
+        (truncate, then write), and an index PUT reads its children's links to check they exist: a child PUT
+        again (under a tag, or by a second thread) while an index naming it is checked makes that index fail
+        with DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN. So two PUTs that touch the same manifest never overlap.
+        """
+        digests = {resp.digest}
+        if isinstance(doc, Index):
+            digests |= {child.digest for child in doc.manifests}
+        with self._lock:
+            locks = [self._put_locks.setdefault(d, threading.Lock()) for d in sorted(digests)]
+        with contextlib.ExitStack() as held:
+            for lock in locks:  # in digest order: no two PUTs wait on each other
+                held.enter_context(lock)
+            self.dst.put_manifest(self.dst_repo, reference, resp.raw, resp.media_type or doc.media_type)
 
     def _copy_tree(self, resp: ManifestResponse, doc: Manifest | Index, blobs: list[BlobCopy], depth: int) -> int:
         """Everything ``doc`` needs in the destination except ``doc`` itself; returns manifests written."""
@@ -417,7 +542,9 @@ def copy(
             tags = sc.list_tags(s.path)
             if not tags:
                 raise ImgcoreError(f"copy --all-tags: {s} has no tags")
-            return [copier.copy_reference(t, t, platform=platform) for t in tags]
+            # a few tags at a time: each is mostly small requests; blobs they share still move once
+            with thread_pool(_TAG_JOBS, "imgcore-tags") as pool:
+                return list(pool.map(lambda t: copier.copy_reference(t, t, platform=platform), tags))
     finally:
         if own:
             clients.close()

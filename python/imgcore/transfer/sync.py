@@ -3,7 +3,8 @@
 The source's tags are listed (following ``Link`` pages); then, for each tag, one manifest ``HEAD`` on each side,
 ``head_jobs`` tags at a time over keep-alive connections. A tag whose ``Docker-Content-Digest`` is the same on
 both sides costs nothing more; any other tag is copied by :class:`~imgcore.transfer.copy.Copier` from the digest
-its HEAD named (so what is copied is what was compared), every platform of an index, byte for byte.
+its HEAD named (so what is copied is what was compared), every platform of an index, byte for byte;
+``head_jobs`` changed tags are copied at a time, their blobs ``jobs`` at a time.
 
 Invariants:
 - an unchanged tag makes exactly two requests (a HEAD on each side); the only other requests of an unchanged sync
@@ -16,21 +17,31 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from imgcore._core import Digest
 from imgcore._progress import NullProgress, Progress
 from imgcore.errors import InvalidDigest
 from imgcore.reference import Reference
 from imgcore.registry.client import RegistryClient
-from imgcore.transfer.copy import COPY_JOBS, Copier, CopyResult
+from imgcore.transfer.copy import COPY_JOBS, Copier, CopyResult, thread_pool
 from imgcore.transfer.remote import Clients, parse_repository
 
-__all__ = ["HEAD_JOBS", "SyncResult", "sync"]
+__all__ = ["HEAD_JOBS", "SyncOptions", "SyncResult", "sync"]
 
 HEAD_JOBS = 8
 """Tags compared at a time (each comparison is two HEADs on keep-alive connections)."""
+
+
+class SyncOptions(TypedDict, total=False):
+    """The options of :func:`sync` past the repositories and the clients (for the front door's signatures)."""
+
+    tags: Sequence[str] | None
+    jobs: int
+    head_jobs: int
+    chunk_size: int | None
+    progress: Progress | None
 
 
 @dataclass(frozen=True)
@@ -87,18 +98,18 @@ def sync(
         def compare(tag: str) -> tuple[str, str | None, str | None]:
             return tag, _head_digest(sc, s.path, tag), _head_digest(dc, d.path, tag)
 
-        with ThreadPoolExecutor(max_workers=max(1, head_jobs), thread_name_prefix="imgcore-sync") as pool:
+        with thread_pool(max(1, head_jobs), "imgcore-sync") as pool:
             compared = list(pool.map(compare, names))
-        unchanged = [t for t, a, b in compared if a and a == b]
-        vanished = [t for t, a, _ in compared if a is None]
-        todo = [(t, a) for t, a, b in compared if a is not None and not (a and a == b)]
-        for t in unchanged:
-            progress.line(f"{t}: unchanged")
-        copied: list[CopyResult] = []
-        if todo:
-            with Copier(sc, s.path, dc, d.path, jobs=jobs, chunk_size=chunk_size, progress=progress) as copier:
-                for tag, digest in todo:
-                    copied.append(copier.copy_reference(digest or tag, tag))
+            unchanged = [t for t, a, b in compared if a and a == b]
+            vanished = [t for t, a, _ in compared if a is None]
+            todo = [(t, a) for t, a, b in compared if a is not None and not (a and a == b)]
+            for t in unchanged:
+                progress.line(f"{t}: unchanged")
+            copied: list[CopyResult] = []
+            if todo:
+                # several tags at a time: each is mostly small requests; shared blobs still move once
+                with Copier(sc, s.path, dc, d.path, jobs=jobs, chunk_size=chunk_size, progress=progress) as copier:
+                    copied = list(pool.map(lambda td: copier.copy_reference(td[1] or td[0], td[0]), todo))
         return SyncResult(str(s), str(d), tuple(copied), tuple(unchanged), tuple(vanished))
     finally:
         if own:
