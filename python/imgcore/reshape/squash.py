@@ -14,6 +14,10 @@ normalised layer:
   whose parent is still a directory.
 
 Invariants:
+- an image tagged as an index is squashed for the platform it resolves to (the result is that platform's image:
+  layers are per platform);
+- the unpacked tree stays in the layer cache as the image's copy-driver baseline, so a second squash or flatten
+  of the image skips the extraction; ``prune`` removes it once no container uses it;
 - the layer applied onto the kept base gives exactly the image's merged tree (minus ``exclude``); squashing a
   rewrite (files written, then chmod-ed in another layer) gives the bytes a single step writing the final files
   would have given, since both go through the same writer from the same tree;
