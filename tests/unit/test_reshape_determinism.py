@@ -19,6 +19,7 @@ from imgcore.models import OCI_MANIFEST, Descriptor, ImageConfig, Manifest, cano
 from imgcore.reshape.mutate import append_layers, reconfigure
 from imgcore.reshape.squash import flatten, squash
 from imgcore.reshape.verify import verify
+from tests.conftest import require_tool
 from tests.images_helpers import layer_tar
 from tests.reshape_helpers import image_of_blobs
 from tests.validate import assert_valid_image
@@ -61,8 +62,7 @@ def test_the_time_of_the_run_changes_nothing(store, stack):
 
 def test_same_digests_whatever_the_thread_count(store, stack, tmp_path):
     """Each reshape run in two processes, one pinned to a single core, gives the same image."""
-    if not shutil.which("taskset"):
-        pytest.skip("taskset is not installed")
+    taskset = require_tool("taskset")  # util-linux
     layer = _tar(tmp_path / "l.tar", "added", b"1")
     cpus = sorted(os.sched_getaffinity(0))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -80,7 +80,7 @@ def test_same_digests_whatever_the_thread_count(store, stack, tmp_path):
         ids = []
         for args in commands:
             r = subprocess.run(
-                ["taskset", "-c", pin, sys.executable, "-m", "imgcore", "--root", str(store.root), *args],
+                [taskset, "-c", pin, sys.executable, "-m", "imgcore", "--root", str(store.root), *args],
                 capture_output=True, text=True, env=env, check=True,
             )  # fmt: skip
             ids.append(r.stdout.strip())
