@@ -16,8 +16,9 @@ directory). Best of ``--repeat`` runs, each a full command line (``python -m img
   imgcore's default writes a gzip blob ready to push, and the compression is most of its time;
 - the pure twin: ``imgcore.pure.unpack_layers`` + ``imgcore.pure.write_layer`` of the same layers (no store).
 
-Target: flatten and squash faster than buildah (like for like: uncompressed). Needs root, Debian's ``buildah`` (``apt-get install buildah``;
-a bench dependency only, not CI's) and the corpus. Run: ``python benches/bench_reshape.py [--repeat 3]``.
+Target: flatten and squash faster than buildah (like for like: uncompressed). Needs root, Debian's ``buildah``
+(``apt-get install buildah``; a bench dependency only, not CI's) and the corpus. Run:
+``python benches/bench_reshape.py [--repeat 3]``.
 
 The structure is a list of measurement functions run by :func:`main`; each gets the shared :class:`Bench` and
 returns table rows. The registry-side section (``copy``, ``sync``) is marked below for its own functions.
