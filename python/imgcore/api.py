@@ -12,7 +12,7 @@
     print([i.tags for i in store.images()])
 
 Invariants: this module only composes the workflows below it (catalog, builder, layers, containers, transfers,
-GC); it holds no policy of its own. Every text that names an image goes through the one resolver; values
+reshape, GC); it holds no policy of its own. Every text that names an image goes through the one resolver; values
 returned (:class:`~imgcore.image.model.Image`, :class:`~imgcore.image.model.Layer`) are immutable.
 """
 
@@ -37,11 +37,18 @@ from imgcore.image.catalog import catalog, list_images, resolve, tag
 from imgcore.image.importer import import_image
 from imgcore.image.model import Image
 from imgcore.models import Platform
+from imgcore.reference import parse
 from imgcore.registry.auth import Credentials
+from imgcore.reshape.mutate import append_layers as _append_layers
+from imgcore.reshape.mutate import rebase as _rebase
+from imgcore.reshape.mutate import reconfigure as _reconfigure
+from imgcore.reshape.squash import flatten as _flatten
+from imgcore.reshape.squash import squash as _squash
+from imgcore.reshape.squash import squash_leased
 from imgcore.runtime import logs as _logs
 from imgcore.runtime._state import State
 from imgcore.runtime.spec import RunOptions
-from imgcore.store import ContentStore, FsckProblem
+from imgcore.store import ContentStore, FsckProblem, Lease
 from imgcore.transfer import remote as _remote
 from imgcore.transfer.archive import load as _load
 from imgcore.transfer.archive import save as _save
@@ -170,10 +177,21 @@ class Container:
         author: str | None = None,
         changes: Sequence[str] = (),
         compression: str = "gzip",
+        exclude: Sequence[str] = (),
+        squash: bool = False,
     ) -> Image:
-        """The container's changes as a new image (``docker commit -m -a -c``), tagged ``ref`` when given."""
+        """The container's changes as a new image (``docker commit -m -a -c``), tagged ``ref`` when given; paths
+        matching an ``exclude`` glob are left out; ``squash`` merges the image's layers and the change into one
+        layer (buildah's ``commit --squash``)."""
+        content = self._store.content
+        tag = parse(ref) if ref else None
+
+        def squashed(image: Image, lease: Lease) -> Image:
+            return squash_leased(content, lease, image, 0, tag=tag, compression=compression,
+                                 created_by="imgcore commit --squash")  # fmt: skip
+
         result = _commit(
-            self._store.content,
+            content,
             self._store._containers,
             self._record,
             ref,
@@ -181,6 +199,8 @@ class Container:
             author=author,
             changes=changes,
             compression=compression,
+            exclude=exclude,
+            then=squashed if squash else None,
         )
         return result.image
 
@@ -278,6 +298,46 @@ class Store:
     def disk_usage(self) -> DiskUsage:
         """``docker system df -v``: images, layers (shared and unique), containers."""
         return disk_usage(self.content)
+
+    # -- reshaping (imgcore.reshape) -------------------------------------------------------------------------
+
+    def _img(self, image: str | Image) -> Image:
+        return image if isinstance(image, Image) else resolve(self.content, image)
+
+    def squash(
+        self,
+        image: str | Image,
+        tag: str | None = None,
+        *,
+        last: int | None = None,
+        from_layer: str | None = None,
+        exclude: Sequence[str] = (),
+        compression: str = "gzip",
+    ) -> Image:
+        """``imgcore squash``: the top ``last`` layers (or those above ``from_layer``, a layer digest, diff_id or
+        base image; everything by default) merged into one; paths matching ``exclude`` globs left out."""
+        return _squash(self.content, self._img(image), tag, last=last, from_layer=from_layer, exclude=exclude,
+                       compression=compression)  # fmt: skip
+
+    def flatten(
+        self, image: str | Image, tag: str | None = None, *, exclude: Sequence[str] = (), compression: str = "gzip"
+    ) -> Image:
+        """``imgcore flatten``: one layer equal to the image's merged filesystem (history kept as empty_layer)."""
+        return _flatten(self.content, self._img(image), tag, exclude=exclude, compression=compression)
+
+    def rebase(self, image: str | Image, old_base: str | Image, new_base: str | Image, tag: str | None = None) -> Image:
+        """``imgcore rebase`` (crane's): ``old_base``'s layers at the bottom of ``image`` replaced by ``new_base``'s;
+        :class:`~imgcore.errors.BaseMismatch` when ``old_base`` is not the image's base."""
+        return _rebase(self.content, self._img(image), self._img(old_base), self._img(new_base), tag)
+
+    def append(self, image: str | Image, layers: Sequence[str | os.PathLike[str]], tag: str | None = None) -> Image:
+        """``imgcore append``: layer tarballs (tar, gzip, zstd) added on top, one history entry each, on every
+        platform when ``image`` is an index."""
+        return _append_layers(self.content, self._img(image), layers, tag)
+
+    def reconfigure(self, image: str | Image, changes: Sequence[str], tag: str | None = None) -> Image:
+        """``imgcore config IMAGE -c ...``: the config changed by Dockerfile instructions, no layer added."""
+        return _reconfigure(self.content, self._img(image), changes, tag)
 
     # -- transports -------------------------------------------------------------------------------------------
 

@@ -154,3 +154,33 @@ def test_cli_rebase_append_config(store, family, tmp_path, capsys):
     assert resolve(store, "c:c").config.config["WorkingDir"] == "/app"
     assert main([*root, "rebase", "app:1", "--old-base", "debian:new", "--new-base", "debian:old"]) == 1
     assert "is not its base" in capsys.readouterr().err
+
+
+def test_front_door_methods(store, family, tmp_path):
+    import imgcore
+
+    front = imgcore.Store(store.root)
+    flat = front.flatten("app:1", "api:flat")
+    sq = front.squash("app:1", "api:sq", last=2, exclude=["etc/extra"])
+    reb = front.rebase("app:1", "debian:old", "debian:new", "api:reb")
+    app = front.append(reb, [_tar(tmp_path, "x.tar", {"x": b"x"})], "api:app")
+    cfg = front.reconfigure(app, ["USER nobody"], "api:cfg")
+    for ref, img in (("api:flat", flat), ("api:sq", sq), ("api:reb", reb), ("api:app", app), ("api:cfg", cfg)):
+        assert_valid_image(store, ref)
+        assert front.image(ref).id == img.id
+    assert len(flat.manifest.layers) == 1
+    assert len(sq.manifest.layers) == 2
+    assert "etc/extra" not in snap(applied(store, sq, tmp_path / "sq"))
+    assert cfg.config.config["User"] == "nobody"
+    assert cfg.diff_ids == app.diff_ids == (*reb.diff_ids, app.diff_ids[-1])
+    box = front.create("app:1", driver="copy")
+    (box.rootfs / "junk").mkdir()
+    (box.rootfs / "junk/x").write_bytes(b"x")
+    (box.rootfs / "kept").write_bytes(b"k")
+    one = box.commit("api:commit", squash=True, exclude=["junk"])
+    assert_valid_image(store, "api:commit")
+    assert len(one.manifest.layers) == 1
+    tree = snap(applied(store, one, tmp_path / "c"))
+    assert "kept" in tree
+    assert "junk" not in tree
+    assert "app/run" in tree

@@ -14,6 +14,10 @@ normalised layer:
   whose parent is still a directory.
 
 Invariants:
+- an image tagged as an index is squashed for the platform it resolves to (the result is that platform's image:
+  layers are per platform);
+- the unpacked tree stays in the layer cache as the image's copy-driver baseline, so a second squash or flatten
+  of the image skips the extraction; ``prune`` removes it once no container uses it;
 - the layer applied onto the kept base gives exactly the image's merged tree (minus ``exclude``); squashing a
   rewrite (files written, then chmod-ed in another layer) gives the bytes a single step writing the final files
   would have given, since both go through the same writer from the same tree;
@@ -21,7 +25,9 @@ Invariants:
   new layer, naming what was squashed (``created_by``) and the squashed diff_ids (``comment``);
 - deterministic: the writer's bytes never depend on the thread count, and ``created`` is the source image's
   (to the second) unless ``SOURCE_DATE_EPOCH``/``source_date_epoch`` is set, so the same image gives the same
-  digests; the result is verified (every blob and diff_id re-hashed) before it is tagged.
+  digests; mtimes are clamped to that time too (BuildKit's rule), so a directory whose unpacked mtime is the
+  extraction's clock cannot make two runs differ; the result is verified (every blob and diff_id re-hashed)
+  before it is tagged.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import copy
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +48,8 @@ from imgcore.layers.cache import LayerCache
 from imgcore.layers.exclude import exclude_changes, patterns
 from imgcore.models import Descriptor
 from imgcore.reference import Reference, parse
-from imgcore.reshape.build import derived, rebuild
-from imgcore.reshape.verify import finish
+from imgcore.reshape.build import derived, rebuild, reshape_epoch
+from imgcore.reshape.verify import finish, verify_layers
 from imgcore.store import ContentStore, Lease
 
 __all__ = [
@@ -99,21 +106,18 @@ def keep_count(store: ContentStore, image: Image, *, last: int | None = None, fr
     return len(base.diff_ids)
 
 
-def _rows(store: ContentStore, layers: Sequence[Descriptor]) -> dict[str, str]:
-    """path -> type of the merged view of ``layers``, from the union index (metadata only, no extraction)."""
-    return {row[0]: row[1] for row in layer_index([store.blob_path(d.digest) for d in layers])}
-
-
 def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
 
-def _changes_above(store: ContentStore, image: Image, keep: int) -> list[Change]:
-    """The change set of the image's merged tree against its bottom ``keep`` layers, from the union index."""
-    layers = list(image.manifest.layers)
-    full_rows = layer_index([store.blob_path(d.digest) for d in layers])
+_Row = tuple[str, str, int, int, int, int, int, str, int]
+
+
+def _changes_above(full_rows: Sequence[_Row], base_rows: Sequence[_Row], keep: int) -> list[Change]:
+    """The change set of the image's merged tree (the union index ``full_rows``) against its bottom ``keep``
+    layers (``base_rows``)."""
     full = {r[0]: r[1] for r in full_rows}
-    base = _rows(store, layers[:keep])
+    base = {r[0]: r[1] for r in base_rows}
     wanted: dict[str, str] = {}
     for path, _kind, *_rest, provider in full_rows:
         if provider >= keep:
@@ -160,10 +164,15 @@ def squash_layer(
         chains = cache.check(image)
         lease.add(image.manifest_desc.digest, image.id, *(d.digest for d in image.manifest.layers))
         lease.add(*(LayerCache.key(c) for c in chains), f"rootfs/{cache.baseline_key(image)}")
-    rootfs = cache.ensure_rootfs(image)
+    blobs = [store.blob_path(d.digest) for d in image.manifest.layers]
     changes: list[Change] | None = None
-    if keep > 0:
-        changes = _changes_above(store, image, keep)
+    # The union indexes are read while the rootfs is extracted (each call releases the GIL); they are used only
+    # after the extraction verified every layer's digest and diff_id.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        indexes = [pool.submit(layer_index, blobs), pool.submit(layer_index, blobs[:keep])] if keep else []
+        rootfs = cache.ensure_rootfs(image)
+        if indexes:
+            changes = _changes_above(indexes[0].result(), indexes[1].result(), keep)
     empty = store.temp_path(".empty")
     out = store.temp_path(".layer")
     try:
@@ -177,7 +186,7 @@ def squash_layer(
             str(rootfs),
             str(out),
             compression=compression,
-            source_date_epoch=source_date_epoch,
+            source_date_epoch=_clamp(image, source_date_epoch),
             changes=changes,
         )
         if not result.changes and keep > 0:  # nothing above the base: an empty_layer entry, no layer
@@ -194,6 +203,16 @@ def squash_layer(
     finally:
         out.unlink(missing_ok=True)
         shutil.rmtree(empty, ignore_errors=True)
+
+
+def _clamp(image: Image, source_date_epoch: int | None) -> int | None:
+    """The writer's mtime clamp: ``source_date_epoch``, else ``$SOURCE_DATE_EPOCH`` (None: the writer reads it),
+    else the source image's ``created``. A directory that a layer only writes into (no entry of its own) has the
+    extraction's clock as its mtime in the unpacked tree; clamped to the image's time it no longer depends on when
+    the tree was unpacked, so the same image always gives the same layer."""
+    if image.created is None and source_date_epoch is None:
+        return None
+    return reshape_epoch(image, source_date_epoch)
 
 
 def _marked_history(history: Sequence[Any], keep: int) -> list[Any]:
@@ -227,9 +246,13 @@ def squash_leased(
     if not 0 <= keep <= n:
         raise InvalidArgument(f"squash: cannot keep {keep} of the {n} layers of image {image.short_id}")
     squashed_ids = list(image.diff_ids[keep:])
-    merged = squash_layer(
-        store, lease, image, keep, exclude=exclude, compression=compression, source_date_epoch=source_date_epoch
-    )
+    kept = list(zip(image.manifest.layers[:keep], image.diff_ids[:keep], strict=True))
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the kept layers re-hashed while the new one is written
+        checked = pool.submit(verify_layers, store, kept, f"squash {image.short_id}")
+        merged = squash_layer(
+            store, lease, image, keep, exclude=exclude, compression=compression, source_date_epoch=source_date_epoch
+        )
+        done = checked.result()
     data = copy.deepcopy(dict(image.config.data))
     data["rootfs"] = {"type": "layers", "diff_ids": list(image.diff_ids[:keep])}
     data["history"] = _marked_history(image.config.history, keep)
@@ -245,7 +268,7 @@ def squash_leased(
         comment=f"squashed {len(squashed_ids)} layers: {', '.join(squashed_ids)}" if squashed_ids else "",
     )
     new = rebuild(store, lease, image, base, [addition], source_date_epoch=source_date_epoch)
-    return finish(store, lease, new.manifest_desc, new.id, tag)
+    return finish(store, lease, new.manifest_desc, new.id, tag, done)
 
 
 def squash(

@@ -3,7 +3,9 @@
 Invariants:
 - the manifest (or index and each of its manifests) and the config are re-read and re-hashed against their
   descriptors; every layer blob is decoded once (``_core.inspect_blob``, the layers in parallel: the GIL is
-  released) and both its digest and size and its diff_id are checked against the manifest and the config;
+  released) and both its digest and size and its diff_id are checked against the manifest and the config (a
+  layer the same operation already re-hashed with :func:`verify_layers`, in parallel with its other work, is
+  not decoded twice);
 - only then is the tag written (or, with no tag, the untagged ``index.json`` entry), so a tag never names an image
   whose bytes were not checked after they were written;
 - a failure raises :class:`~imgcore.errors.DigestMismatch` or :class:`~imgcore.errors.InvalidManifest` naming the
@@ -13,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from imgcore._core import inspect_blob
@@ -23,7 +26,7 @@ from imgcore.models import Descriptor, ImageConfig, Index, Manifest, parse_manif
 from imgcore.reference import Reference
 from imgcore.store import ContentStore, Lease
 
-__all__ = ["finish", "verify"]
+__all__ = ["finish", "verify", "verify_layers"]
 
 
 def _manifest(store: ContentStore, desc: Descriptor) -> list[tuple[Descriptor, str, str]]:
@@ -57,25 +60,44 @@ def _layer(store: ContentStore, desc: Descriptor, diff_id: str, where: str) -> N
         )
 
 
-def verify(store: ContentStore, desc: Descriptor) -> None:
-    """Re-hashes the manifest or index ``desc`` names, its configs and every layer blob and diff_id."""
+def verify_layers(store: ContentStore, layers: Iterable[tuple[Descriptor, str]], where: str = "verify") -> set[str]:
+    """Re-hashes each layer blob (digest, size) and its diff_id, the layers in parallel; returns the checked
+    ``"<digest> <diff_id>"`` keys (what :func:`verify` may then skip: they were re-hashed in this operation)."""
+    todo = {f"{d.digest} {diff_id}": (d, diff_id) for d, diff_id in layers}
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+            for f in [pool.submit(_layer, store, d, diff_id, f"{where} layer") for d, diff_id in todo.values()]:
+                f.result()
+    return set(todo)
+
+
+def verify(store: ContentStore, desc: Descriptor, checked: Collection[str] = ()) -> None:
+    """Re-hashes the manifest or index ``desc`` names, its configs and every layer blob and diff_id (except the
+    ``checked`` ones, which :func:`verify_layers` re-hashed earlier in the same operation)."""
     doc = parse_manifest_or_index(store.get_blob(desc.digest, verify=True), desc.media_type or None)
     children = list(doc.manifests) if isinstance(doc, Index) else [desc]
     layers: dict[str, tuple[Descriptor, str, str]] = {}
     for child in children:
         for d, diff_id, where in _manifest(store, child):
-            layers.setdefault(f"{d.digest} {diff_id}", (d, diff_id, where))
-    if not layers:
-        return
-    with ThreadPoolExecutor(max_workers=min(len(layers), os.cpu_count() or 1)) as pool:
-        for f in [pool.submit(_layer, store, *item) for item in layers.values()]:
-            f.result()
+            if f"{d.digest} {diff_id}" not in checked:
+                layers.setdefault(f"{d.digest} {diff_id}", (d, diff_id, where))
+    if layers:
+        with ThreadPoolExecutor(max_workers=min(len(layers), os.cpu_count() or 1)) as pool:
+            for f in [pool.submit(_layer, store, *item) for item in layers.values()]:
+                f.result()
 
 
-def finish(store: ContentStore, lease: Lease, target: Descriptor, image_id: str, tag: Reference | None) -> Image:
+def finish(
+    store: ContentStore,
+    lease: Lease,
+    target: Descriptor,
+    image_id: str,
+    tag: Reference | None,
+    checked: Collection[str] = (),
+) -> Image:
     """Verifies the stored image ``target`` (its blobs held by ``lease``), then tags it (or lists it untagged);
-    returns it as read back from the store."""
-    verify(store, target)
+    returns it as read back from the store. ``checked`` layers were re-hashed earlier by :func:`verify_layers`."""
+    verify(store, target, checked)
     if tag is not None:
         tag_manifest(store, lease, tag, target, image_id)
     else:
