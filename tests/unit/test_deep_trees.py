@@ -21,6 +21,7 @@ import pytest
 
 import imgcore
 from imgcore._fs import rmtree
+from imgcore.cli import main
 from imgcore.errors import ImgcoreError
 from tests.conftest import can_mount_overlay
 from tests.images_helpers import make_image
@@ -87,6 +88,17 @@ def test_deepest_path_that_fits_works_everywhere(tmp_path: Path, driver: str) ->
     with tarfile.open(fileobj=buf) as tf:
         assert rel in tf.getnames()
     assert s.disk_usage().containers
+    # The image with the deep layer: the analysis commands read it, a new container unpacks it.
+    for args in (["ls", "deep:1", "/" + rel.rsplit("/", 1)[0]], ["images"], ["df", "-v"], ["history", "deep:1"]):
+        assert main(["--root", str(s.root), *args]) == 0, args
+    other = s.create("deep:1", name="again", driver=driver)
+    with other.mount() as rootfs:
+        fd = os.open(rootfs, os.O_DIRECTORY)
+        try:
+            os.stat(rel, dir_fd=fd)  # unpacked whole: the deepest file is there
+        finally:
+            os.close(fd)
+    other.remove()
     c.remove()
     s.prune(all=True)
     assert not s.containers()
