@@ -18,6 +18,8 @@ if [ "$want_test" = 1 ]; then
   pkgs+=(skopeo umoci bubblewrap libarchive-tools zstd pigz openssl apache2-utils e2fsprogs)
   # tmux: a real terminal for the interactive attach/exec tests (raw mode, window size, detach keys).
   pkgs+=(tmux)
+  # gcc: builds the LD_PRELOAD library of tests/integration/test_hostile_env.py (the build's C shim needs it too).
+  pkgs+=(gcc)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
