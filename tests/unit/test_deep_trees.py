@@ -145,7 +145,7 @@ def test_rmtree_is_iterative_and_never_follows_links(tmp_path: Path) -> None:
     top = tmp_path / "top"
     top.mkdir()
     fd = os.open(top, os.O_DIRECTORY)
-    for i in range(2000):
+    for i in range(1100):  # deeper than Python's recursion limit (shutil.rmtree on 3.11 fails here)
         os.symlink(str(outside), "link", dir_fd=fd)
         os.close(os.open(f"f{i}", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
         os.mkdir("e", dir_fd=fd)
