@@ -20,6 +20,8 @@ if [ "$want_test" = 1 ]; then
   pkgs+=(tmux)
   # podman, containerd (ctr): the odd-image corpus is read from the store by podman (vfs) and a private containerd.
   pkgs+=(podman containerd)
+  # gcc: builds the LD_PRELOAD library of tests/integration/test_hostile_env.py (the build's C shim needs it too).
+  pkgs+=(gcc)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

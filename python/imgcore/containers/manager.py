@@ -41,6 +41,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import errno
 import os
 import re
 import secrets
@@ -58,7 +59,14 @@ from imgcore import _fs
 from imgcore._core import Change, Digest, diff
 from imgcore._host import CP, MOUNT, UMOUNT, host_env, umount
 from imgcore._json import read_json_file
-from imgcore.errors import ContainerNotFound, ImgcoreError, InvalidArgument, InvalidDigest, InvalidStateFile
+from imgcore.errors import (
+    ContainerNotFound,
+    ImgcoreError,
+    InvalidArgument,
+    InvalidDigest,
+    InvalidStateFile,
+    InvalidTree,
+)
 from imgcore.image.catalog import load_image, resolve
 from imgcore.image.model import Image
 from imgcore.layers.cache import DRIVERS, LayerCache, default_driver, overlay_supported
@@ -429,10 +437,19 @@ class Containers:
         """The container's changes against its image, as ``docker diff`` lists them (A/C/D, path-sorted); what
         the runtime made as mountpoints (and directories changed only because of them) is left out."""
         c.check()
-        if c.driver == "overlay":
-            changes = diff([str(p) for p in self.lowerdirs(c)], str(c.upper), overlay=True, paranoid=paranoid)
-        else:
-            changes = diff(str(self.baseline(c)), str(c.rootfs), paranoid=paranoid)
+        try:
+            if c.driver == "overlay":
+                changes = diff([str(p) for p in self.lowerdirs(c)], str(c.upper), overlay=True, paranoid=paranoid)
+            else:
+                changes = diff(str(self.baseline(c)), str(c.rootfs), paranoid=paranoid)
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            raise InvalidTree(
+                f"diff {c.name}: a path in the container is longer than the kernel accepts (PATH_MAX, 4096 bytes; "
+                f"a directory nested too deep): {str(e.filename or '')[-120:]}",
+                path=e.filename,
+            ) from None
         return _without_runtime_paths(changes, self.runtime_made(c))
 
     def runtime_made(self, c: Container) -> set[str]:

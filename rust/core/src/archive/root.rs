@@ -120,13 +120,24 @@ impl Root {
     }
 
     fn openat2_dir(&self, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
-        openat2(
-            &self.fd,
-            rel,
-            dir_flags(),
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
+        // NOTE: openat2(2): with RESOLVE_IN_ROOT a rename or mount anywhere on the system while ".." is resolved
+        // gives EAGAIN, "the caller should retry" (seen in the suite on a busy machine); after 16 tries the
+        // component walk, equally confined, answers instead.
+        for _ in 0..16 {
+            match openat2(
+                &self.fd,
+                rel,
+                dir_flags(),
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(rustix::io::Errno::AGAIN) => {}
+                other => return other,
+            }
+        }
+        let comps: Vec<Vec<u8>> = rel.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+        self.walk(&comps, false)
+            .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
     }
 
     /// The portable resolver: one `O_NOFOLLOW` open per component, symlinks expanded by hand inside the root.
