@@ -32,10 +32,12 @@ from imgcore._core import (
 )
 
 if TYPE_CHECKING:
+    from imgcore.analysis import Analysis, analyze
     from imgcore.api import Container, ExecResult, Store
     from imgcore.image.model import Image, Layer
 
 __all__ = [
+    "Analysis",
     "Change",
     "Container",
     "Digest",
@@ -47,6 +49,7 @@ __all__ = [
     "LayerStats",
     "Store",
     "__version__",
+    "analyze",
     "diff",
     "errors",
     "extract_layer",
@@ -69,6 +72,8 @@ _LAZY = {
     "ExecResult": "imgcore.api",
     "Image": "imgcore.image.model",
     "Layer": "imgcore.image.model",
+    "Analysis": "imgcore.analysis",
+    "analyze": "imgcore.analysis",
 }
 
 

@@ -57,6 +57,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("pull", "push", "login", "logout", "save", "load"), "imgcore.cli.distribution"),
     **dict.fromkeys(("ls", "layer"), "imgcore.cli.layers"),
     **dict.fromkeys(("fsck", "blob", "demo"), "imgcore.cli.store"),
+    "analyze": "imgcore.cli.analyze",
 }
 
 

@@ -5,3 +5,4 @@ pub mod extract;
 pub mod index;
 pub mod reader;
 pub mod root;
+pub mod table;

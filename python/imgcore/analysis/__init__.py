@@ -1,0 +1,348 @@
+"""Image analysis: how well an image uses its layers (``imgcore analyze``), beyond dive.
+
+:func:`analyze` reads each layer's file table once (``_core.layer_tables``: Rust, layers in parallel, numpy
+columns without copying), caches it by layer digest in the store, and returns an :class:`Analysis`: dive's own
+efficiency and wasted bytes (:mod:`imgcore.analysis.dive`, equal to dive 0.13's), content-true figures
+(:mod:`imgcore.analysis.figures`: every hidden copy once, duplicates by content, metadata-only rewrites with
+their byte cost, compressed and uncompressed sizes per layer), what-if savings and comparisons.
+
+Invariants: an analysis never writes anything but its cache files; a second analysis of the same layers reads
+no layer blob; everything is computed from the tables (bounded by rows, never by layer bytes).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imgcore.analysis import figures
+from imgcore.analysis.dive import DiveFigures, dive_figures
+from imgcore.analysis.figures import VISIBLE, Merge, Rewrite, Wasted
+from imgcore.analysis.tables import (
+    ADDED,
+    DELETED,
+    FILE,
+    KIND_NAMES,
+    METADATA,
+    MODIFIED,
+    OPAQUE,
+    SAME,
+    LayerTable,
+    Reader,
+    load_tables,
+)
+from imgcore.image.model import Image
+from imgcore.store import ContentStore
+
+__all__ = [
+    "Analysis",
+    "Comparison",
+    "DiveFigures",
+    "LayerSummary",
+    "Rewrite",
+    "StoreFiles",
+    "Wasted",
+    "analyze",
+    "find_digest",
+    "store_files",
+]
+
+CHANGE_NAMES = {0: "", ADDED: "added", MODIFIED: "modified", DELETED: "deleted", OPAQUE: "opaque",
+                METADATA: "metadata", SAME: "same"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One layer's figures."""
+
+    index: int
+    digest: str
+    diff_id: str
+    command: str
+    compression: str
+    compressed_bytes: int
+    bytes: int  # the uncompressed tar stream
+    entries: int
+    files: int
+    file_bytes: int  # sum of the file sizes the layer stores
+    added: int
+    modified: int
+    deleted: int
+    metadata_only: int
+    metadata_bytes: int
+    wasted_bytes: int  # bytes of this layer's files that the final image does not show
+    dive_size: int  # dive's layer size (sum of header sizes)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What differs between two images' final trees (``analyze A --against B``: B is the baseline)."""
+
+    added: tuple[tuple[str, int], ...]  # (path, size) in A only
+    removed: tuple[tuple[str, int], ...]  # in B only
+    changed: tuple[tuple[str, int, int, str], ...]  # (path, size in B, size in A, what: content/type/metadata)
+    shared_layers: tuple[str, ...]  # diff_ids both stacks start with
+    common_layers: tuple[str, ...]  # diff_ids both images hold anywhere
+
+    @property
+    def added_bytes(self) -> int:
+        return sum(s for _, s in self.added)
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(s for _, s in self.removed)
+
+
+class Analysis:
+    """The analysis of one image: tables, per-layer summaries, dive's figures and content-true ones."""
+
+    def __init__(self, image: Image, tables: Sequence[LayerTable]) -> None:
+        self.image = image
+        self.tables = tuple(tables)
+        self.names = tuple(t.names() for t in self.tables)
+        self.merge: Merge = figures.merge(self.tables, self.names)
+
+    @property
+    def reference(self) -> str:
+        """The image's first tag, else its ID."""
+        return self.image.tags[0] if self.image.tags else self.image.id
+
+    @functools.cached_property
+    def dive(self) -> DiveFigures:
+        """dive 0.13's efficiency, wasted bytes, user wasted percent and sizes."""
+        return dive_figures(self.tables, self.names)
+
+    @functools.cached_property
+    def commands(self) -> tuple[str, ...]:
+        """The history's ``created_by`` of each layer (``""`` where history has none)."""
+        cmds = [h.created_by for h in self.image.history if not h.empty_layer]
+        return tuple(cmds[i] if i < len(cmds) else "" for i in range(len(self.tables)))
+
+    @functools.cached_property
+    def layers(self) -> tuple[LayerSummary, ...]:
+        """Per-layer summaries, bottom first."""
+        out = []
+        for i, t in enumerate(self.tables):
+            ch = self.merge.changes[i]
+            files = t.kind == FILE
+            meta = files & ((ch == METADATA) | (ch == SAME))
+            hidden = files & (self.merge.shadowed_by[i] != VISIBLE)
+            out.append(
+                LayerSummary(
+                    i, t.digest, t.diff_id, self.commands[i], t.compression, t.compressed_bytes,
+                    t.uncompressed_bytes, len(t), int(files.sum()), int(t.size[files].sum()), int((ch == ADDED).sum()),
+                    int((ch == MODIFIED).sum()), int((ch == DELETED).sum()), int(meta.sum()),
+                    int(t.size[meta].sum()), int(t.size[hidden].sum()), int(t.size.sum()),
+                )
+            )  # fmt: skip
+        return tuple(out)
+
+    @functools.cached_property
+    def wasted(self) -> tuple[Wasted, ...]:
+        """Paths with hidden file copies, most wasted first (each copy but the kept one)."""
+        return tuple(figures.wasted_paths(self.tables, self.names, self.merge))
+
+    @property
+    def wasted_bytes(self) -> int:
+        """Content-true waste: bytes of every stored file copy the final image does not show."""
+        return sum(layer.wasted_bytes for layer in self.layers)
+
+    @functools.cached_property
+    def duplicates(self) -> tuple[int, int]:
+        """``(bytes, groups)``: shown files whose content another shown file already has (every copy but one)."""
+        total, groups, _ = figures.duplicate_content(self.tables, self.merge)
+        return total, groups
+
+    @functools.cached_property
+    def rewrites(self) -> tuple[Rewrite, ...]:
+        """Metadata-only rewrites (chmod, chown, touch copies) with their byte cost, largest first."""
+        return tuple(figures.rewrites(self.tables, self.names, self.merge))
+
+    @property
+    def image_bytes(self) -> int:
+        """Sum of the file sizes all layers store."""
+        return sum(layer.file_bytes for layer in self.layers)
+
+    @property
+    def efficiency(self) -> float:
+        """Content-true efficiency: the share of stored file bytes that are neither hidden nor duplicates."""
+        total = self.image_bytes
+        return 1.0 if not total else (total - self.wasted_bytes - self.duplicates[0]) / total
+
+    def squash_savings(self, n: int) -> int:
+        """Bytes not stored if the top ``n`` layers were squashed into one (nothing is written)."""
+        return figures.squash_savings(self.tables, self.merge, n)
+
+    def drop_savings(self, pattern: str) -> tuple[int, int]:
+        """``(bytes, files)`` saved if every path matching the glob were never written (nothing is written)."""
+        return figures.drop_savings(self.tables, self.names, pattern)
+
+    def fold_savings(self) -> int:
+        """Bytes saved by folding each metadata-only rewrite into the layer that wrote the file."""
+        return sum(r.size for r in self.rewrites)
+
+    def final_files(self) -> dict[str, tuple[str, int, bytes, int, int, int, int]]:
+        """The final tree: path -> ``(kind, size, sha256 or link, mode, uid, gid, layer)``."""
+        out = {}
+        for p, (li, r) in self.merge.view.items():
+            t = self.tables[li]
+            k = int(t.kind[r])
+            ident = t.sha256[r].tobytes() if k == FILE else (self.names[li][t.link[r]] if t.link[r] >= 0 else b"")
+            out["/" + p.decode(errors="surrogateescape")] = (
+                KIND_NAMES[k], int(t.size[r]), ident, int(t.mode[r]), int(t.uid[r]), int(t.gid[r]), li,
+            )  # fmt: skip
+        return out
+
+    def compare(self, baseline: Analysis) -> Comparison:
+        """What this image adds, removes and changes against ``baseline``, and the layers they share."""
+        mine, base = self.final_files(), baseline.final_files()
+        added = tuple(sorted((p, v[1]) for p, v in mine.items() if p not in base))
+        removed = tuple(sorted((p, v[1]) for p, v in base.items() if p not in mine))
+        changed = []
+        for p in sorted(mine.keys() & base.keys()):
+            a, b = mine[p], base[p]
+            if a[0] != b[0]:
+                changed.append((p, b[1], a[1], "type"))
+            elif a[2] != b[2] or a[1] != b[1]:
+                changed.append((p, b[1], a[1], "content"))
+            elif a[3:6] != b[3:6]:
+                changed.append((p, b[1], a[1], "metadata"))
+        shared = []
+        for x, y in zip(self.tables, baseline.tables, strict=False):
+            if x.diff_id != y.diff_id:
+                break
+            shared.append(x.diff_id)
+        common = sorted({t.diff_id for t in self.tables} & {t.diff_id for t in baseline.tables})
+        return Comparison(added, removed, tuple(changed), tuple(shared), tuple(common))
+
+    def layer_files(self, index: int) -> list[dict[str, Any]]:
+        """The full file list of one layer, in archive order (the ``--json`` ``files`` arrays)."""
+        t, nm = self.tables[index], self.names[index]
+        ch, sh = self.merge.changes[index], self.merge.shadowed_by[index]
+        out = []
+        rows = zip(t.path.tolist(), t.kind.tolist(), t.size.tolist(), t.mode.tolist(), t.uid.tolist(),
+                   t.gid.tolist(), t.mtime.tolist(), t.link.tolist(), t.xattrs.tolist(), ch.tolist(), sh.tolist(),
+                   strict=True)  # fmt: skip
+        hexes = t.sha256.tobytes().hex()
+        for r, (p, k, size, mode, uid, gid, mtime, link, xa, c, s) in enumerate(rows):
+            e: dict[str, Any] = {
+                "path": "/" + nm[p].decode(errors="surrogateescape"),
+                "kind": KIND_NAMES[k],
+                "change": CHANGE_NAMES.get(c, ""),
+                "size": size,
+                "mode": mode,
+                "uid": uid,
+                "gid": gid,
+                "mtime": mtime,
+            }
+            if k == FILE:
+                e["sha256"] = "sha256:" + hexes[64 * r : 64 * r + 64]
+            if link >= 0:
+                e["link"] = nm[link].decode(errors="surrogateescape")
+            if xa:
+                e["xattrs"] = xa
+            if s != VISIBLE:
+                e["hidden_by"] = s
+            out.append(e)
+        return out
+
+
+def analyze(image: Image, *, reader: Reader | None = None, cache: bool = True) -> Analysis:
+    """Analyses ``image`` (tables from the store's cache, else read once from its layer blobs).
+
+    Args:
+        image: an image read from a store (``Store.image(ref)``).
+        reader: ``_core.layer_tables`` (default) or the pure twin's ``imgcore.pure.layer_tables``.
+        cache: read and write the per-layer table cache (``imgcore/analysis/``).
+
+    Raises:
+        imgcore.errors.BlobNotFound: a layer blob is not in the store.
+        imgcore.errors.DigestMismatch: a stored layer blob does not hash to its digest.
+        imgcore.errors.InvalidArchive: a layer is not a readable tar.
+    """
+    store = _store_of(image)
+    digests = [layer.digest for layer in image.layers]
+    kw: dict[str, Any] = {"cache": cache}
+    if reader is not None:
+        kw["reader"] = reader
+    return Analysis(image, load_tables(store, digests, **kw))
+
+
+def _store_of(image: Image) -> ContentStore:
+    if image.store is None:
+        raise ValueError(f"image {image.id}: not read from a store, it cannot be analysed")
+    return image.store
+
+
+@dataclass(frozen=True)
+class StoreFiles:
+    """Content duplicated between images of a store (``df --files``)."""
+
+    images: int
+    layers: int
+    duplicated_bytes: int  # every stored copy of a content but one, across distinct layers
+    #: (sha256, size, copies, images holding it), most duplicated bytes first
+    top: tuple[tuple[str, int, int, tuple[str, ...]], ...]
+
+
+def _image_layers(images: Iterable[Image]) -> tuple[dict[str, list[str]], list[Image]]:
+    owners: dict[str, list[str]] = {}
+    imgs = list(images)
+    for im in imgs:
+        name = im.tags[0] if im.tags else im.short_id
+        for layer in im.layers:
+            owners.setdefault(layer.digest, [])
+            if name not in owners[layer.digest]:
+                owners[layer.digest].append(name)
+    return owners, imgs
+
+
+def store_files(store: ContentStore, images: Iterable[Image], *, top: int = 20) -> StoreFiles:
+    """Files of equal content stored in more than one distinct layer blob, over ``images``."""
+    owners, imgs = _image_layers(images)
+    digests = [d for d in owners if store.has_blob(d)]
+    tables = load_tables(store, digests)
+    where: dict[bytes, tuple[int, set[str], set[str]]] = {}
+    for d, t in zip(digests, tables, strict=True):
+        mask = (t.kind == FILE) & (t.size > 0)
+        raw = np.ascontiguousarray(t.sha256[mask]).tobytes()
+        for i, size in enumerate(t.size[mask].tolist()):
+            key = raw[32 * i : 32 * i + 32]
+            e = where.get(key)
+            if e is None:
+                where[key] = (size, {d}, set(owners[d]))
+            else:
+                e[1].add(d)
+                e[2].update(owners[d])
+    rows = []
+    total = 0
+    for key, (size, layers, names) in where.items():
+        if len(layers) > 1:
+            total += size * (len(layers) - 1)
+            rows.append(("sha256:" + key.hex(), size, len(layers), tuple(sorted(names))))
+    rows.sort(key=lambda r: (-(r[1] * (r[2] - 1)), r[0]))
+    return StoreFiles(len(imgs), len(digests), total, tuple(rows[:top]))
+
+
+def find_digest(store: ContentStore, images: Iterable[Image], digest: str) -> list[tuple[str, str, int, str]]:
+    """Where a file of content ``digest`` (``sha256:...``) is: ``(image, path, layer index, layer digest)``."""
+    want = bytes.fromhex(digest.removeprefix("sha256:"))
+    if len(want) != 32:
+        raise ValueError(f"find {digest!r}: not a sha256 digest")
+    needle = np.frombuffer(want, dtype=np.uint8)
+    out = []
+    for im in images:
+        name = im.tags[0] if im.tags else im.short_id
+        layers = [layer.digest for layer in im.layers]
+        tables = load_tables(store, [d for d in layers if store.has_blob(d)])
+        for li, t in enumerate(tables):
+            hits = np.flatnonzero(np.all(t.sha256 == needle, axis=1) & (t.kind == FILE))
+            if len(hits):
+                nm = t.names()
+                for r in hits.tolist():
+                    out.append((name, "/" + nm[t.path[r]].decode(errors="surrogateescape"), li, t.digest))
+    return out
