@@ -18,6 +18,8 @@ if [ "$want_test" = 1 ]; then
   pkgs+=(skopeo umoci bubblewrap libarchive-tools zstd pigz openssl apache2-utils e2fsprogs)
   # tmux: a real terminal for the interactive attach/exec tests (raw mode, window size, detach keys).
   pkgs+=(tmux)
+  # chromium: a real browser renders the `analyze --html` report in the tests (headless screenshot).
+  pkgs+=(chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -22,6 +22,7 @@ __all__ = [
     "extract_layer",
     "gzip_backend",
     "hash_files",
+    "image_pass",
     "inspect_blob",
     "layer_index",
     "layer_tables",
@@ -226,7 +227,8 @@ def layer_tables(
     ``gid`` (uint32), ``mtime`` (int64), ``sha256`` (uint8, 32 per row, zeros unless a file), ``link`` (int32
     string index or -1), ``xattrs`` (uint8 bits: 1 any, 2 capability, 4 ACL, 8 SELinux, 16 other),
     ``xattr_hash`` (uint64); the string table ``strings`` (uint8, each string NUL-terminated) with ``offsets``
-    (uint64); and ``digest``, ``diff_id``, ``compression``, ``compressed_bytes``, ``bytes``. A whiteout row's
+    (uint64); and ``digest``, ``diff_id`` (``""`` for a compressed blob: its stream is not hashed, one SHA-256
+    pass less), ``compression``, ``compressed_bytes``, ``bytes``. A whiteout row's
     path is the path it removes, an opaque row's the directory it empties.
 
     Raises:
@@ -234,6 +236,22 @@ def layer_tables(
         InvalidArchive: corrupt or truncated stream, or a path with a NUL byte.
         UnsafeArchiveEntry: an entry climbs out of the root.
         LimitExceeded: more than ``max_bytes`` uncompressed bytes or ``max_entries`` entries in one layer.
+    """
+
+def image_pass(
+    tables: Sequence[dict[str, Any]],
+) -> tuple[list[Any], list[Any], list[Any], list[Any], tuple[int, int, list[tuple[bytes, int, int]]]]:
+    """The image-wide passes over ``layer_tables`` dicts (bottom first), reading their numpy columns in place.
+
+    Returns per layer (numpy arrays, one element per row) ``changes`` (uint8: 1 added, 2 modified, 3 deleted,
+    4 opaque, 5 metadata-only, 6 identical copy), ``shadowed_by`` (int32: the layer that hid the row, -1 when
+    the final image shows it), ``prev_layer``/``prev_row`` (int32/uint32: the copy the row replaced, layer -1
+    for none); then dive 0.13's sums ``(minimum, discovered, inefficient)``, ``inefficient`` being
+    ``(path, references, cumulative bytes)`` for every path dive saw in two layers or more, largest first.
+
+    Raises:
+        ValueError: a column is missing, not contiguous, of the wrong dtype or length, or an index points
+            outside its string table.
     """
 
 def inspect_blob(src: StrPath, *, max_bytes: int = ...) -> tuple[str, str, str, int, int]:

@@ -1,7 +1,7 @@
 """dive's figures, golden: for twelve seeded images (rewrites, chmod copies, whiteouts of files, directories and
 missing paths, opaque directories, hardlinks, duplicates), ``Analysis.dive`` equals what dive 0.13 itself
 printed for the same images (``tests/vectors/analysis/dive.json``, written by ``python3 -m
-tests.analysis_images`` with dive on PATH), for both table readers."""
+tests.analysis_images`` with dive on PATH), with the Rust passes and with the pure twins."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def test_dive_figures_equal_dive(store: ContentStore, seed: int, reader: str) ->
     for i, tar in enumerate(stack(seed)):
         image = make_image(store, f"seed{seed}:{i}", {}, parent=image, tar=tar, created="2024-01-01T00:00:00Z")
     assert image is not None
-    a = analyze(image, reader=imgcore.pure.analysis.layer_tables if reader == "pure" else None, cache=False)
+    pure = imgcore.pure.analysis
+    a = analyze(image, reader=pure.layer_tables if reader == "pure" else None,
+                image_pass=pure.image_pass if reader == "pure" else None, cache=False)  # fmt: skip
     want = WANT[str(seed)]
     assert a.dive.efficiency == want["efficiencyScore"]
     assert a.dive.wasted_bytes == want["inefficientBytes"]

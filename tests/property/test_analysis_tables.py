@@ -1,7 +1,8 @@
 """Per-layer file tables: the Rust reader (``_core.layer_tables``) and the pure twin (tarfile + hashlib) give the
 same columns, byte for byte, on random layer stacks (whiteouts, opaque markers, hardlinks, symlinks, chmod-style
 rewrites, xattrs) in every compression; and the final view the change pass derives from them holds exactly the
-paths of the Rust union index (``layer_index``) for stacks without symlinked parents."""
+paths of the Rust union index (``layer_index``) for stacks without symlinked parents; the image-wide passes
+(``image_pass``: change kinds, fates, dive's sums) agree with their pure twin."""
 
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ def test_rust_and_twin_tables_agree(
                     assert np.array_equal(v, pc[k]), k
                 else:
                     assert v == pc[k], k
+        # The image-wide passes agree too: changes, fates, replaced copies and dive's sums.
+        cols = [t.columns() for t in rust]
+        got, want = imgcore._core.image_pass(cols), imgcore.pure.analysis.image_pass(cols)
+        for g, w in zip(got[:4], want[:4], strict=True):
+            assert len(g) == len(w)
+            for x, y in zip(g, w, strict=True):
+                assert x.dtype == y.dtype
+                assert np.array_equal(x, y)
+        assert got[4][:2] == want[4][:2]
+        assert sorted(got[4][2]) == sorted(want[4][2])
         # Every row's content hash is the sha256 of the file as extracted.
         for t, layer in zip(rust, layers, strict=False):
             names = t.names()
@@ -93,8 +104,8 @@ def test_final_view_is_the_union_index(stack: tuple[list[Layer], dict[str, Node]
             blobs.append(p)
         tables = _tables(imgcore._core.layer_tables, blobs)
         names = [t.names() for t in tables]
-        m = figures.merge(tables, names)
-        view = {p.decode() for p in m.view}
+        m = figures.merge(tables)
+        view = {p.decode() for p in figures.final_view(tables, names, m)}
         index = {row[0] for row in imgcore.layer_index(blobs)}
         if not any(n.kind == "symlink" for n in model.values()):
             assert view == index

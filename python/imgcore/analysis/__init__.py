@@ -100,11 +100,15 @@ class Comparison:
 class Analysis:
     """The analysis of one image: tables, per-layer summaries, dive's figures and content-true ones."""
 
-    def __init__(self, image: Image, tables: Sequence[LayerTable]) -> None:
+    def __init__(self, image: Image, tables: Sequence[LayerTable], image_pass: figures.Pass | None = None) -> None:
         self.image = image
         self.tables = tuple(tables)
-        self.names = tuple(t.names() for t in self.tables)
-        self.merge: Merge = figures.merge(self.tables, self.names)
+        self.merge: Merge = figures.merge(self.tables, *(() if image_pass is None else (image_pass,)))
+
+    @functools.cached_property
+    def names(self) -> tuple[list[bytes], ...]:
+        """Each layer's string table, decoded (``names[layer][table.path[row]]`` is a row's path)."""
+        return tuple(t.names() for t in self.tables)
 
     @property
     def reference(self) -> str:
@@ -114,7 +118,14 @@ class Analysis:
     @functools.cached_property
     def dive(self) -> DiveFigures:
         """dive 0.13's efficiency, wasted bytes, user wasted percent and sizes."""
-        return dive_figures(self.tables, self.names)
+        m = self.merge
+        return dive_figures(self.tables, m.dive_minimum, m.dive_discovered, m.dive_inefficient)
+
+    @functools.cached_property
+    def diff_ids(self) -> tuple[str, ...]:
+        """Each layer's diff_id as the config lists it (``""`` where it lists none)."""
+        ids = self.image.diff_ids
+        return tuple(ids[i] if i < len(ids) else "" for i in range(len(self.tables)))
 
     @functools.cached_property
     def commands(self) -> tuple[str, ...]:
@@ -133,7 +144,7 @@ class Analysis:
             hidden = files & (self.merge.shadowed_by[i] != VISIBLE)
             out.append(
                 LayerSummary(
-                    i, t.digest, t.diff_id, self.commands[i], t.compression, t.compressed_bytes,
+                    i, t.digest, self.diff_ids[i], self.commands[i], t.compression, t.compressed_bytes,
                     t.uncompressed_bytes, len(t), int(files.sum()), int(t.size[files].sum()), int((ch == ADDED).sum()),
                     int((ch == MODIFIED).sum()), int((ch == DELETED).sum()), int(meta.sum()),
                     int(t.size[meta].sum()), int(t.size[hidden].sum()), int(t.size.sum()),
@@ -188,7 +199,7 @@ class Analysis:
     def final_files(self) -> dict[str, tuple[str, int, bytes, int, int, int, int]]:
         """The final tree: path -> ``(kind, size, sha256 or link, mode, uid, gid, layer)``."""
         out = {}
-        for p, (li, r) in self.merge.view.items():
+        for p, (li, r) in figures.final_view(self.tables, self.names, self.merge).items():
             t = self.tables[li]
             k = int(t.kind[r])
             ident = t.sha256[r].tobytes() if k == FILE else (self.names[li][t.link[r]] if t.link[r] >= 0 else b"")
@@ -212,11 +223,11 @@ class Analysis:
             elif a[3:6] != b[3:6]:
                 changed.append((p, b[1], a[1], "metadata"))
         shared = []
-        for x, y in zip(self.tables, baseline.tables, strict=False):
-            if x.diff_id != y.diff_id:
+        for x, y in zip(self.diff_ids, baseline.diff_ids, strict=False):
+            if x != y:
                 break
-            shared.append(x.diff_id)
-        common = sorted({t.diff_id for t in self.tables} & {t.diff_id for t in baseline.tables})
+            shared.append(x)
+        common = sorted(set(self.diff_ids) & set(baseline.diff_ids))
         return Comparison(added, removed, tuple(changed), tuple(shared), tuple(common))
 
     def layer_files(self, index: int) -> list[dict[str, Any]]:
@@ -251,12 +262,15 @@ class Analysis:
         return out
 
 
-def analyze(image: Image, *, reader: Reader | None = None, cache: bool = True) -> Analysis:
+def analyze(
+    image: Image, *, reader: Reader | None = None, image_pass: figures.Pass | None = None, cache: bool = True
+) -> Analysis:
     """Analyses ``image`` (tables from the store's cache, else read once from its layer blobs).
 
     Args:
         image: an image read from a store (``Store.image(ref)``).
-        reader: ``_core.layer_tables`` (default) or the pure twin's ``imgcore.pure.layer_tables``.
+        reader: ``_core.layer_tables`` (default) or the pure twin's ``imgcore.pure.analysis.layer_tables``.
+        image_pass: ``_core.image_pass`` (default) or the pure twin's ``imgcore.pure.analysis.image_pass``.
         cache: read and write the per-layer table cache (``imgcore/analysis/``).
 
     Raises:
@@ -269,7 +283,7 @@ def analyze(image: Image, *, reader: Reader | None = None, cache: bool = True) -
     kw: dict[str, Any] = {"cache": cache}
     if reader is not None:
         kw["reader"] = reader
-    return Analysis(image, load_tables(store, digests, **kw))
+    return Analysis(image, load_tables(store, digests, **kw), image_pass)
 
 
 def _store_of(image: Image) -> ContentStore:

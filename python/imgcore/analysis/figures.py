@@ -20,35 +20,31 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from imgcore._core import image_pass as _core_image_pass
 from imgcore.analysis.tables import (
-    ADDED,
-    DELETED,
-    DIR,
     FILE,
-    HARDLINK,
     METADATA,
-    MODIFIED,
-    OPAQUE,
     OPAQUE_KIND,
     SAME,
-    SYMLINK,
     WHITEOUT,
     LayerTable,
 )
 
 __all__ = [
     "Merge",
+    "Pass",
     "Rewrite",
     "Wasted",
     "drop_savings",
     "duplicate_content",
+    "final_view",
     "merge",
     "squash_savings",
 ]
@@ -59,12 +55,16 @@ VISIBLE = -1
 
 @dataclass(frozen=True)
 class Merge:
-    """The layers replayed in order: per layer, each row's change and the layer that hid it (``VISIBLE``)."""
+    """The layers replayed in order: per layer, each row's change, the layer that hid it (``VISIBLE``) and the
+    copy it replaced (``prev_layer`` -1: none); and dive's sums (``image_pass``)."""
 
     changes: tuple[npt.NDArray[np.uint8], ...]
     shadowed_by: tuple[npt.NDArray[np.int32], ...]
-    #: final view: path -> (layer, row)
-    view: dict[bytes, tuple[int, int]]
+    prev_layer: tuple[npt.NDArray[np.int32], ...]
+    prev_row: tuple[npt.NDArray[np.uint32], ...]
+    dive_minimum: int
+    dive_discovered: int
+    dive_inefficient: tuple[tuple[bytes, int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -88,89 +88,28 @@ class Rewrite:
     changed: tuple[str, ...]  # mode, owner, mtime, xattrs (empty: an identical copy)
 
 
-def merge(tables: Sequence[LayerTable], names: Sequence[list[bytes]]) -> Merge:
-    """Replays the layers (bottom first) and decides each row's change and fate."""
+Pass = Callable[[list[dict[str, Any]]], tuple[Any, ...]]
+"""``_core.image_pass`` or its pure twin."""
+
+
+def merge(tables: Sequence[LayerTable], image_pass: Pass = _core_image_pass) -> Merge:
+    """Replays the layers (bottom first, in Rust by default) and decides each row's change and fate."""
+    changes, shadows, prev_layer, prev_row, (minimum, discovered, inefficient) = image_pass(
+        [t.columns() for t in tables]
+    )
+    return Merge(tuple(changes), tuple(shadows), tuple(prev_layer), tuple(prev_row), minimum, discovered,
+                 tuple(inefficient))  # fmt: skip
+
+
+def final_view(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> dict[bytes, tuple[int, int]]:
+    """The final tree: path -> ``(layer, row)`` of the entry the image shows."""
     view: dict[bytes, tuple[int, int]] = {}
-    children: dict[bytes, set[bytes]] = {}
-    changes: list[npt.NDArray[np.uint8]] = []
-    shadows: list[npt.NDArray[np.int32]] = []
-    cols = [
-        (t.kind.tolist(), t.mode.tolist(), t.uid.tolist(), t.gid.tolist(), t.mtime.tolist(),
-         t.xattr_hash.tolist(), t.link.tolist(), t.path.tolist())
-        for t in tables
-    ]  # fmt: skip
-    shas = [t.sha256 for t in tables]
-
-    def content(li: int, r: int) -> Any:
-        k = cols[li][0][r]
-        if k == FILE:
-            return (k, shas[li][r].tobytes())
-        if k in (SYMLINK, HARDLINK):
-            return (k, names[li][cols[li][6][r]])
-        return (k, None)
-
-    def remove(p: bytes, by: int, keep: set[bytes], include_self: bool) -> None:
-        todo = [p] if include_self else list(children.get(p, ()))
-        while todo:
-            q = todo.pop()
-            if q in keep:
-                continue
-            hit = view.pop(q, None)
-            if hit is not None:
-                shadows[hit[0]][hit[1]] = by
-                parent = q.rpartition(b"/")[0] if b"/" in q else b""
-                s = children.get(parent)
-                if s is not None:
-                    s.discard(q)
-            todo.extend(children.pop(q, ()))
-
     for li, t in enumerate(tables):
-        kinds, modes, uids, gids, mtimes, xh, _links, paths = cols[li]
-        n = len(t)
-        ch = np.zeros(n, dtype=np.uint8)
-        sh = np.full(n, VISIBLE, dtype=np.int32)
-        changes.append(ch)
-        shadows.append(sh)
+        rows = np.flatnonzero((m.shadowed_by[li] == VISIBLE) & (t.kind != WHITEOUT) & (t.kind != OPAQUE_KIND))
         nm = names[li]
-        kept: set[bytes] = set()
-        for r in range(n):
-            k = kinds[r]
-            p = nm[paths[r]]
-            if k == WHITEOUT:
-                ch[r] = DELETED
-                remove(p, li, kept, True)
-                continue
-            if k == OPAQUE_KIND:
-                ch[r] = OPAQUE
-                remove(p, li, kept, False)
-                continue
-            kept.add(p)
-            q = p
-            while b"/" in q:
-                q = q.rpartition(b"/")[0]
-                if q in kept:
-                    break
-                kept.add(q)
-            old = view.get(p)
-            if old is None:
-                ch[r] = ADDED
-                parent = p.rpartition(b"/")[0] if b"/" in p else b""
-                children.setdefault(parent, set()).add(p)
-            else:
-                ol, orow = old
-                if content(ol, orow) != content(li, r):
-                    ch[r] = MODIFIED
-                    if cols[ol][0][orow] == DIR and k != DIR:
-                        remove(p, li, set(), False)
-                else:
-                    o = cols[ol]
-                    same = (o[1][orow], o[2][orow], o[3][orow], o[5][orow]) == (modes[r], uids[r], gids[r], xh[r])
-                    if k != DIR and o[4][orow] != mtimes[r]:
-                        same = False
-                    ch[r] = SAME if same else METADATA
-                shadows[ol][orow] = li
-            view[p] = (li, r)
-    return Merge(tuple(changes), tuple(shadows), view)
+        for r, p in zip(rows.tolist(), t.path[rows].tolist(), strict=True):
+            view[nm[p]] = (li, r)
+    return view
 
 
 def _as_text(p: bytes) -> str:
@@ -182,22 +121,26 @@ def wasted_paths(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: 
     by_path: dict[bytes, list[Any]] = {}
     for li, t in enumerate(tables):
         hidden = np.flatnonzero((m.shadowed_by[li] != VISIBLE) & (t.kind == FILE))
-        if not len(hidden):
-            continue
-        sizes = t.size[hidden].tolist()
         nm = names[li]
-        for r, size in zip(t.path[hidden].tolist(), sizes, strict=True):
+        for r, size in zip(t.path[hidden].tolist(), t.size[hidden].tolist(), strict=True):
             e = by_path.setdefault(nm[r], [0, 0, []])
             e[0] += 1
             e[1] += size
             e[2].append(li)
-    out = []
-    for p, (copies, wasted, layers) in by_path.items():
-        hit = m.view.get(p)
-        if hit is not None and tables[hit[0]].kind[hit[1]] == FILE:
-            copies += 1
-            layers.append(hit[0])
-        out.append(Wasted(_as_text(p), copies, wasted, tuple(sorted(set(layers)))))
+    if by_path:
+        # The kept copies: visible files at those paths.
+        for li, t in enumerate(tables):
+            nm = names[li]
+            wanted = np.fromiter((i for i, p in enumerate(nm) if p in by_path), dtype=np.uint32)
+            if not len(wanted):
+                continue
+            rows = np.flatnonzero((m.shadowed_by[li] == VISIBLE) & (t.kind == FILE) & np.isin(t.path, wanted))
+            for p in t.path[rows].tolist():
+                e = by_path[nm[p]]
+                e[0] += 1
+                e[2].append(li)
+    out = [Wasted(_as_text(p), copies, wasted, tuple(sorted(set(layers))))
+           for p, (copies, wasted, layers) in by_path.items()]  # fmt: skip
     out.sort(key=lambda w: (-w.wasted_bytes, w.path))
     return out
 
@@ -205,30 +148,23 @@ def wasted_paths(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: 
 def rewrites(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> list[Rewrite]:
     """Metadata-only rewrites of files (the byte cost of chmod/chown/touch steps), largest first."""
     out: list[Rewrite] = []
-    lower: dict[bytes, tuple[int, int]] = {}
     for li, t in enumerate(tables):
-        nm = names[li]
         ch = m.changes[li]
-        hits = set(np.flatnonzero(((ch == METADATA) | (ch == SAME)) & (t.kind == FILE)).tolist())
-        for r, (p, k) in enumerate(zip(t.path.tolist(), t.kind.tolist(), strict=True)):
-            path = nm[p]
-            if r in hits and path in lower:
-                ol, orow = lower[path]
-                o = tables[ol]
-                changed = []
-                if o.mode[orow] != t.mode[r]:
-                    changed.append("mode")
-                if (o.uid[orow], o.gid[orow]) != (t.uid[r], t.gid[r]):
-                    changed.append("owner")
-                if o.mtime[orow] != t.mtime[r]:
-                    changed.append("mtime")
-                if o.xattr_hash[orow] != t.xattr_hash[r]:
-                    changed.append("xattrs")
-                out.append(Rewrite(_as_text(path), li, int(t.size[r]), ol, tuple(changed)))
-            if k == FILE:
-                lower[path] = (li, r)
-            elif k != OPAQUE_KIND:
-                lower.pop(path, None)
+        hits = np.flatnonzero(((ch == METADATA) | (ch == SAME)) & (t.kind == FILE))
+        nm = names[li]
+        for r in hits.tolist():
+            ol, orow = int(m.prev_layer[li][r]), int(m.prev_row[li][r])
+            o = tables[ol]
+            changed = []
+            if o.mode[orow] != t.mode[r]:
+                changed.append("mode")
+            if (o.uid[orow], o.gid[orow]) != (t.uid[r], t.gid[r]):
+                changed.append("owner")
+            if o.mtime[orow] != t.mtime[r]:
+                changed.append("mtime")
+            if o.xattr_hash[orow] != t.xattr_hash[r]:
+                changed.append("xattrs")
+            out.append(Rewrite(_as_text(nm[t.path[r]]), li, int(t.size[r]), ol, tuple(changed)))
     out.sort(key=lambda w: (-w.size, w.path))
     return out
 

@@ -1,7 +1,8 @@
 """CLI: ``analyze IMAGE`` -- how well an image uses its layers: a per-layer summary (bars on a terminal), dive's
 figures beside content-true ones, the top wasted paths, what-if savings; ``--json`` (with every layer's full file
 list), ``--ci`` (dive's rules, output and exit codes), ``--against B``, ``--store`` (content duplicated between the
-store's images) and ``--find-digest`` (which images hold a file of that content)."""
+store's images), ``--find-digest`` (which images hold a file of that content) and ``--html FILE`` (a report with
+SVG charts)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import json
 import math
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from imgcore._humanize import human_size
 from imgcore.analysis import Analysis, analyze, find_digest, store_files
+from imgcore.analysis.html import render_html
 from imgcore.errors import InvalidArgument
 from imgcore.image.catalog import catalog, resolve
 from imgcore.store import ContentStore
@@ -289,6 +292,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise InvalidArgument("analyze: an IMAGE is required (or --store, or --find-digest)")
     a = analyze(resolve(store, args.image), cache=not args.no_cache)
     against = analyze(resolve(store, args.against), cache=not args.no_cache) if args.against else None
+    if args.html:
+        Path(args.html).write_text(render_html(a, top=args.top), encoding="utf-8")
     if args.ci:
         report, passed = ci_report(a, args.lowest_efficiency, args.highest_wasted_bytes,
                                    args.highest_user_wasted_percent)  # fmt: skip
@@ -299,7 +304,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 0 if passed else 1
     if args.json:
         print(json.dumps(to_json(a, args, against)))
-    else:
+    elif not args.html:
         print(_text(a, args, against))
     return 0
 
@@ -314,6 +319,7 @@ def register(sub: Any) -> None:
                    help="dive rule (bytes such as 20MB, or disabled)")  # fmt: skip
     p.add_argument("--highest-user-wasted-percent", "--highestUserWastedPercent", default="0.1",
                    help="dive rule (0-1 or disabled)")  # fmt: skip
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (SVG charts) to FILE")
     p.add_argument("--against", metavar="IMAGE", help="compare with IMAGE (the baseline): added/removed/changed")
     p.add_argument("--squash", type=int, metavar="N", help="what-if: squash the top N layers (default all)")
     p.add_argument("--drop", action="append", metavar="GLOB", help="what-if: never write paths matching GLOB")

@@ -1,4 +1,5 @@
-"""Pure-Python twin of ``imgcore._core.layer_tables``: the per-layer file tables, built with tarfile and hashlib.
+"""Pure-Python twins of ``imgcore._core.layer_tables`` (the per-layer file tables, built with tarfile and hashlib)
+and ``imgcore._core.image_pass`` (the union replay and dive's figures over them).
 
 Same columns, dtypes, row order, string table and errors as the Rust core (``rust/core/src/archive/table.rs``):
 one row per tar entry in archive order, paths cleaned as extraction cleans them and interned in a NUL-joined
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ import numpy as np
 from imgcore.errors import DigestMismatch, InvalidArchive, UnsafeArchiveEntry
 from imgcore.pure.archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, StrPath, _clean, _entries, _name, _Stream
 
-__all__ = ["layer_tables"]
+__all__ = ["image_pass", "layer_tables"]
 
 _KINDS = {"file": 0, "dir": 1, "symlink": 2, "hardlink": 3, "char": 4, "block": 5, "fifo": 6}
 _WHITEOUT, _OPAQUE, _OTHER = 7, 8, 9
@@ -160,7 +162,7 @@ def _one(src: StrPath, expected: str | None, max_bytes: int, max_entries: int) -
     out = t.arrays()
     out.update(
         digest=digest,
-        diff_id=stream.decoded.digest() if stream.compression != "none" else digest,
+        diff_id=digest if stream.compression == "none" else "",  # the table does not hash a compressed stream
         compression=stream.compression,
         compressed_bytes=stream.raw.n,
         bytes=stream.decoded.n,
@@ -176,3 +178,269 @@ def layer_tables(
 ) -> list[dict[str, Any]]:
     """Twin of ``imgcore._core.layer_tables`` (one layer after another: the twin favours clarity)."""
     return [_one(src, expected, max_bytes, max_entries) for src, expected in layers]
+
+
+# -- image_pass: the union replay and dive's figures (the rules: rust/core/src/archive/figures.rs) ----------------
+
+_FILE, _DIR, _SYMLINK, _HARDLINK = 0, 1, 2, 3
+_ADDED, _MODIFIED, _DELETED, _OPAQUE_CHANGE, _METADATA, _SAME = 1, 2, 3, 4, 5, 6
+_WH = b".wh."
+_WHWH = b".wh..wh."
+
+
+@dataclass
+class _Cols:
+    path: list[int]
+    kind: list[int]
+    size: list[int]
+    mode: list[int]
+    uid: list[int]
+    gid: list[int]
+    mtime: list[int]
+    link: list[int]
+    xattr_hash: list[int]
+    sha: bytes
+
+    @classmethod
+    def of(cls, d: dict[str, Any]) -> _Cols:
+        def col(k: str) -> list[int]:
+            values: list[int] = np.asarray(d[k]).tolist()
+            return values
+
+        return cls(col("path"), col("kind"), col("size"), col("mode"), col("uid"), col("gid"), col("mtime"),
+                   col("link"), col("xattr_hash"), np.asarray(d["sha256"]).tobytes())  # fmt: skip
+
+
+def _names(d: dict[str, Any]) -> list[bytes]:
+    raw = np.asarray(d["strings"]).tobytes()
+    return raw.split(b"\0")[:-1] if raw else []
+
+
+def _parent(p: bytes) -> bytes:
+    return p.rpartition(b"/")[0] if b"/" in p else b""
+
+
+def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ...]:
+    view: dict[bytes, tuple[int, int]] = {}
+    children: dict[bytes, set[bytes]] = {}
+    changes = [np.zeros(len(t.kind), dtype=np.uint8) for t in tables]
+    shadows = [np.full(len(t.kind), -1, dtype=np.int32) for t in tables]
+    prev_layer = [np.full(len(t.kind), -1, dtype=np.int32) for t in tables]
+    prev_row = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
+
+    def content(li: int, r: int) -> Any:
+        t = tables[li]
+        k = t.kind[r]
+        if k == _FILE:
+            return (k, t.sha[32 * r : 32 * r + 32])
+        if k in (_SYMLINK, _HARDLINK):
+            return (k, names[li][t.link[r]])
+        return (k, None)
+
+    def remove(todo: list[bytes], by: int, keep: set[bytes]) -> None:
+        while todo:
+            q = todo.pop()
+            if q in keep:
+                continue
+            hit = view.pop(q, None)
+            if hit is not None:
+                shadows[hit[0]][hit[1]] = by
+                s = children.get(_parent(q))
+                if s is not None:
+                    s.discard(q)
+            todo.extend(children.pop(q, ()))
+
+    for li, t in enumerate(tables):
+        nm = names[li]
+        kept: set[bytes] = set()
+        for r, k in enumerate(t.kind):
+            p = nm[t.path[r]]
+            if k == _WHITEOUT:
+                changes[li][r] = _DELETED
+                remove([p], li, kept)
+                continue
+            if k == _OPAQUE:
+                changes[li][r] = _OPAQUE_CHANGE
+                remove(list(children.get(p, ())), li, kept)
+                continue
+            kept.add(p)
+            q = p
+            while b"/" in q:
+                q = _parent(q)
+                if q in kept:
+                    break
+                kept.add(q)
+            old = view.get(p)
+            if old is None:
+                changes[li][r] = _ADDED
+                children.setdefault(_parent(p), set()).add(p)
+            else:
+                ol, orow = old
+                o = tables[ol]
+                if content(ol, orow) != content(li, r):
+                    changes[li][r] = _MODIFIED
+                    if o.kind[orow] == _DIR and k != _DIR:
+                        remove(list(children.pop(p, ())), li, set())
+                else:
+                    same = (o.mode[orow], o.uid[orow], o.gid[orow], o.xattr_hash[orow]) == (
+                        t.mode[r], t.uid[r], t.gid[r], t.xattr_hash[r])  # fmt: skip
+                    if k != _DIR and o.mtime[orow] != t.mtime[r]:
+                        same = False
+                    changes[li][r] = _SAME if same else _METADATA
+                shadows[ol][orow] = li
+                prev_layer[li][r] = ol
+                prev_row[li][r] = orow
+            view[p] = (li, r)
+    return changes, shadows, prev_layer, prev_row
+
+
+class _Node:
+    __slots__ = ("children", "isdir", "size")
+
+    def __init__(self) -> None:
+        self.children: dict[bytes, _Node] = {}
+        self.size = 0
+        self.isdir = False
+
+
+def _layer_nodes(t: _Cols, names: list[bytes]) -> dict[tuple[bytes, ...], tuple[int, bool] | None]:
+    """dive's tree of one layer, flat: node components -> ``(size, is_dir)``, ``None`` for implied parents."""
+    nodes: dict[tuple[bytes, ...], tuple[int, bool] | None] = {}
+    kinds, sizes, paths = t.kind, t.size, t.path
+    for k, size, p in zip(kinds, sizes, paths, strict=True):
+        comps = tuple(names[p].split(b"/")) if names[p] else ()
+        if any(c.startswith(_WHWH) for c in comps):
+            continue  # dive drops such paths (aufs bookkeeping) where it meets them
+        if k == _OPAQUE:
+            payload: tuple[int, bool] | None = None  # the marker itself is dropped, its parents implied
+        elif k == _WHITEOUT:
+            comps = (*comps[:-1], _WH + comps[-1])
+            payload = (0, False)
+        else:
+            payload = (size, k == _DIR)
+        for i in range(len(comps) - 1, 0, -1):
+            if comps[:i] in nodes:
+                break
+            nodes[comps[:i]] = None
+        if payload is not None:
+            nodes[comps] = payload
+        elif comps and comps not in nodes:
+            nodes[comps] = None
+    return nodes
+
+
+def _leaves(nodes: dict[tuple[bytes, ...], Any]) -> list[tuple[bytes, ...]]:
+    parents = {c[:-1] for c in nodes}
+    return [c for c in nodes if c not in parents]
+
+
+def _get(root: _Node, comps: tuple[bytes, ...]) -> _Node | None:
+    node = root
+    for c in comps:
+        nxt = node.children.get(c)
+        if nxt is None:
+            return None
+        node = nxt
+    return node
+
+
+def _subtree_size(node: _Node) -> int:
+    total, todo = 0, [node]
+    while todo:
+        n = todo.pop()
+        total += n.size
+        todo.extend(n.children.values())
+    return total
+
+
+def _add(root: _Node, comps: tuple[bytes, ...], payload: tuple[int, bool] | None) -> None:
+    node = root
+    for c in comps:
+        nxt = node.children.get(c)
+        if nxt is None:
+            if c.startswith(_WHWH):
+                return
+            nxt = node.children[c] = _Node()
+        node = nxt
+    node.size, node.isdir = payload if payload is not None else (0, False)
+
+
+def _post_order(nodes: dict[tuple[bytes, ...], Any]) -> list[tuple[bytes, ...]]:
+    """Nodes deepest first with children sorted by name: sort by components, parents after their subtree."""
+    order: list[tuple[bytes, ...]] = []
+    stack: list[tuple[bytes, ...]] = []
+    for c in sorted(nodes):
+        while stack and c[: len(stack[-1])] != stack[-1]:
+            order.append(stack.pop())
+        stack.append(c)
+    order.extend(reversed(stack))
+    return order
+
+
+def _stack(root: _Node, nodes: dict[tuple[bytes, ...], Any]) -> None:
+    for comps in _post_order(nodes):
+        if comps[-1].startswith(_WH):
+            target = (*comps[:-1], comps[-1][len(_WH) :])
+            parent = _get(root, target[:-1])
+            if parent is not None:
+                parent.children.pop(target[-1], None)
+        else:
+            _add(root, comps, nodes[comps])
+
+
+def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, list[tuple[bytes, int, int]]]:
+    layer_nodes = [_layer_nodes(t, n) for t, n in zip(tables, names, strict=True)]
+    needs_stack = [any(c[-1].startswith(_WH) for c in _leaves(nodes)) for nodes in layer_nodes]
+    cum: dict[tuple[bytes, ...], int] = {}
+    low: dict[tuple[bytes, ...], int] = {}
+    refs: dict[tuple[bytes, ...], int] = {}
+    stacked: _Node | None = None
+    stacked_upto = -1  # stacked == copy(L0) + L0 + ... + L(stacked_upto)
+    last_needed = max((i for i, need in enumerate(needs_stack) if need), default=-1)
+    if last_needed >= 0:
+        stacked = _Node()
+        for comps, payload in layer_nodes[0].items():
+            _add(stacked, comps, payload)
+    for i, nodes in enumerate(layer_nodes):
+        leaves = _leaves(nodes)
+        if needs_stack[i]:
+            assert stacked is not None
+            while stacked_upto < i - 1:
+                stacked_upto += 1
+                _stack(stacked, layer_nodes[stacked_upto])
+            leaves.sort()
+        for comps in leaves:
+            name = comps[-1] if comps else b""
+            if name.startswith(_WH):
+                key = (*comps[:-1], name[len(_WH) :])
+                assert stacked is not None
+                prev = _get(stacked, key)
+                if prev is None:
+                    # dive's visitor has already made the path's entry (minimum -1, nothing added), then errors
+                    # out: the rest of this layer is not counted.
+                    if key not in cum:
+                        cum[key], low[key], refs[key] = 0, -1, 0
+                    break
+                size = _subtree_size(prev) if prev.isdir else 0
+            else:
+                key = comps
+                payload = nodes[comps]
+                size = payload[0] if payload is not None else 0
+            if key in cum:
+                cum[key] += size
+                low[key] = size if low[key] < 0 else min(low[key], size)
+                refs[key] += 1
+            else:
+                cum[key], low[key], refs[key] = size, size, 1
+    inefficient = [(b"/" + b"/".join(k), refs[k], cum[k]) for k in cum if refs[k] >= 2]
+    inefficient.sort(key=lambda r: (-r[2], r[0]))
+    return sum(low.values()), sum(cum.values()), inefficient
+
+
+def image_pass(tables: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
+    """Twin of ``imgcore._core.image_pass``: ``(changes, shadowed_by, prev_layer, prev_row, (minimum,
+    discovered, inefficient))`` per layer (bottom first)."""
+    cols = [_Cols.of(d) for d in tables]
+    names = [_names(d) for d in tables]
+    changes, shadows, prev_layer, prev_row = _merge(cols, names)
+    return changes, shadows, prev_layer, prev_row, _dive(cols, names)

@@ -84,7 +84,8 @@ pub struct LayerTable {
     pub strings: Vec<u8>,
     /// Start offset of each string in `strings` (its length is up to the next NUL).
     pub offsets: Vec<u64>,
-    /// What the decoder measured (digest, `diff_id`, compression, both sizes).
+    /// What the decoder measured (digest, compression, both sizes; its `diff_id` only for a plain tar, whose
+    /// digest it is: the stream of a compressed blob is not hashed).
     pub summary: Option<StreamSummary>,
 }
 
@@ -277,7 +278,8 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
         ctx: ctx.clone(),
         buf: vec![0u8; 256 * 1024],
     };
-    let mut pipe = Pipeline::start(src, max_bytes)?;
+    // The diff_id is not needed here (the digest is what is checked and what keys the cache): one hash less.
+    let mut pipe = Pipeline::start_hashing(src, max_bytes, false)?;
     for_each_entry(&mut pipe, &ctx, max_entries, max_bytes, |meta, data| {
         b.entry(meta, data)
     })?;
