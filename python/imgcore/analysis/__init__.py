@@ -30,7 +30,9 @@ from imgcore.analysis.tables import (
     METADATA,
     MODIFIED,
     OPAQUE,
+    OPAQUE_KIND,
     SAME,
+    WHITEOUT,
     LayerTable,
     Reader,
     load_tables,
@@ -229,6 +231,27 @@ class Analysis:
             shared.append(x)
         common = sorted(set(self.diff_ids) & set(baseline.diff_ids))
         return Comparison(added, removed, tuple(changed), tuple(shared), tuple(common))
+
+    def tree_at(self, index: int) -> list[tuple[str, str, int, int, str]]:
+        """The merged tree as of layer ``index`` (dive's layer view), path-sorted: ``(path, kind, size, layer,
+        mark)``; ``mark`` is ``waste`` for a file a later layer hides, else what layer ``index`` did to the path
+        (``added``, ``modified``, ``deleted``, ``metadata``, ``same``, ``""`` for an entry of a lower layer)."""
+        out: dict[str, tuple[str, str, int, int, str]] = {}
+        for li in range(index + 1):
+            t, nm = self.tables[li], self.names[li]
+            sh, ch = self.merge.shadowed_by[li], self.merge.changes[li]
+            alive = (sh == VISIBLE) | (sh > index)
+            if li == index:
+                alive |= t.kind == WHITEOUT  # removals of this layer are shown, marked
+            rows = np.flatnonzero(alive & (t.kind != OPAQUE_KIND))
+            for p, k, size, c, s in zip(t.path[rows].tolist(), t.kind[rows].tolist(), t.size[rows].tolist(),
+                                        ch[rows].tolist(), sh[rows].tolist(), strict=True):  # fmt: skip
+                path = "/" + nm[p].decode(errors="surrogateescape")
+                mark = CHANGE_NAMES.get(c, "") if li == index else ""
+                if k == FILE and s != VISIBLE:
+                    mark = "waste"  # whatever this layer did, a later one hides the copy
+                out[path] = (path, KIND_NAMES[k], size, li, mark)
+        return [out[p] for p in sorted(out)]
 
     def layer_files(self, index: int) -> list[dict[str, Any]]:
         """The full file list of one layer, in archive order (the ``--json`` ``files`` arrays)."""

@@ -2,11 +2,12 @@
 figures beside content-true ones, the top wasted paths, what-if savings; ``--json`` (with every layer's full file
 list), ``--ci`` (dive's rules, output and exit codes), ``--against B``, ``--store`` (content duplicated between the
 store's images), ``--find-digest`` (which images hold a file of that content) and ``--html FILE`` (a report with
-SVG charts)."""
+SVG charts), ``-i`` (the textual explorer)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
@@ -292,6 +293,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise InvalidArgument("analyze: an IMAGE is required (or --store, or --find-digest)")
     a = analyze(resolve(store, args.image), cache=not args.no_cache)
     against = analyze(resolve(store, args.against), cache=not args.no_cache) if args.against else None
+    if args.interactive:
+        # textual is loaded only here (the command groups' own lazy loading, by module name).
+        importlib.import_module("imgcore.analysis.explore").run(a)
+        return 0
     if args.html:
         Path(args.html).write_text(render_html(a, top=args.top), encoding="utf-8")
     if args.ci:
@@ -319,6 +324,7 @@ def register(sub: Any) -> None:
                    help="dive rule (bytes such as 20MB, or disabled)")  # fmt: skip
     p.add_argument("--highest-user-wasted-percent", "--highestUserWastedPercent", default="0.1",
                    help="dive rule (0-1 or disabled)")  # fmt: skip
+    p.add_argument("-i", "--interactive", action="store_true", help="explore layers and the merged tree (textual)")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (SVG charts) to FILE")
     p.add_argument("--against", metavar="IMAGE", help="compare with IMAGE (the baseline): added/removed/changed")
     p.add_argument("--squash", type=int, metavar="N", help="what-if: squash the top N layers (default all)")
