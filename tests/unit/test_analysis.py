@@ -191,3 +191,18 @@ def test_cli_text_json_ci(store: ContentStore, capsys: pytest.CaptureFixture[str
     assert main([*root, "analyze", "--find-digest", tool]) == 0
     assert "/copy/tool" in capsys.readouterr().out
     assert main([*root, "analyze", "--find-digest", "sha256:" + "0" * 64]) == 1
+    capsys.readouterr()
+    assert main([*root, "df", "--files"]) == 0
+    assert "of file content is stored more than once" in capsys.readouterr().out
+    assert main([*root, "df", "--files", "--digest", tool]) == 0
+    assert "/copy/tool" in capsys.readouterr().out
+
+
+def test_removing_an_image_drops_its_cached_tables(store: ContentStore) -> None:
+    _, app = _images(store)
+    analyze(app)
+    top = cache_path(store, app.layers[1].digest)
+    assert top.is_file()
+    imgcore.Store(store.root).remove("app:1")
+    assert not top.exists()  # the blob went, its table with it
+    assert cache_path(store, app.layers[0].digest).is_file()  # base:1 still holds the bottom layer

@@ -92,10 +92,12 @@ class Comparison:
 
     @property
     def added_bytes(self) -> int:
+        """Bytes of the files only this image has."""
         return sum(s for _, s in self.added)
 
     @property
     def removed_bytes(self) -> int:
+        """Bytes of the files only the baseline has."""
         return sum(s for _, s in self.removed)
 
 

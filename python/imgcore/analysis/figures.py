@@ -39,7 +39,6 @@ from imgcore.analysis.tables import (
 
 __all__ = [
     "Merge",
-    "Pass",
     "Rewrite",
     "Wasted",
     "drop_savings",

@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import zipfile
 from collections.abc import Callable, Sequence
@@ -41,18 +40,26 @@ __all__ = [
     "OPAQUE",
     "SAME",
     "LayerTable",
-    "Reader",
     "cache_path",
-    "forget_table",
     "load_tables",
 ]
 
-#: Row kinds (the ``kind`` column), as ``rust/core/src/archive/table.rs`` numbers them.
 KIND_NAMES = ("file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque", "other")
+"""Row kinds (the ``kind`` column) by number, as ``rust/core/src/archive/table.rs`` numbers them."""
 FILE, DIR, SYMLINK, HARDLINK, WHITEOUT, OPAQUE_KIND = 0, 1, 2, 3, 7, 8
 
-#: Change kinds (``Analysis.changes``): what a row does to the layers below it.
-ADDED, MODIFIED, DELETED, OPAQUE, METADATA, SAME = 1, 2, 3, 4, 5, 6
+ADDED = 1
+"""Change kind (``Merge.changes``): the path did not exist below."""
+MODIFIED = 2
+"""Change kind: new content (or another kind of entry) over the copy below."""
+DELETED = 3
+"""Change kind: a whiteout."""
+OPAQUE = 4
+"""Change kind: an opaque directory marker."""
+METADATA = 5
+"""Change kind: the same content as the copy below with other metadata (chmod, chown, touch, xattrs)."""
+SAME = 6
+"""Change kind: an identical copy of the one below (a directory's mtime is not compared)."""
 
 _COLUMNS: dict[str, Any] = {
     "path": np.uint32,
@@ -172,13 +179,7 @@ class LayerTable:
 def cache_path(store: ContentStore, digest: str) -> Path:
     """Where the table of layer ``digest`` is cached."""
     d = Digest(digest)
-    return store.paths.analysis / f"{d.algorithm}-{d.hex}.npz"
-
-
-def forget_table(store: ContentStore, digest: str) -> None:
-    """Drops the cached table of a deleted blob."""
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        cache_path(store, digest).unlink()
+    return store.paths.analysis_table(f"{d.algorithm}:{d.hex}")
 
 
 def _read_cache(path: Path, digest: str) -> LayerTable | None:

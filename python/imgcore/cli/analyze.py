@@ -22,7 +22,7 @@ from imgcore.errors import InvalidArgument
 from imgcore.image.catalog import catalog, resolve
 from imgcore.store import ContentStore
 
-__all__ = ["ci_report", "parse_bytes", "register"]
+__all__ = ["ci_report", "parse_bytes", "register", "store_report"]
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15, "kib": 2**10, "ki": 2**10, "mib": 2**20,
@@ -275,27 +275,33 @@ def _text(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> st
     return "\n".join(out)
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    store = ContentStore(args.root)
-    if args.find_digest:
-        hits = find_digest(store, catalog(store), args.find_digest)
+def store_report(store: ContentStore, *, find: str | None, top: int) -> int:
+    """``analyze --store`` / ``df --files``: content stored more than once across the store's layers; with
+    ``find`` (``analyze --find-digest``, ``df --files --digest``), where a file of that content is."""
+    if find:
+        hits = find_digest(store, catalog(store), find)
         for name, path, layer, digest in hits:
             print(f"{name}\t{path}\tlayer {layer} ({digest})")
         return 0 if hits else 1
-    if args.store:
-        sf = store_files(store, catalog(store), top=args.top)
-        print(f"{sf.images} images, {sf.layers} layers: {human_size(sf.duplicated_bytes)} of file content is "
-              f"stored more than once across layers ({sf.duplicated_bytes} bytes)")  # fmt: skip
-        for sha, size, copies, images in sf.top:
-            print(f"{copies:>4}x {human_size(size):>9}  {sha}  {', '.join(images)}")
-        return 0
+    sf = store_files(store, catalog(store), top=top)
+    print(f"{sf.images} images, {sf.layers} layers: {human_size(sf.duplicated_bytes)} of file content is "
+          f"stored more than once across layers ({sf.duplicated_bytes} bytes)")  # fmt: skip
+    for sha, size, copies, images in sf.top:
+        print(f"{copies:>4}x {human_size(size):>9}  {sha}  {', '.join(images)}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    store = ContentStore(args.root)
+    if args.find_digest or args.store:
+        return store_report(store, find=args.find_digest, top=args.top)
     if args.image is None:
         raise InvalidArgument("analyze: an IMAGE is required (or --store, or --find-digest)")
     a = analyze(resolve(store, args.image), cache=not args.no_cache)
     against = analyze(resolve(store, args.against), cache=not args.no_cache) if args.against else None
     if args.interactive:
         # textual is loaded only here (the command groups' own lazy loading, by module name).
-        importlib.import_module("imgcore.analysis.explore").run(a)
+        importlib.import_module("imgcore.analysis._explore").run(a)
         return 0
     if args.html:
         Path(args.html).write_text(render_html(a, top=args.top), encoding="utf-8")
@@ -315,6 +321,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Adds ``analyze`` to the command line."""
     p = sub.add_parser("analyze", help="how well an image uses its layers: waste, duplicates, dive's figures")
     p.add_argument("image", nargs="?")
     p.add_argument("--json", action="store_true", help="print everything as JSON, with each layer's file list")

@@ -101,6 +101,11 @@ class StorePaths:
         """Per-layer file tables of ``analyze``, one ``<algorithm>-<hex>.npz`` per layer blob digest."""
         return self.state / "analysis"
 
+    def analysis_table(self, digest: str) -> Path:
+        """The cached file table of the layer blob ``digest`` (``algorithm:hex``, already validated)."""
+        algorithm, _, hexpart = digest.partition(":")
+        return self.analysis / f"{algorithm}-{hexpart}.npz"
+
     @property
     def layers(self) -> Path:
         """The unpacked-layer cache (overlay form), one directory per chain ID."""
