@@ -101,7 +101,7 @@ def _rewrite_npz(target: Path, **changes: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    ["garbage", "truncated", "path-index", "link-index", "dtype", "offsets", "digest", "pickle", "lengths"],
+    ["garbage", "truncated", "path-index", "link-index", "dtype", "offsets", "digest", "pickle", "lengths", "shape"],
 )
 def test_hostile_cache_is_read_again(store: ContentStore, damage: str) -> None:
     _, app = _images(store)
@@ -126,6 +126,11 @@ def test_hostile_cache_is_read_again(store: ContentStore, damage: str) -> None:
         with zipfile.ZipFile(path, "a") as z:
             z.writestr("evil.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
                        + b" " * 50 + b"\n" + b"\x80\x04K\x01.")  # fmt: skip
+    elif damage == "shape":  # a header declaring far more data than the member holds (numpy would allocate it)
+        raw = path.read_bytes()
+        at = raw.index(b"'shape': (") + len(b"'shape': (")
+        end = raw.index(b",", at)
+        path.write_bytes(raw[:at] + b"9" * (end - at) + raw[end:])
     elif damage == "lengths":
         _rewrite_npz(path, mode=np.zeros(1, dtype=np.uint32))
     tables = load_tables(store, [digest])

@@ -182,18 +182,42 @@ def cache_path(store: ContentStore, digest: str) -> Path:
     return store.paths.analysis_table(f"{d.algorithm}:{d.hex}")
 
 
+def _members_fit(f: Any) -> bool:
+    """Whether every array of the ``.npz`` in ``f`` is stored uncompressed with no more data declared than
+    its member holds (numpy would allocate a hostile header's shape before it finds the data missing)."""
+    with zipfile.ZipFile(f) as z:
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return False
+            with z.open(info) as m:
+                version = np.lib.format.read_magic(m)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(m)
+                elif version in ((2, 0), (3, 0)):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(m)
+                else:
+                    return False
+                if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
+                    return False
+    f.seek(0)
+    return True
+
+
 def _read_cache(path: Path, digest: str) -> LayerTable | None:
     try:
         if path.stat().st_size > _MAX_CACHE:
             return None
-        with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
-            cols: dict[str, Any] = {k: z[k] for k in z.files}
+        with path.open("rb") as f:
+            if not _members_fit(f):
+                return None
+            with np.load(f, allow_pickle=False) as z:
+                cols: dict[str, Any] = {k: z[k] for k in z.files}
         if int(cols.pop("format")) != _FORMAT:
             return None
         for k in _META:
             cols[k] = cols[k].item() if k in cols and cols[k].ndim == 0 else None
         table = LayerTable.from_columns(cols, str(path))
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, AttributeError, MemoryError):
         return None
     return table if table.digest == digest else None
 
