@@ -13,7 +13,7 @@ no layer blob; everything is computed from the tables (bounded by rows, never by
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,10 +256,13 @@ class Analysis:
         return [out[p] for p in sorted(out)]
 
     def layer_files(self, index: int) -> list[dict[str, Any]]:
-        """The full file list of one layer, in archive order (the ``--json`` ``files`` arrays)."""
+        """The full file list of one layer, in archive order (the ``--json`` ``fileList`` arrays)."""
+        return list(self.iter_layer_files(index))
+
+    def iter_layer_files(self, index: int) -> Iterator[dict[str, Any]]:
+        """:meth:`layer_files` one entry at a time (memory for one entry, not the layer's list)."""
         t, nm = self.tables[index], self.names[index]
         ch, sh = self.merge.changes[index], self.merge.shadowed_by[index]
-        out = []
         rows = zip(t.path.tolist(), t.kind.tolist(), t.size.tolist(), t.mode.tolist(), t.uid.tolist(),
                    t.gid.tolist(), t.mtime.tolist(), t.link.tolist(), t.xattrs.tolist(), ch.tolist(), sh.tolist(),
                    strict=True)  # fmt: skip
@@ -283,8 +286,7 @@ class Analysis:
                 e["xattrs"] = xa
             if s != VISIBLE:
                 e["hidden_by"] = s
-            out.append(e)
-        return out
+            yield e
 
 
 def analyze(

@@ -64,6 +64,7 @@ class Merge:
     dive_minimum: int
     dive_discovered: int
     dive_inefficient: tuple[tuple[bytes, int, int], ...]
+    path_id: tuple[npt.NDArray[np.uint32], ...]  # image-wide id of each row's path
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ Pass = Callable[[list[dict[str, Any]]], tuple[Any, ...]]
 
 def merge(tables: Sequence[LayerTable], image_pass: Pass = _core_image_pass) -> Merge:
     """Replays the layers (bottom first, in Rust by default) and decides each row's change and fate."""
-    changes, shadows, prev_layer, prev_row, (minimum, discovered, inefficient) = image_pass(
+    changes, shadows, prev_layer, prev_row, (minimum, discovered, inefficient), path_id = image_pass(
         [t.columns() for t in tables]
     )
     return Merge(tuple(changes), tuple(shadows), tuple(prev_layer), tuple(prev_row), minimum, discovered,
-                 tuple(inefficient))  # fmt: skip
+                 tuple(inefficient), tuple(path_id))  # fmt: skip
 
 
 def final_view(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> dict[bytes, tuple[int, int]]:
@@ -116,30 +117,44 @@ def _as_text(p: bytes) -> str:
 
 
 def wasted_paths(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> list[Wasted]:
-    """Paths with file copies the final image does not show, most wasted bytes first."""
-    by_path: dict[bytes, list[Any]] = {}
+    """Paths with file copies the final image does not show, most wasted bytes first (grouped by path id)."""
+    hid_ids, hid_size, hid_layer, keep_ids, keep_layer = [], [], [], [], []
+    first: dict[int, tuple[int, int]] = {}
     for li, t in enumerate(tables):
-        hidden = np.flatnonzero((m.shadowed_by[li] != VISIBLE) & (t.kind == FILE))
-        nm = names[li]
-        for r, size in zip(t.path[hidden].tolist(), t.size[hidden].tolist(), strict=True):
-            e = by_path.setdefault(nm[r], [0, 0, []])
-            e[0] += 1
-            e[1] += size
-            e[2].append(li)
-    if by_path:
-        # The kept copies: visible files at those paths.
-        for li, t in enumerate(tables):
-            nm = names[li]
-            wanted = np.fromiter((i for i, p in enumerate(nm) if p in by_path), dtype=np.uint32)
-            if not len(wanted):
-                continue
-            rows = np.flatnonzero((m.shadowed_by[li] == VISIBLE) & (t.kind == FILE) & np.isin(t.path, wanted))
-            for p in t.path[rows].tolist():
-                e = by_path[nm[p]]
-                e[0] += 1
-                e[2].append(li)
-    out = [Wasted(_as_text(p), copies, wasted, tuple(sorted(set(layers))))
-           for p, (copies, wasted, layers) in by_path.items()]  # fmt: skip
+        files = t.kind == FILE
+        hidden = np.flatnonzero(files & (m.shadowed_by[li] != VISIBLE))
+        shown = np.flatnonzero(files & (m.shadowed_by[li] == VISIBLE))
+        hid_ids.append(m.path_id[li][hidden])
+        hid_size.append(t.size[hidden])
+        hid_layer.append(np.full(len(hidden), li, dtype=np.int64))
+        keep_ids.append(m.path_id[li][shown])
+        keep_layer.append(np.full(len(shown), li, dtype=np.int64))
+    ids = np.concatenate(hid_ids).astype(np.int64)
+    if not len(ids):
+        return []
+    sizes = np.concatenate(hid_size)
+    n = int(max(ids.max(), max((int(k.max()) for k in keep_ids if len(k)), default=0))) + 1
+    wasted = np.bincount(ids, weights=sizes.astype(np.float64), minlength=n)
+    copies = np.bincount(ids, minlength=n)
+    kept_ids = np.concatenate(keep_ids).astype(np.int64)
+    kept = np.zeros(n, dtype=np.int64)
+    kept[kept_ids] = 1
+    # The layers holding a copy of each path: unique (path id, layer) pairs.
+    pairs = np.unique(np.concatenate([ids * 4096 + np.concatenate(hid_layer),
+                                      kept_ids * 4096 + np.concatenate(keep_layer)]))  # fmt: skip
+    pair_ids, pair_layers = pairs // 4096, pairs % 4096
+    # A path of each id: its first hidden row.
+    for li, t in enumerate(tables):
+        hidden = np.flatnonzero((t.kind == FILE) & (m.shadowed_by[li] != VISIBLE))
+        for pid, p in zip(m.path_id[li][hidden].tolist(), t.path[hidden].tolist(), strict=True):
+            if pid not in first:
+                first[pid] = (li, p)
+    out = []
+    starts = np.searchsorted(pair_ids, np.arange(n + 1))
+    for pid in np.flatnonzero(copies).tolist():
+        li, p = first[pid]
+        layers = tuple(pair_layers[starts[pid] : starts[pid + 1]].tolist())
+        out.append(Wasted(_as_text(names[li][p]), int(copies[pid] + kept[pid]), round(float(wasted[pid])), layers))
     out.sort(key=lambda w: (-w.wasted_bytes, w.path))
     return out
 
@@ -150,20 +165,25 @@ def rewrites(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merg
     for li, t in enumerate(tables):
         ch = m.changes[li]
         hits = np.flatnonzero(((ch == METADATA) | (ch == SAME)) & (t.kind == FILE))
+        if not len(hits):
+            continue
+        prev_l, prev_r = m.prev_layer[li][hits], m.prev_row[li][hits]
         nm = names[li]
-        for r in hits.tolist():
-            ol, orow = int(m.prev_layer[li][r]), int(m.prev_row[li][r])
+        for ol in np.unique(prev_l).tolist():
+            sel = prev_l == ol
+            rows, orows = hits[sel], prev_r[sel].astype(np.int64)
             o = tables[ol]
-            changed = []
-            if o.mode[orow] != t.mode[r]:
-                changed.append("mode")
-            if (o.uid[orow], o.gid[orow]) != (t.uid[r], t.gid[r]):
-                changed.append("owner")
-            if o.mtime[orow] != t.mtime[r]:
-                changed.append("mtime")
-            if o.xattr_hash[orow] != t.xattr_hash[r]:
-                changed.append("xattrs")
-            out.append(Rewrite(_as_text(nm[t.path[r]]), li, int(t.size[r]), ol, tuple(changed)))
+            flags = {
+                "mode": o.mode[orows] != t.mode[rows],
+                "owner": (o.uid[orows] != t.uid[rows]) | (o.gid[orows] != t.gid[rows]),
+                "mtime": o.mtime[orows] != t.mtime[rows],
+                "xattrs": o.xattr_hash[orows] != t.xattr_hash[rows],
+            }
+            cols = [f.tolist() for f in flags.values()]
+            keys = list(flags)
+            for i, (p, size) in enumerate(zip(t.path[rows].tolist(), t.size[rows].tolist(), strict=True)):
+                changed = tuple(k for k, c in zip(keys, cols, strict=True) if c[i])
+                out.append(Rewrite(_as_text(nm[p]), li, size, ol, changed))
     out.sort(key=lambda w: (-w.size, w.path))
     return out
 

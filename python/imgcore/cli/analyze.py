@@ -154,7 +154,8 @@ def _what_if(a: Analysis, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> dict[str, Any]:
-    """The ``--json`` document: dive's figures under ``dive`` (its export's names), content-true ones beside."""
+    """The ``--json`` document without the per-layer ``fileList`` arrays (:func:`write_json` streams them in):
+    dive's figures under ``dive`` (its export's names), content-true ones beside."""
     d = a.dive
     dup_bytes, dup_groups = a.duplicates
     doc: dict[str, Any] = {
@@ -225,6 +226,18 @@ def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> 
             "commonLayers": list(c.common_layers),
         }
     return doc
+
+
+def write_json(a: Analysis, doc: dict[str, Any], out: Any) -> None:
+    """Writes ``doc`` with each layer's ``fileList`` streamed in (memory for one entry, not the image's list)."""
+    layers = doc.pop("layers")
+    out.write(json.dumps(doc)[:-1] + ', "layers": [')
+    for i, layer in enumerate(layers):
+        out.write((", " if i else "") + json.dumps(layer)[:-1] + ', "fileList": [')
+        for j, entry in enumerate(a.iter_layer_files(layer["index"])):
+            out.write((", " if j else "") + json.dumps(entry))
+        out.write("]}")
+    out.write("]}\n")
 
 
 def _text(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> str:
@@ -309,12 +322,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         report, passed = ci_report(a, args.lowest_efficiency, args.highest_wasted_bytes,
                                    args.highest_user_wasted_percent)  # fmt: skip
         if args.json:
-            print(json.dumps(to_json(a, args, against)))
+            write_json(a, to_json(a, args, against), sys.stdout)
         else:
             print(report)
         return 0 if passed else 1
     if args.json:
-        print(json.dumps(to_json(a, args, against)))
+        write_json(a, to_json(a, args, against), sys.stdout)
     elif not args.html:
         print(_text(a, args, against))
     return 0

@@ -227,6 +227,8 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
     shadows = [np.full(len(t.kind), -1, dtype=np.int32) for t in tables]
     prev_layer = [np.full(len(t.kind), -1, dtype=np.int32) for t in tables]
     prev_row = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
+    path_id = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
+    ids: dict[bytes, int] = {}
 
     def content(li: int, r: int) -> Any:
         t = tables[li]
@@ -255,6 +257,7 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
         kept: set[bytes] = set()
         for r, k in enumerate(t.kind):
             p = nm[t.path[r]]
+            path_id[li][r] = ids.setdefault(p, len(ids))
             if k == _WHITEOUT:
                 changes[li][r] = _DELETED
                 remove([p], li, kept)
@@ -291,7 +294,7 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
                 prev_layer[li][r] = ol
                 prev_row[li][r] = orow
             view[p] = (li, r)
-    return changes, shadows, prev_layer, prev_row
+    return changes, shadows, prev_layer, prev_row, path_id
 
 
 class _Node:
@@ -439,8 +442,8 @@ def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, list
 
 def image_pass(tables: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
     """Twin of ``imgcore._core.image_pass``: ``(changes, shadowed_by, prev_layer, prev_row, (minimum,
-    discovered, inefficient))`` per layer (bottom first)."""
+    discovered, inefficient), path_id)``, per layer (bottom first)."""
     cols = [_Cols.of(d) for d in tables]
     names = [_names(d) for d in tables]
-    changes, shadows, prev_layer, prev_row = _merge(cols, names)
-    return changes, shadows, prev_layer, prev_row, _dive(cols, names)
+    changes, shadows, prev_layer, prev_row, path_id = _merge(cols, names)
+    return changes, shadows, prev_layer, prev_row, _dive(cols, names), path_id

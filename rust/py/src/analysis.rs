@@ -152,13 +152,15 @@ impl<'py> Columns<'py> {
     }
 }
 
-/// What `image_pass` returns: per-layer `changes`, `shadowed_by`, `prev_layer`, `prev_row` arrays, and dive's sums.
+/// What `image_pass` returns: per-layer `changes`, `shadowed_by`, `prev_layer`, `prev_row` arrays, dive's sums,
+/// and per-layer `path_id` arrays.
 type PassResult<'py> = (
     Vec<Bound<'py, PyArray1<u8>>>,
     Vec<Bound<'py, PyArray1<i32>>>,
     Vec<Bound<'py, PyArray1<i32>>>,
     Vec<Bound<'py, PyArray1<u32>>>,
     (i64, i64, Vec<(Vec<u8>, u32, i64)>),
+    Vec<Bound<'py, PyArray1<u32>>>,
 );
 
 /// The image-wide passes over per-layer tables (bottom first): the union replay and dive's figures.
@@ -173,5 +175,6 @@ pub fn image_pass<'py>(py: Python<'py>, tables: Vec<Bound<'py, PyDict>>) -> PyRe
         m.prev_layer.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_row.into_iter().map(|v| v.into_pyarray(py)).collect(),
         (d.minimum, d.discovered, d.inefficient),
+        m.path_id.into_iter().map(|v| v.into_pyarray(py)).collect(),
     ))
 }

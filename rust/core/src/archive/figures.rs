@@ -94,6 +94,8 @@ pub struct Merge {
     pub prev_layer: Vec<Vec<i32>>,
     /// Per layer, the row of the copy each row replaced (in `prev_layer`).
     pub prev_row: Vec<Vec<u32>>,
+    /// Per layer, an image-wide id of each row's path (equal paths, equal ids; numbered in order of appearance).
+    pub path_id: Vec<Vec<u32>>,
 }
 
 fn parent(p: &[u8]) -> &[u8] {
@@ -112,13 +114,17 @@ pub fn merge(tables: &[TableRef<'_>]) -> Merge {
         m.shadowed_by.push(vec![VISIBLE; n]);
         m.prev_layer.push(vec![-1; n]);
         m.prev_row.push(vec![0; n]);
+        m.path_id.push(vec![0; n]);
     }
+    let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
     for (li, t) in tables.iter().enumerate() {
         let mut kept: FxHashSet<&[u8]> = FxHashSet::default();
         let by = i32::try_from(li).unwrap_or(i32::MAX);
         for r in 0..t.kind.len() {
             let k = t.kind[r];
             let p = t.name(r);
+            let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            m.path_id[li][r] = *ids.entry(p).or_insert(next);
             if k == KIND_WHITEOUT || k == KIND_OPAQUE {
                 m.changes[li][r] = if k == KIND_WHITEOUT { DELETED } else { OPAQUE };
                 let mut todo: Vec<&[u8]> = if k == KIND_WHITEOUT {
@@ -212,8 +218,12 @@ const WHWH: &[u8] = b".wh..wh.";
 
 /// Orders paths as dive visits them: component by component (a `/` sorts before any other byte).
 fn by_components(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let key = |c: &u8| if *c == b'/' { 0 } else { u16::from(*c) + 1 };
-    a.iter().map(key).cmp(b.iter().map(key))
+    let same = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let key = |c: u8| if c == b'/' { 0 } else { u16::from(c) + 1 };
+    match (a.get(same), b.get(same)) {
+        (Some(&x), Some(&y)) => key(x).cmp(&key(y)),
+        _ => a.len().cmp(&b.len()),
+    }
 }
 
 fn last_name(p: &[u8]) -> &[u8] {
