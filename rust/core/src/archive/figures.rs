@@ -205,6 +205,8 @@ pub struct Dive {
 
 /// A node's payload: `(size, is_dir)`, `None` for an implied parent.
 type Payload = Option<(i64, bool)>;
+/// One layer's dive tree, flat: node path -> payload.
+type Nodes<'a> = FxHashMap<&'a [u8], Payload>;
 
 #[derive(Default)]
 struct Node<'a> {
@@ -234,13 +236,22 @@ fn is_whiteout_node(p: &[u8]) -> bool {
     last_name(p).starts_with(WH)
 }
 
-/// dive's tree of one layer, flat and keyed by path (a whiteout's node is `dir/.wh.NAME`, from `wh_paths`).
-fn layer_nodes<'a>(t: &TableRef<'a>, wh_paths: &'a [Vec<u8>]) -> FxHashMap<&'a [u8], Payload> {
+/// dive's tree of one layer, flat and keyed by path (a whiteout's node is `dir/.wh.NAME`, from `wh_paths`:
+/// `(row, node path)` for each whiteout row, in row order). Also returns each whiteout node's target path.
+fn layer_nodes<'a>(t: &TableRef<'a>, wh_paths: &'a [(usize, Vec<u8>)]) -> (Nodes<'a>, FxHashMap<&'a [u8], &'a [u8]>) {
     let mut nodes: FxHashMap<&'a [u8], Payload> = FxHashMap::default();
-    for (r, wh_path) in wh_paths.iter().enumerate().take(t.kind.len()) {
+    let mut targets: FxHashMap<&'a [u8], &'a [u8]> = FxHashMap::default();
+    let mut wh = wh_paths.iter().peekable();
+    for r in 0..t.kind.len() {
         let k = t.kind[r];
         let name: &'a [u8] = if k == KIND_WHITEOUT {
-            wh_path.as_slice()
+            match wh.next_if(|(row, _)| *row == r) {
+                Some((_, p)) => {
+                    targets.insert(p.as_slice(), t.name(r));
+                    p.as_slice()
+                }
+                None => continue,
+            }
         } else {
             t.name(r)
         };
@@ -266,7 +277,7 @@ fn layer_nodes<'a>(t: &TableRef<'a>, wh_paths: &'a [Vec<u8>]) -> FxHashMap<&'a [
             nodes.entry(name).or_insert(None);
         }
     }
-    nodes
+    (nodes, targets)
 }
 
 fn leaves<'a>(nodes: &FxHashMap<&'a [u8], Payload>) -> Vec<&'a [u8]> {
@@ -342,76 +353,59 @@ fn stack<'a>(root: &mut Node<'a>, nodes: &FxHashMap<&'a [u8], Payload>) {
     }
 }
 
-/// dive's efficiency over the layers (bottom first).
-pub fn dive(tables: &[TableRef<'_>]) -> Dive {
-    // `dir/.wh.NAME` for whiteout rows, owned here so the trees can borrow them (empty for other rows).
-    let wh: Vec<Vec<Vec<u8>>> = tables
-        .iter()
-        .map(|t| {
-            (0..t.kind.len())
-                .map(|r| {
-                    if t.kind[r] != KIND_WHITEOUT {
-                        return Vec::new();
-                    }
-                    let p = t.name(r);
-                    let dir = parent(p);
-                    let mut v = dir.to_vec();
-                    if !dir.is_empty() {
-                        v.push(b'/');
-                    }
-                    v.extend_from_slice(WH);
-                    v.extend_from_slice(last_name(p));
-                    v
-                })
-                .collect()
-        })
-        .collect();
-    let layer_nodes: Vec<FxHashMap<&[u8], Payload>> = tables.iter().zip(&wh).map(|(t, w)| layer_nodes(t, w)).collect();
-    let all_leaves: Vec<Vec<&[u8]>> = layer_nodes.iter().map(leaves).collect();
-    let needs: Vec<bool> = all_leaves
-        .iter()
-        .map(|ls| ls.iter().any(|p| is_whiteout_node(p)))
-        .collect();
-    let mut stacked = Node::default();
-    if needs.iter().any(|&n| n) {
-        for (p, payload) in &layer_nodes[0] {
-            add(&mut stacked, p, *payload);
-        }
-    }
-    let mut next_to_stack = 0; // stacked == copy(L0) + L0 + ... + L(next_to_stack - 1)
-                               // Per path: (cumulative, minimum, references); a whiteout's path is an owned string.
-    let mut cum: FxHashMap<Vec<u8>, (i64, i64, u32)> = FxHashMap::default();
-    for (i, nodes) in layer_nodes.iter().enumerate() {
-        let mut ls = all_leaves[i].clone();
-        if needs[i] {
-            while next_to_stack < i {
-                stack(&mut stacked, &layer_nodes[next_to_stack]);
-                next_to_stack += 1;
+/// `(row, dir/.wh.NAME)` for each whiteout row of a layer: the node dive makes of it.
+fn whiteout_nodes(t: &TableRef<'_>) -> Vec<(usize, Vec<u8>)> {
+    (0..t.kind.len())
+        .filter(|&r| t.kind[r] == KIND_WHITEOUT)
+        .map(|r| {
+            let p = t.name(r);
+            let dir = parent(p);
+            let mut v = dir.to_vec();
+            if !dir.is_empty() {
+                v.push(b'/');
             }
+            v.extend_from_slice(WH);
+            v.extend_from_slice(last_name(p));
+            (r, v)
+        })
+        .collect()
+}
+
+/// dive's efficiency over the layers (bottom first). One layer's tree is held at a time, beside the stack of
+/// the layers below (kept only while a later layer has whiteouts to size).
+pub fn dive(tables: &[TableRef<'_>]) -> Dive {
+    let wh: Vec<Vec<(usize, Vec<u8>)>> = tables.iter().map(whiteout_nodes).collect();
+    let last_wh = wh.iter().rposition(|w| !w.is_empty());
+    let mut stacked = Node::default(); // before visiting layer i: copy(L0) + L0 + ... + L(i-1)
+    let mut cum: FxHashMap<&[u8], (i64, i64, u32)> = FxHashMap::default();
+    for (i, t) in tables.iter().enumerate() {
+        let (nodes, targets) = layer_nodes(t, &wh[i]);
+        if i == 0 && last_wh.is_some() {
+            for (p, payload) in &nodes {
+                add(&mut stacked, p, *payload);
+            }
+        }
+        let mut ls = leaves(&nodes);
+        if ls.iter().any(|p| is_whiteout_node(p)) {
             ls.sort_unstable_by(|a, b| by_components(a, b));
         }
         for p in ls {
-            let name = last_name(p);
-            let (key, size) = if name.starts_with(WH) {
-                let dir = parent(p);
-                let mut key = dir.to_vec();
-                if !dir.is_empty() {
-                    key.push(b'/');
-                }
-                key.extend_from_slice(&name[WH.len()..]);
-                let Some(prev) = get(&stacked, &key) else {
-                    cum.entry(key).or_insert((0, -1, 0));
+            let (key, size) = if let Some(&target) = targets.get(p) {
+                let Some(prev) = get(&stacked, target) else {
+                    cum.entry(target).or_insert((0, -1, 0));
                     break;
                 };
-                let size = if prev.isdir { subtree_size(prev) } else { 0 };
-                (key, size)
+                (target, if prev.isdir { subtree_size(prev) } else { 0 })
             } else {
-                (p.to_vec(), nodes.get(p).copied().flatten().map_or(0, |x| x.0))
+                (p, nodes.get(p).copied().flatten().map_or(0, |x| x.0))
             };
             let e = cum.entry(key).or_insert((0, -1, 0));
             e.0 += size;
             e.1 = if e.1 < 0 { size } else { e.1.min(size) };
             e.2 += 1;
+        }
+        if last_wh.is_some_and(|last| i < last) {
+            stack(&mut stacked, &nodes);
         }
     }
     let mut out = Dive::default();
@@ -421,11 +415,115 @@ pub fn dive(tables: &[TableRef<'_>]) -> Dive {
         if refs >= 2 {
             let mut p = Vec::with_capacity(path.len() + 1);
             p.push(b'/');
-            p.extend_from_slice(&path);
+            p.extend_from_slice(path);
             out.inefficient.push((p, refs, c));
         }
     }
     out.inefficient
         .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Owned {
+        names: Vec<Vec<u8>>,
+        path: Vec<u32>,
+        kind: Vec<u8>,
+        size: Vec<u64>,
+        mode: Vec<u32>,
+        zero32: Vec<u32>,
+        mtime: Vec<i64>,
+        sha: Vec<u8>,
+        link: Vec<i32>,
+        xh: Vec<u64>,
+    }
+
+    /// A layer of `(path, kind, size, mode, content byte)` rows.
+    fn layer(rows: &[(&str, u8, u64, u32, u8)]) -> Owned {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut path = Vec::new();
+        for (p, ..) in rows {
+            let i = names.iter().position(|n| n == p.as_bytes()).unwrap_or_else(|| {
+                names.push(p.as_bytes().to_vec());
+                names.len() - 1
+            });
+            path.push(u32::try_from(i).unwrap());
+        }
+        let n = rows.len();
+        Owned {
+            names,
+            path,
+            kind: rows.iter().map(|r| r.1).collect(),
+            size: rows.iter().map(|r| r.2).collect(),
+            mode: rows.iter().map(|r| r.3).collect(),
+            zero32: vec![0; n],
+            mtime: vec![0; n],
+            sha: rows.iter().flat_map(|r| [r.4; 32]).collect(),
+            link: vec![-1; n],
+            xh: vec![0; n],
+        }
+    }
+
+    fn view(o: &Owned) -> TableRef<'_> {
+        TableRef {
+            path: &o.path,
+            kind: &o.kind,
+            size: &o.size,
+            mode: &o.mode,
+            uid: &o.zero32,
+            gid: &o.zero32,
+            mtime: &o.mtime,
+            sha256: &o.sha,
+            link: &o.link,
+            xattr_hash: &o.xh,
+            names: o.names.iter().map(Vec::as_slice).collect(),
+        }
+    }
+
+    #[test]
+    fn merge_decides_changes_and_fates() {
+        let l0 = layer(&[
+            ("a", KIND_DIR, 0, 0o755, 0),
+            ("a/f", KIND_FILE, 10, 0o644, 1),
+            ("a/g", KIND_FILE, 20, 0o644, 2),
+            ("d", KIND_DIR, 0, 0o755, 0),
+            ("d/x", KIND_FILE, 5, 0o644, 3),
+        ]);
+        let l1 = layer(&[
+            ("a", KIND_DIR, 0, 0o755, 0),
+            ("a/f", KIND_FILE, 10, 0o600, 1), // chmod: same content
+            ("a/g", KIND_FILE, 21, 0o644, 9), // new content
+            ("d", KIND_WHITEOUT, 0, 0, 0),    // the directory and what is in it
+            ("n", KIND_FILE, 1, 0o644, 4),
+        ]);
+        let m = merge(&[view(&l0), view(&l1)]);
+        assert_eq!(m.changes[0], vec![ADDED; 5]);
+        assert_eq!(m.changes[1], vec![SAME, METADATA, MODIFIED, DELETED, ADDED]);
+        assert_eq!(m.shadowed_by[0], vec![1, 1, 1, 1, 1]);
+        assert_eq!(m.shadowed_by[1], vec![VISIBLE; 5]);
+        assert_eq!((m.prev_layer[1][1], m.prev_row[1][1]), (0, 1));
+        assert_eq!(m.prev_layer[1][4], -1);
+        assert_eq!(m.path_id[1][..3], m.path_id[0][..3]);
+    }
+
+    #[test]
+    fn dive_counts_as_dive_does() {
+        // Two copies of a/f (10 + 10): dive's waste counts both; a whiteout of a missing path in layer 1 stops
+        // that layer's visit (b/z sorts after it and is not counted) and leaves a -1 minimum.
+        let l0 = layer(&[("a/f", KIND_FILE, 10, 0o644, 1), ("b/y", KIND_FILE, 7, 0o644, 2)]);
+        let l1 = layer(&[
+            ("a/f", KIND_FILE, 10, 0o600, 1),
+            ("b/nothing", KIND_WHITEOUT, 0, 0, 0),
+            ("b/z", KIND_FILE, 3, 0o644, 3),
+        ]);
+        let d = dive(&[view(&l0), view(&l1)]);
+        assert_eq!(d.inefficient, vec![(b"/a/f".to_vec(), 2, 20)]);
+        assert_eq!(d.discovered, 10 + 7 + 10);
+        assert_eq!(d.minimum, 10 + 7 - 1);
+        assert_eq!(by_components(b"a/c", b"a.b"), std::cmp::Ordering::Less);
+        assert_eq!(by_components(b"a", b"a/b"), std::cmp::Ordering::Less);
+    }
 }
