@@ -22,6 +22,8 @@ if [ "$want_test" = 1 ]; then
   pkgs+=(podman containerd)
   # gcc: builds the LD_PRELOAD library of tests/integration/test_hostile_env.py (the build's C shim needs it too).
   pkgs+=(gcc)
+  # chromium: a real browser renders the `analyze --html` report in the tests (headless screenshot).
+  pkgs+=(chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

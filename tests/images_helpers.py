@@ -95,12 +95,14 @@ def make_image(
     docker: bool = False,
     empty_layer: bool = False,
     extra_history: Sequence[Mapping[str, Any]] = (),
+    tar: bytes | None = None,
 ) -> Image:
     """Stores a one-layer image (or ``parent``'s layers plus one) and tags it ``ref`` (dangling when None).
 
     ``compression`` is "gzip" or "none"; ``docker`` writes Docker schema-2 media types instead of OCI ones;
     ``empty_layer`` adds only a history entry (no layer), as a metadata-only commit does; ``extra_history``
-    entries (each with ``empty_layer`` true) are appended before the new entry.
+    entries (each with ``empty_layer`` true) are appended before the new entry. ``tar`` is the new layer's
+    uncompressed tar as it is (whiteouts, odd entries), instead of one built from ``files``.
     """
     if isinstance(parent, str):
         parent = resolve(store, parent)
@@ -111,7 +113,8 @@ def make_image(
     history: list[dict[str, Any]] = [dict(h) for h in parent.config.history] if parent else []
     history.extend(dict(h) for h in extra_history)
     if not empty_layer:
-        tar = layer_tar(files)
+        if tar is None:
+            tar = layer_tar(files)
         import imgcore
 
         diff_ids.append(imgcore.sha256(tar))

@@ -33,10 +33,12 @@ from imgcore._core import (
 )
 
 if TYPE_CHECKING:
+    from imgcore.analysis import Analysis, analyze
     from imgcore.api import Container, ExecResult, Registry, Store, copy, sync
     from imgcore.image.model import Image, Layer
 
 __all__ = [
+    "Analysis",
     "Change",
     "Container",
     "Digest",
@@ -49,6 +51,7 @@ __all__ = [
     "Registry",
     "Store",
     "__version__",
+    "analyze",
     "copy",
     "diff",
     "errors",
@@ -76,6 +79,8 @@ _LAZY = {
     "sync": "imgcore.api",
     "Image": "imgcore.image.model",
     "Layer": "imgcore.image.model",
+    "Analysis": "imgcore.analysis",
+    "analyze": "imgcore.analysis",
 }
 
 

@@ -4,7 +4,7 @@ Users import these names from :mod:`imgcore`, never from ``imgcore._core``.
 """
 
 from collections.abc import Sequence
-from typing import Literal, final
+from typing import Any, Literal, final
 
 from _typeshed import StrPath
 from typing_extensions import Buffer
@@ -22,8 +22,10 @@ __all__ = [
     "extract_layer",
     "gzip_backend",
     "hash_files",
+    "image_pass",
     "inspect_blob",
     "layer_index",
+    "layer_tables",
     "sha256",
     "sha256_file",
     "sha256_files",
@@ -212,6 +214,45 @@ def layer_index(
     root-relative without a leading slash, ``type`` one of file, dir, symlink, hardlink, char, block, fifo;
     ``layer`` is the index (0 = lowest) of the layer that provides the entry. Implied parent directories appear
     as ``dir`` with mode 0o755. A hardlink row carries its target's metadata and path.
+    """
+
+def layer_tables(
+    layers: Sequence[tuple[StrPath, str | None]], *, max_bytes: int = ..., max_entries: int = ...
+) -> list[dict[str, Any]]:
+    """Per-layer file tables for image analysis: each ``(blob, expected digest or None)`` read once, in parallel.
+
+    Returns one dict per layer with numpy columns (moved from Rust, not copied), one element per tar entry in
+    archive order: ``path`` (uint32 index into the string table), ``kind`` (uint8: 0 file, 1 dir, 2 symlink,
+    3 hardlink, 4 char, 5 block, 6 fifo, 7 whiteout, 8 opaque, 9 other), ``size`` (uint64), ``mode``, ``uid``,
+    ``gid`` (uint32), ``mtime`` (int64), ``sha256`` (uint8, 32 per row, zeros unless a file), ``link`` (int32
+    string index or -1), ``xattrs`` (uint8 bits: 1 any, 2 capability, 4 ACL, 8 SELinux, 16 other),
+    ``xattr_hash`` (uint64); the string table ``strings`` (uint8, each string NUL-terminated) with ``offsets``
+    (uint64); and ``digest``, ``diff_id`` (``""`` for a compressed blob: its stream is not hashed, one SHA-256
+    pass less), ``compression``, ``compressed_bytes``, ``bytes``. A whiteout row's
+    path is the path it removes, an opaque row's the directory it empties.
+
+    Raises:
+        DigestMismatch: a blob does not hash to its expected digest.
+        InvalidArchive: corrupt or truncated stream, or a path with a NUL byte.
+        UnsafeArchiveEntry: an entry climbs out of the root.
+        LimitExceeded: more than ``max_bytes`` uncompressed bytes or ``max_entries`` entries in one layer.
+    """
+
+def image_pass(
+    tables: Sequence[dict[str, Any]],
+) -> tuple[list[Any], list[Any], list[Any], list[Any], tuple[int, int, list[tuple[bytes, int, int]]], list[Any]]:
+    """The image-wide passes over ``layer_tables`` dicts (bottom first), reading their numpy columns in place.
+
+    Returns per layer (numpy arrays, one element per row) ``changes`` (uint8: 1 added, 2 modified, 3 deleted,
+    4 opaque, 5 metadata-only, 6 identical copy), ``shadowed_by`` (int32: the layer that hid the row, -1 when
+    the final image shows it), ``prev_layer``/``prev_row`` (int32/uint32: the copy the row replaced, layer -1
+    for none); then dive 0.13's sums ``(minimum, discovered, inefficient)``, ``inefficient`` being
+    ``(path, references, cumulative bytes)`` for every path dive saw in two layers or more, largest first; and
+    per layer ``path_id`` (uint32: an image-wide id of each row's path, equal paths equal ids).
+
+    Raises:
+        ValueError: a column is missing, not contiguous, of the wrong dtype or length, or an index points
+            outside its string table.
     """
 
 def inspect_blob(src: StrPath, *, max_bytes: int = ...) -> tuple[str, str, str, int, int]:

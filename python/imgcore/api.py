@@ -27,6 +27,7 @@ from typing import IO, BinaryIO, Unpack
 
 from imgcore._core import Change
 from imgcore._progress import Progress
+from imgcore.analysis import Analysis, analyze
 from imgcore.containers.commit import commit as _commit
 from imgcore.containers.export import export as _export
 from imgcore.containers.manager import Container as _Record
@@ -294,6 +295,10 @@ class Store:
         """Re-hashes every blob on all cores and checks ``index.json`` and every container's state files; returns
         what is wrong (empty when all is well). ``repair`` moves what is broken into ``imgcore/lost+found/``."""
         return self.content.fsck(repair=repair) + self._containers.fsck(repair=repair)
+
+    def analyze(self, ref: str | Image, *, cache: bool = True) -> Analysis:
+        """How well an image uses its layers (``imgcore analyze``): dive's figures, content-true waste, what-ifs."""
+        return analyze(self.image(ref) if isinstance(ref, str) else ref, cache=cache)
 
     def disk_usage(self) -> DiskUsage:
         """``docker system df -v``: images, layers (shared and unique), containers."""

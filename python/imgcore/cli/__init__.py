@@ -62,6 +62,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("manifest", "digest", "tags", "catalog", "copy", "delete", "sync"), "imgcore.cli.remote"),
     # config prints a registry image's config (cli.remote) or, with -c/-t, changes a stored one (cli.reshape)
     **dict.fromkeys(("squash", "flatten", "rebase", "append", "config"), "imgcore.cli.reshape"),
+    "analyze": "imgcore.cli.analyze",
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -130,6 +131,10 @@ def _pct(part: int, total: int) -> str:
 
 
 def cmd_df(args: argparse.Namespace) -> int:
+    if args.files:
+        # The analysis (numpy) is loaded only for --files, by module name, as the command groups are.
+        report = importlib.import_module("imgcore.cli.analyze").store_report
+        return int(report(_store(args), find=args.digest, top=args.top))
     du = disk_usage(_store(args))
     hs = human_size
     if args.format == "json":
@@ -303,6 +308,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("df", help="show disk usage: images, containers, layers (shared and unique)")
     p.add_argument("-v", "--verbose", action="store_true", help="show detailed information on space usage")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    p.add_argument("--files", action="store_true", help="file content stored more than once across images")
+    p.add_argument("--digest", help="with --files: the images holding a file of this sha256")
+    p.add_argument("--top", type=int, default=20, help="with --files: rows of the list (default 20)")
     p.set_defaults(func=cmd_df)
     _add_prune(sub.add_parser("prune", help="remove dangling images (-a: unused ones) and unreferenced blobs"))
 

@@ -137,7 +137,7 @@ def _delete_roots(
     for d in dict.fromkeys(blobs):
         if d not in keep and store.delete_blob(d):
             deleted.append(d)
-            forget_layer_size(store, d)
+            _forget_caches(store, d)
     return deleted
 
 
@@ -285,7 +285,7 @@ def _remove_broken(store: ContentStore, entries: Sequence[Descriptor]) -> list[D
         records.append(DeleteRecord("Deleted", digest))
         for d in sorted(reached - keep):
             if store.delete_blob(d):
-                forget_layer_size(store, d)
+                _forget_caches(store, d)
     return records
 
 
@@ -336,8 +336,15 @@ def prune(store: ContentStore, *, all: bool = False) -> PruneReport:
             if store.delete_blob(d):
                 deleted.append(d)
                 reclaimed += size
-                forget_layer_size(store, d)
+                _forget_caches(store, d)
         return PruneReport(tuple(records), tuple(deleted), reclaimed, tuple(unpacked))
+
+
+def _forget_caches(store: ContentStore, digest: str) -> None:
+    """Drops what was cached of a deleted blob: its uncompressed size and its analysis table."""
+    forget_layer_size(store, digest)
+    with contextlib.suppress(FileNotFoundError):
+        store.paths.analysis_table(digest).unlink()
 
 
 def _sweep_unpacked(

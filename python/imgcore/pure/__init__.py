@@ -6,6 +6,7 @@ workflow calls them. Built on the standard library only (hashlib, tarfile, os.wa
 
 from __future__ import annotations
 
+from imgcore.pure.analysis import image_pass, layer_tables
 from imgcore.pure.archive import LayerStats, extract_layer, layer_index, unpack_layers
 from imgcore.pure.blob import inspect_blob
 from imgcore.pure.diff import Change, LayerResult, diff, write_layer
@@ -20,8 +21,10 @@ __all__ = [
     "diff",
     "extract_layer",
     "hash_files",
+    "image_pass",
     "inspect_blob",
     "layer_index",
+    "layer_tables",
     "sha256",
     "sha256_file",
     "sha256_files",

@@ -12,6 +12,7 @@ everything imgcore keeps beside it lives under ``imgcore/``:
 ``imgcore/images/``         per-image metadata that is not in the image (the last tag time)
 ``imgcore/summaries.json``  what ``images`` lists of each index entry, keyed by its digest
 ``imgcore/lost+found/``     what ``fsck --repair`` moved aside
+``imgcore/analysis/``       each layer's file table (``analyze``), one ``.npz`` per layer digest
 ``imgcore/layers/<chain>``  each layer unpacked once, overlay form, shared by containers (the layer cache)
 ``imgcore/rootfs/<chain>``  an image flattened once, the copy driver's read-only baseline
 ``imgcore/containers/<id>`` one directory per container
@@ -99,6 +100,16 @@ class StorePaths:
     def summaries(self) -> Path:
         """What ``images`` shows of each index entry, cached by its (immutable) digest."""
         return self.state / "summaries.json"
+
+    @property
+    def analysis(self) -> Path:
+        """Per-layer file tables of ``analyze``, one ``<algorithm>-<hex>.npz`` per layer blob digest."""
+        return self.state / "analysis"
+
+    def analysis_table(self, digest: str) -> Path:
+        """The cached file table of the layer blob ``digest`` (``algorithm:hex``, already validated)."""
+        algorithm, _, hexpart = digest.partition(":")
+        return self.analysis / f"{algorithm}-{hexpart}.npz"
 
     @property
     def layers(self) -> Path:

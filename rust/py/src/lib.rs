@@ -1,6 +1,7 @@
 //! The `imgcore._core` extension module. It only registers items; the logic lives in `imgcore-core` and in
 //! one file per area here (`digest.rs`, ...), errors are mapped in `errors.rs`.
 
+mod analysis;
 mod archive;
 mod blob;
 mod diff;
@@ -12,6 +13,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use super::analysis::{image_pass, layer_tables};
     #[pymodule_export]
     use super::archive::{extract_layer, gzip_backend, layer_index, unpack_layers, PyLayerStats};
     #[pymodule_export]

@@ -310,8 +310,15 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts decoding `path` on a new thread; at most `max_bytes` uncompressed bytes are accepted.
     pub fn start(path: &Path, max_bytes: u64) -> Result<Self> {
+        Self::start_hashing(path, max_bytes, true)
+    }
+
+    /// As [`Pipeline::start`]; without `diff_id`, a compressed blob's uncompressed stream is not hashed (one
+    /// SHA-256 pass less for readers that need only the blob's digest) and the summary's `diff_id` of a
+    /// compressed blob is then meaningless (a plain tar's is its digest, always known).
+    pub fn start_hashing(path: &Path, max_bytes: u64, diff_id: bool) -> Result<Self> {
         let (file, compression) = open_blob(path)?;
-        let relay_hash = compression != Compression::None;
+        let relay_hash = compression != Compression::None && diff_id;
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let (recycle, free) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let error = ErrorSlot::default();
@@ -320,7 +327,7 @@ impl Pipeline {
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
             .spawn(
-                move || match produce(file, compression, &tx, &free, max_bytes, &owned, !relay_hash) {
+                move || match produce(file, compression, &tx, &free, max_bytes, &owned, false) {
                     Ok(summary) => Some(summary),
                     Err(e) => {
                         slot.set(e);

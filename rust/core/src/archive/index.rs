@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::decode::Pipeline;
-use super::reader::{entry_name, for_each_entry, Kind, Meta};
+use super::reader::{entry_name, for_each_entry, whiteout, Kind, Meta, Whiteout};
 use super::root::{clean, join, Components};
 use crate::error::{CoreError, Result};
 
@@ -196,31 +196,28 @@ impl Union {
             }
             return Err(self.unsafe_path(&meta.path, "names the root directory itself"));
         };
-        if name.starts_with(b".wh.") {
-            if name == b".wh..wh..opq" {
+        match whiteout(name).map_err(|reason| self.unsafe_path(&meta.path, reason))? {
+            Whiteout::No => {}
+            Whiteout::Opaque => {
                 let Some(real) = self.resolve_dir(parent, true, &meta.path)? else {
                     return Ok(());
                 };
                 self.prune(&join(&real), false);
                 return Ok(());
             }
-            if name.starts_with(b".wh..wh.") {
+            Whiteout::Aufs => return Ok(()),
+            Whiteout::Removes(target) => {
+                let Some(mut real) = self.resolve_dir(parent, false, &meta.path).or_else(|e| match e {
+                    CoreError::InvalidArchive { .. } => Ok(None),
+                    e => Err(e),
+                })?
+                else {
+                    return Ok(());
+                };
+                real.push(target.to_vec());
+                self.prune(&join(&real), true);
                 return Ok(());
             }
-            let target = &name[4..];
-            if target.is_empty() || target == b"." || target == b".." {
-                return Err(self.unsafe_path(&meta.path, "whiteout names no entry of its directory"));
-            }
-            let Some(mut real) = self.resolve_dir(parent, false, &meta.path).or_else(|e| match e {
-                CoreError::InvalidArchive { .. } => Ok(None),
-                e => Err(e),
-            })?
-            else {
-                return Ok(());
-            };
-            real.push(target.to_vec());
-            self.prune(&join(&real), true);
-            return Ok(());
         }
         self.written.insert(join(&comps));
         for i in (1..comps.len()).rev() {

@@ -2,6 +2,8 @@
 pub mod blob;
 pub mod decode;
 pub mod extract;
+pub mod figures;
 pub mod index;
 pub mod reader;
 pub mod root;
+pub mod table;

@@ -108,6 +108,36 @@ impl Meta {
     }
 }
 
+/// What an entry's last path component says about whiteouts (OCI image spec, "Whiteouts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteout<'a> {
+    /// An ordinary name.
+    No,
+    /// `.wh..wh..opq`: the parent directory is opaque.
+    Opaque,
+    /// Another `.wh..wh.` name (aufs bookkeeping such as `.wh..wh.plnk`): nothing an OCI union applies.
+    Aufs,
+    /// `.wh.NAME`: removes `NAME` of the same directory.
+    Removes(&'a [u8]),
+}
+
+/// Classifies a name; a whiteout of `""`, `.` or `..` is an error (it names no entry of its directory).
+pub fn whiteout(name: &[u8]) -> std::result::Result<Whiteout<'_>, &'static str> {
+    if !name.starts_with(b".wh.") {
+        return Ok(Whiteout::No);
+    }
+    if name == b".wh..wh..opq" {
+        return Ok(Whiteout::Opaque);
+    }
+    if name.starts_with(b".wh..wh.") {
+        return Ok(Whiteout::Aufs);
+    }
+    match &name[4..] {
+        b"" | b"." | b".." => Err("whiteout names no entry of its directory"),
+        target => Ok(Whiteout::Removes(target)),
+    }
+}
+
 /// Names the entry in error messages: `entry "a/b"` (lossy UTF-8, control characters escaped by Debug).
 pub fn entry_name(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
