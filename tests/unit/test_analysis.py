@@ -16,6 +16,7 @@ import imgcore
 from imgcore.analysis import analyze, find_digest, store_files
 from imgcore.analysis.tables import cache_path, load_tables
 from imgcore.cli import main
+from imgcore.cli.analyze import _file_entries
 from imgcore.errors import BlobNotFound
 from imgcore.image.model import Image
 from imgcore.store import ContentStore
@@ -167,7 +168,9 @@ def test_cli_text_json_ci(store: ContentStore, capsys: pytest.CaptureFixture[str
     assert "drop /opt/*: -5kB (2 files)" in out
     assert "/usr/bin/tool" in out.split("Top wasted paths:")[1]
     assert main([*root, "analyze", "app:1", "--json", "--against", "base:1"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    raw = capsys.readouterr().out
+    assert raw.count('"fileList"') == 2  # one per layer, streamed in
+    doc = json.loads(raw)
     assert doc["dive"]["inefficientBytes"] == 12000
     assert doc["dive"]["efficiencyScore"] == 0.7833935018050542
     assert doc["content"]["wastedBytes"] == 11000
@@ -211,3 +214,11 @@ def test_removing_an_image_drops_its_cached_tables(store: ContentStore) -> None:
     imgcore.Store(store.root).remove("app:1")
     assert not top.exists()  # the blob went, its table with it
     assert cache_path(store, app.layers[0].digest).is_file()  # base:1 still holds the bottom layer
+
+
+def test_streamed_file_lists_are_what_json_dumps_writes(store: ContentStore) -> None:
+    _, app = _images(store)
+    a = analyze(app)
+    for i in range(len(a.tables)):
+        texts = list(_file_entries(a, i))
+        assert texts == [json.dumps(e) for e in a.layer_files(i)]
