@@ -42,6 +42,7 @@ __all__ = [
     "Detached",
     "MonitorError",
     "State",
+    "exec_names",
     "fixed_nano",
     "foreground",
     "load_state",
@@ -269,6 +270,13 @@ def foreground(cdir: Path, cid: str, runtime: str, runtime_root: str = "") -> It
             write_state(Path(cdir) / STATE, State(**{**base.to_json(), **end}))
     finally:
         os.close(fd)
+
+
+def exec_names(exec_id: str) -> dict[str, str]:
+    """The file names an exec monitor uses in the container directory."""
+    p = f"exec-{exec_id}"
+    return {"state": f"{p}.state.json", "lock": f"{p}.lock", "sock": f"{p}.sock", "pid": f"{p}.pid",
+            "process": f"{p}.process.json", "runc_log": f"{p}.runc.log", "console": f"{p}.console.sock"}  # fmt: skip
 
 
 def now_nano() -> int:

@@ -53,12 +53,12 @@ from imgcore.runtime._state import (
     Detached,
     MonitorError,
     State,
+    exec_names,
     foreground,
     load_state,
     lock_held,
     read_state,
 )
-from imgcore.runtime.monitor import exec_names
 
 __all__ = [
     "ContainerNotRunning",

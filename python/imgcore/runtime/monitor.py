@@ -55,7 +55,17 @@ from typing import Any
 from imgcore import _fs
 from imgcore.errors import InvalidStateFile
 from imgcore.runtime._runc_cmd import MONITOR_ENV, RUNC_ENV, Runc, last_error, start_failure_exit_status
-from imgcore.runtime._state import ATTACH_SOCK, LOCK, LOG, STATE, State, now_nano, rfc3339nano, write_state
+from imgcore.runtime._state import (
+    ATTACH_SOCK,
+    LOCK,
+    LOG,
+    STATE,
+    State,
+    exec_names,
+    now_nano,
+    rfc3339nano,
+    write_state,
+)
 from imgcore.runtime.attach import (
     ANSWER,
     CONTROL,
@@ -74,7 +84,7 @@ from imgcore.runtime.attach import (
 )
 from imgcore.runtime.logs import JsonFileWriter
 
-__all__ = ["DRAIN_SECONDS", "exec_names", "main"]
+__all__ = ["DRAIN_SECONDS", "main"]
 
 DRAIN_SECONDS = 2.0
 """How long the monitor keeps draining output after the process exited."""
@@ -89,13 +99,6 @@ Handler = Callable[[int], None]
 
 def _bind(fn: Callable[[Any, int], None], arg: Any) -> Handler:
     return lambda mask: fn(arg, mask)
-
-
-def exec_names(exec_id: str) -> dict[str, str]:
-    """The file names an exec monitor uses in the container directory."""
-    p = f"exec-{exec_id}"
-    return {"state": f"{p}.state.json", "lock": f"{p}.lock", "sock": f"{p}.sock", "pid": f"{p}.pid",
-            "process": f"{p}.process.json", "runc_log": f"{p}.runc.log", "console": f"{p}.console.sock"}  # fmt: skip
 
 
 class _Client:
