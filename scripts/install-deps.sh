@@ -22,6 +22,9 @@ if [ "$want_test" = 1 ]; then
   pkgs+=(podman containerd)
   # gcc: builds the LD_PRELOAD library of tests/integration/test_hostile_env.py (the build's C shim needs it too).
   pkgs+=(gcc)
+  # python3-numpy: the unprivileged-run test drives the library as user nobody with Debian's own python3 (the
+  # project's interpreter lives under /root), and the library imports numpy (a runtime dependency).
+  pkgs+=(python3-numpy)
   # chromium: a real browser renders the `analyze --html` report in the tests (headless screenshot).
   pkgs+=(chromium)
 fi

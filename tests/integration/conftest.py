@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import http.client
 import ipaddress
 import json
@@ -744,12 +745,29 @@ class RecordingProxy:
 
 
 @pytest.fixture
-def podman_vfs() -> Iterator[list[str]]:
+def podman_vfs() -> Iterator[PodmanCommand]:
     """``podman --root R --runroot RR --storage-driver vfs``, private to the test. The directories are short ones
     under /tmp: podman refuses a runroot longer than 50 characters (pytest's temp paths often are)."""
     podman = require_tool("podman")
     d = Path(tempfile.mkdtemp(prefix="imgcore-pod-", dir="/tmp"))
     try:
-        yield [podman, "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"]
+        yield PodmanCommand([podman, "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"],
+                            d)  # fmt: skip
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+class PodmanCommand(list[str]):
+    """podman's command line (a list) and its private directory."""
+
+    def __init__(self, argv: list[str], directory: Path) -> None:
+        super().__init__(argv)
+        self.directory = directory
+
+    def oci(self, root: Path, ref: str) -> str:
+        """``oci:<root>:<ref>`` through a lowercase path: podman names what it pulls from an ``oci:`` layout after
+        the layout's path and refuses one with capitals (CI's temporary directories have them)."""
+        link = self.directory / f"layout-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+        if not link.is_symlink():
+            link.symlink_to(root)
+        return f"oci:{link}:{ref}"

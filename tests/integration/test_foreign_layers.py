@@ -88,7 +88,7 @@ def test_pull_fetches_foreign_layers_from_their_urls_without_credentials(tmp_pat
     run(umoci, "unpack", "--rootless", "--image", f"{store.root}:{ref}", tmp_path / "bundle")
     assert (tmp_path / "bundle" / "rootfs" / "etc" / "os-release").read_text() == "NAME=foreign-base\n"
     assert (tmp_path / "bundle" / "rootfs" / "app" / "hello.txt").is_file()
-    assert run(*podman_vfs, "pull", "-q", f"oci:{store.root}:{ref}").stdout.strip() == img.id.partition(":")[2]
+    assert run(*podman_vfs, "pull", "-q", podman_vfs.oci(store.root, ref)).stdout.strip() == img.id.partition(":")[2]
 
     # push leaves the foreign layer out and keeps the manifest (and its digest) as it was
     pushed = push.push(f"{reg.host}/odd/again:v1", source=ref, store=store, client=_client(reg))

@@ -144,7 +144,7 @@ def test_podman_reads_the_store(corpus, podman_vfs):
     base = podman_vfs
     for name in ("sparse", "list", "attested", "short"):
         ref = corpus.refs[name]
-        image_id = run(*base, "pull", "-q", f"oci:{corpus.store.root}:{ref}").stdout.strip()
+        image_id = run(*base, "pull", "-q", podman_vfs.oci(corpus.store.root, ref)).stdout.strip()
         assert image_id == catalog.resolve(corpus.store, ref).id.partition(":")[2], name
 
 
