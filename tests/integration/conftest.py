@@ -750,11 +750,13 @@ def podman_vfs() -> Iterator[PodmanCommand]:
     under /tmp: podman refuses a runroot longer than 50 characters (pytest's temp paths often are)."""
     podman = require_tool("podman")
     d = Path(tempfile.mkdtemp(prefix="imgcore-pod-", dir="/tmp"))
+    cmd = PodmanCommand([podman, "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"], d)
     try:
-        yield PodmanCommand([podman, "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"],
-                            d)  # fmt: skip
+        yield cmd
     finally:
         shutil.rmtree(d, ignore_errors=True)
+        for link in cmd.links:
+            link.unlink(missing_ok=True)
 
 
 class PodmanCommand(list[str]):
@@ -763,11 +765,16 @@ class PodmanCommand(list[str]):
     def __init__(self, argv: list[str], directory: Path) -> None:
         super().__init__(argv)
         self.directory = directory
+        self.links: list[Path] = []
 
     def oci(self, root: Path, ref: str) -> str:
         """``oci:<root>:<ref>`` through a lowercase path: podman names what it pulls from an ``oci:`` layout after
         the layout's path and refuses one with capitals (CI's temporary directories have them)."""
-        link = self.directory / f"layout-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+        # every component must be a valid lowercase name component: not mkdtemp's (it may end in "_")
+        links = Path("/tmp/imgcore-podman-oci")
+        links.mkdir(exist_ok=True)
+        link = links / f"layout-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
         if not link.is_symlink():
             link.symlink_to(root)
+            self.links.append(link)
         return f"oci:{link}:{ref}"
