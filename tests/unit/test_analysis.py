@@ -16,7 +16,7 @@ import imgcore
 from imgcore.analysis import analyze, find_digest, store_files
 from imgcore.analysis.tables import cache_path, load_tables
 from imgcore.cli import main
-from imgcore.cli.analyze import _file_entries
+from imgcore.cli._analyze_report import _file_entries
 from imgcore.errors import BlobNotFound
 from imgcore.image.model import Image
 from imgcore.store import ContentStore

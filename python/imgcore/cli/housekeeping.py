@@ -133,7 +133,7 @@ def _pct(part: int, total: int) -> str:
 def cmd_df(args: argparse.Namespace) -> int:
     if args.files:
         # The analysis (numpy) is loaded only for --files, by module name, as the command groups are.
-        report = importlib.import_module("imgcore.cli.analyze").store_report
+        report = importlib.import_module("imgcore.cli._analyze_report").store_report
         return int(report(_store(args), find=args.digest, top=args.top))
     du = disk_usage(_store(args))
     hs = human_size

@@ -12,7 +12,8 @@ everything imgcore keeps beside it lives under ``imgcore/``:
 ``imgcore/images/``         per-image metadata that is not in the image (the last tag time)
 ``imgcore/summaries.json``  what ``images`` lists of each index entry, keyed by its digest
 ``imgcore/lost+found/``     what ``fsck --repair`` moved aside
-``imgcore/analysis/``       each layer's file table (``analyze``), one ``.npz`` per layer digest
+``imgcore/analysis/``       each layer's file table (``analyze``), one ``.npz`` per layer digest; ``output/``:
+                            reports ``analyze`` printed, by image and options
 ``imgcore/layers/<chain>``  each layer unpacked once, overlay form, shared by containers (the layer cache)
 ``imgcore/rootfs/<chain>``  an image flattened once, the copy driver's read-only baseline
 ``imgcore/containers/<id>`` one directory per container
@@ -105,6 +106,11 @@ class StorePaths:
     def analysis(self) -> Path:
         """Per-layer file tables of ``analyze``, one ``<algorithm>-<hex>.npz`` per layer blob digest."""
         return self.state / "analysis"
+
+    @property
+    def analysis_output(self) -> Path:
+        """What ``analyze`` printed, by a key over the image and the options (``cli/_output_cache.py``)."""
+        return self.analysis / "output"
 
     def analysis_table(self, digest: str) -> Path:
         """The cached file table of the layer blob ``digest`` (``algorithm:hex``, already validated)."""
