@@ -279,7 +279,7 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
         buf: vec![0u8; 256 * 1024],
     };
     // The diff_id is not needed here (the digest is what is checked and what keys the cache): one hash less.
-    let mut pipe = Pipeline::start_hashing(src, max_bytes, false)?;
+    let mut pipe = Pipeline::start_digest_only(src, max_bytes)?;
     for_each_entry(&mut pipe, &ctx, max_entries, max_bytes, |meta, data| {
         b.entry(meta, data)
     })?;
