@@ -7,7 +7,7 @@ Invariants:
   stdout is a terminal (bars); the image's content is immutable by digest, so an entry is never stale;
 - an entry is a store file and so hostile: it is read bounded (:data:`MAX_BYTES`), through ``O_NOFOLLOW``, and
   used only when its header names this format, its length matches and its body hashes to the sha256 the header
-  names; anything else is a miss (the entry is removed and the analysis runs);
+  names (over the body and the exit status); anything else is a miss (the entry is removed and the analysis runs);
 - entries are written atomically, only for output of at most :data:`MAX_BYTES` (a million-file ``--json`` is
   streamed, not cached), and at most :data:`MAX_ENTRIES` are kept (the oldest go first).
 """
@@ -41,6 +41,11 @@ def key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
+def _seal(status: int, body: bytes) -> bytes:
+    """The sha256 an entry's header names: over its exit status and its body."""
+    return hashlib.sha256(b"%d\n%s" % (status, body)).hexdigest().encode()
+
+
 def read(directory: Path, name: str) -> tuple[int, str] | None:
     """``(exit status, output)`` of entry ``name``, or ``None`` when it is missing or not whole."""
     path = directory / name
@@ -57,9 +62,9 @@ def read(directory: Path, name: str) -> tuple[int, str] | None:
     fields = head.rstrip(b"\n").split(b" ")
     try:
         magic, status, digest, length = fields
-        ok = magic == MAGIC and head.endswith(b"\n") and int(length) == len(body) <= MAX_BYTES
-        ok = ok and hashlib.sha256(body).hexdigest().encode() == digest
         code = int(status)
+        ok = magic == MAGIC and head.endswith(b"\n") and int(length) == len(body) <= MAX_BYTES
+        ok = ok and _seal(code, body) == digest
         text = body.decode("utf-8", errors="surrogateescape") if ok else None
     except ValueError:
         text = None
@@ -98,7 +103,7 @@ class Recorder(io.TextIOBase):
         if self._parts is None:
             return
         body = b"".join(self._parts)
-        head = b"%s %d %s %d\n" % (MAGIC, status, hashlib.sha256(body).hexdigest().encode(), len(body))
+        head = b"%s %d %s %d\n" % (MAGIC, status, _seal(status, body), len(body))
         directory.mkdir(parents=True, exist_ok=True)
         _fs.atomic_write(directory / name, head + body, durable=False)
         _evict(directory)
