@@ -4,7 +4,7 @@ follows the image's tags and the options; output too big to keep is only streame
 
 from __future__ import annotations
 
-import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -100,18 +100,18 @@ def test_damaged_entry_is_recomputed(
     elif damage == "empty":
         entry.write_bytes(b"")
     else:
-        outside = tmp_path / "outside"
-        outside.write_bytes(b"%s 0 %s %d\n%s" % (_output_cache.MAGIC, _sha(b"0\n" + fake), len(fake), fake))
+        # A whole, validly sealed entry elsewhere: it must not be followed.
+        with _output_cache.Recorder(io.StringIO(), tmp_path) as r:
+            r.write(fake.decode())
+            r.save("f" * 64, 0)
+        outside = tmp_path / ("f" * 64)
+        assert _output_cache.read(tmp_path, outside.name) == (0, fake.decode())
         entry.unlink()
         entry.symlink_to(outside)
     assert _run(store, capsys, "app:1", "--ci") == want
     (again,) = _entries(store)
     assert not again.is_symlink()
     assert again.read_bytes() == raw
-
-
-def _sha(b: bytes) -> bytes:
-    return hashlib.sha256(b).hexdigest().encode()
 
 
 def test_big_output_is_streamed_not_kept_and_old_entries_go(

@@ -66,9 +66,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         status, text = hit
         sys.stdout.write(text)
         return status
-    out = _output_cache.Recorder(sys.stdout)
-    status = int(_report_module().run(args, image, baseline, out))
-    out.save(directory, name, status)
+    with _output_cache.Recorder(sys.stdout, directory) as out:
+        status = int(_report_module().run(args, image, baseline, out))
+        out.save(name, status)
     return status
 
 
