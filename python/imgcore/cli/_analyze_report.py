@@ -34,12 +34,27 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 
 
 
 def parse_bytes(text: str) -> int:
-    """go-humanize's ``ParseBytes`` (what dive's ``highestWastedBytes`` takes): ``42``, ``42MB``, ``1.5 GiB``."""
-    m = re.fullmatch(r"\s*([0-9][0-9,]*(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", text)
-    unit = m.group(2).lower() if m else ""
-    if m is None or unit not in _UNITS:
-        raise ValueError(f"unhandled size name: {text!r}")
-    return int(float(m.group(1).replace(",", "")) * _UNITS[unit])
+    """go-humanize's ``ParseBytes`` (what dive's ``highestWastedBytes`` takes): ``42``, ``42MB``, ``1.5 GiB``;
+    a bad value raises ``ValueError`` with go-humanize's (and strconv's) words, as dive prints them."""
+    m = re.fullmatch(r"\s*([0-9.,]*)\s*(.*?)\s*", text)
+    number, unit = (m.group(1), m.group(2)) if m else (text, "")
+    try:
+        value = float(number.replace(",", "")) if re.fullmatch(r"[0-9]*\.?[0-9]*", number.replace(",", "")) else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValueError(f'strconv.ParseFloat: parsing "{number.replace(",", "")}": invalid syntax')
+    if unit.lower() not in _UNITS:
+        raise ValueError(f"unhandled size name: {unit.lower()}")
+    return int(value * _UNITS[unit.lower()])
+
+
+def _parse_ratio(value: str) -> float:
+    """Go's ``strconv.ParseFloat`` of a rule's value, with its error text."""
+    try:
+        return float(value) if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", value) else float("x")
+    except ValueError:
+        raise ValueError(f'strconv.ParseFloat: parsing "{value}": invalid syntax') from None
 
 
 def _go_float(x: float) -> str:
@@ -82,9 +97,9 @@ def ci_report(a: Analysis, lowest: str, highest_bytes: str, highest_pct: str) ->
     def ratio(key: str, value: str) -> float | None:
         nonlocal misconfigured
         try:
-            v = float(value)
-        except ValueError:
-            results[key] = ("MISCONFIGURED", f"invalid config value ('{value}')")
+            v = _parse_ratio(value)
+        except ValueError as e:
+            results[key] = ("MISCONFIGURED", f"invalid config value ('{value}'): {e}")
             misconfigured = True
             return None
         if not 0 <= v <= 1:
@@ -123,6 +138,9 @@ def ci_report(a: Analysis, lowest: str, highest_bytes: str, highest_pct: str) ->
     lines.append("Results:")
     for key in sorted(results):
         status, message = results[key]
+        if misconfigured and status != "MISCONFIGURED":
+            # dive then lists each rule's configuration only: "test" for a rule that would run.
+            status, message = "CONFIGURED   ", message if status == "SKIP" else "test"
         lines.append(f"  {status}: {key}: {message}" if message else f"  {status}: {key}")
     statuses = [s for s, _ in results.values()]
     passed = not misconfigured and "FAIL" not in statuses

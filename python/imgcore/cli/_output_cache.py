@@ -2,9 +2,11 @@
 without loading numpy or reading a table.
 
 Invariants:
-- the key is a sha256 over everything the output depends on: this format and imgcore's version, the image's
-  manifest digest, ID and tags, the baseline's (``--against``), every option that changes the output, and whether
-  stdout is a terminal (bars); the image's content is immutable by digest, so an entry is never stale;
+- the key is a sha256 over everything the output depends on: this format, imgcore's version and the stamp (size,
+  mtime) of the code that writes the report, the image's manifest digest, ID and tags, the baseline's
+  (``--against``), every option that changes the output (dive's CI rules as they apply, from the options or
+  ``.dive-ci``), and whether stdout is a terminal (bars); an image's content is immutable by digest, so an entry
+  is never stale;
 - an entry is a store file and so hostile: it is read bounded (:data:`MAX_BYTES`), through ``O_NOFOLLOW``, and
   used only when its header names this format, its length matches and its body hashes to the sha256 the header
   names (over the body and the exit status); anything else is a miss (the entry is removed and the analysis runs);
