@@ -4,9 +4,9 @@
 //!
 //! Invariants: the compressed digest covers every byte of the blob and the `diff_id` every byte of the
 //! uncompressed stream, both computed in the same pass; memory stays bounded by `CHUNK * (DEPTH + 2)`
-//! (`SMALL_CHUNK` for digest-only readers) whatever the blob's size; a corrupt or truncated stream is an error
-//! (never a silently short stream); bytes after the last gzip member must be zero padding; the uncompressed
-//! size never exceeds `max_bytes`.
+//! (`SMALL_CHUNK * (SMALL_DEPTH + 2)` for digest-only readers), plus the compressed blocks read ahead, whatever
+//! the blob's size; a corrupt or truncated stream is an error (never a silently short stream); bytes after the
+//! last gzip member must be zero padding; the uncompressed size never exceeds `max_bytes`.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -23,8 +23,11 @@ pub const CHUNK: usize = 1 << 20;
 /// The chunk of digest-only readers (the analysis tables): their consumer hashes and parses as the bytes come,
 /// so smaller chunks keep the same pace with a quarter of the memory (two layers are read at once).
 const SMALL_CHUNK: usize = 256 << 10;
-/// Chunks in flight between the two threads.
+/// Chunks in flight between the two threads (the reader thread reads `DEPTH + 2` blocks ahead).
 const DEPTH: usize = 6;
+/// The depth of digest-only readers: their consumer keeps pace, so a short queue loses nothing and two layers
+/// read at once hold about 2 MiB, not 20.
+const SMALL_DEPTH: usize = 2;
 
 pub use crate::compression::Compression;
 
@@ -314,28 +317,29 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts decoding `path` on a new thread; at most `max_bytes` uncompressed bytes are accepted.
     pub fn start(path: &Path, max_bytes: u64) -> Result<Self> {
-        Self::spawn::<CHUNK>(path, max_bytes, true)
+        Self::spawn::<CHUNK, DEPTH>(path, max_bytes, true)
     }
 
     /// As [`Pipeline::start`], for readers that need only the blob's digest: a compressed blob's uncompressed
     /// stream is not hashed (one SHA-256 pass less), so the summary's `diff_id` of a compressed blob is
-    /// meaningless (a plain tar's is its digest, always known); chunks are [`SMALL_CHUNK`].
+    /// meaningless (a plain tar's is its digest, always known); chunks are [`SMALL_CHUNK`], [`SMALL_DEPTH`]
+    /// deep.
     pub fn start_digest_only(path: &Path, max_bytes: u64) -> Result<Self> {
-        Self::spawn::<SMALL_CHUNK>(path, max_bytes, false)
+        Self::spawn::<SMALL_CHUNK, SMALL_DEPTH>(path, max_bytes, false)
     }
 
-    fn spawn<const N: usize>(path: &Path, max_bytes: u64, diff_id: bool) -> Result<Self> {
+    fn spawn<const N: usize, const D: usize>(path: &Path, max_bytes: u64, diff_id: bool) -> Result<Self> {
         let (file, compression) = open_blob(path)?;
         let relay_hash = compression != Compression::None && diff_id;
-        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
-        let (recycle, free) = sync_channel::<Vec<u8>>(DEPTH + 2);
+        let (tx, rx) = sync_channel::<Vec<u8>>(D);
+        let (recycle, free) = sync_channel::<Vec<u8>>(D + 2);
         let error = ErrorSlot::default();
         let slot = error.clone();
         let owned = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("imgcore-decode".into())
             .spawn(
-                move || match produce::<N>(file, compression, &tx, &free, max_bytes, &owned, false) {
+                move || match produce::<N, D>(file, compression, &tx, &free, max_bytes, &owned, false) {
                     Ok(summary) => Some(summary),
                     Err(e) => {
                         slot.set(e);
@@ -345,7 +349,7 @@ impl Pipeline {
             )
             .at(path)?;
         let (rx, relay) = if relay_hash {
-            let (tx2, rx2) = sync_channel::<Vec<u8>>(DEPTH);
+            let (tx2, rx2) = sync_channel::<Vec<u8>>(D);
             let relay = std::thread::Builder::new()
                 .name("imgcore-hash".into())
                 .spawn(move || {
@@ -501,8 +505,8 @@ impl Drop for Pipeline {
 /// Blocks of the blob, or the read error that ended them.
 type Blocks = Receiver<io::Result<Vec<u8>>>;
 
-fn spawn_reader(mut file: File) -> io::Result<(Blocks, JoinHandle<Hasher>)> {
-    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+fn spawn_reader(mut file: File, ahead: usize) -> io::Result<(Blocks, JoinHandle<Hasher>)> {
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(ahead);
     let handle = std::thread::Builder::new().name("imgcore-read".into()).spawn(move || {
         let mut h = Hasher::sha256();
         loop {
@@ -605,7 +609,7 @@ fn decode_into<const N: usize>(
     Ok(total)
 }
 
-fn produce<const N: usize>(
+fn produce<const N: usize, const D: usize>(
     file: File,
     compression: Compression,
     tx: &SyncSender<Vec<u8>>,
@@ -630,7 +634,7 @@ fn produce<const N: usize>(
             bytes,
         });
     }
-    let (rx, reader) = spawn_reader(file).at(path)?;
+    let (rx, reader) = spawn_reader(file, D + 2).at(path)?;
     let mut input = ChannelReader {
         rx,
         cur: Vec::new(),
