@@ -31,7 +31,7 @@ from imgcore.analysis import Analysis, analyze
 from imgcore.containers.commit import commit as _commit
 from imgcore.containers.export import export as _export
 from imgcore.containers.manager import Container as _Record
-from imgcore.containers.manager import Containers, ExecResult, image_of
+from imgcore.containers.manager import Containers, ExecResult, image_of, rootless
 from imgcore.gc.collect import DeleteRecord, PruneReport, prune, remove_image
 from imgcore.gc.usage import DiskUsage, disk_usage
 from imgcore.image.catalog import catalog, list_images, resolve, tag
@@ -426,7 +426,7 @@ class Store:
         opts = RunOptions(argv=tuple(argv) if argv else None, env=tuple(env), workdir=workdir, user=user)
         record = self._containers.create(image, name=name, options=opts, auto_remove=remove)
         box = Container(self, record)
-        if os.geteuid() != 0 and not detach:  # no root: bubblewrap in the foreground
+        if rootless() and not detach:  # bubblewrap, in the foreground
             try:
                 return self._containers.run_unprivileged(record, capture=True)
             finally:

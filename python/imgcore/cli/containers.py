@@ -20,7 +20,7 @@ from typing import Any
 from imgcore._gotemplate import render_rows
 from imgcore._humanize import ago, ellipsis, human_duration
 from imgcore.containers.copy import copy_from_container, copy_to_container
-from imgcore.containers.manager import Container, Containers, image_of
+from imgcore.containers.manager import Container, Containers, image_of, rootless
 from imgcore.errors import ImgcoreError, InvalidArgument, InvalidStateFile
 from imgcore.runtime import attach as attach_mod
 from imgcore.runtime import logs as logs_mod
@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return RUN_ERROR
     try:
         try:
-            if os.geteuid() != 0 and not args.detach:  # no root: bubblewrap in the foreground
+            if rootless() and not args.detach:  # bubblewrap, in the foreground
                 return cs.run_unprivileged(c, warn=lambda w: print(f"imgcore: {w}", file=sys.stderr)).returncode
             if args.rm and not (args.detach or args.interactive or args.tty):  # lives as long as the command
                 return cs.run_foreground(c)

@@ -89,7 +89,17 @@ from imgcore.runtime.runc import find_runtime, find_sandbox
 from imgcore.runtime.spec import RunOptions, build_spec, lookup_user, merge_env, missing_mountpoints, write_bundle
 from imgcore.store import ContentStore, FsckProblem
 
-__all__ = ["RUN_RECORD", "Container", "Containers", "ExecResult", "RunOptions", "image_of", "mounted", "now_rfc3339"]
+__all__ = [
+    "RUN_RECORD",
+    "Container",
+    "Containers",
+    "ExecResult",
+    "RunOptions",
+    "image_of",
+    "mounted",
+    "now_rfc3339",
+    "rootless",
+]
 
 #: The container's run options and runtime-made mountpoints, beside its ``config.json``.
 RUN_RECORD = "run.json"
@@ -109,6 +119,12 @@ def image_of(store: ContentStore, c: Container) -> Image:
     a container's blobs), and unaffected by tags that moved since."""
     c.check()
     return load_image(store, Descriptor("", c.manifest_digest, store.blob_size(c.manifest_digest)))
+
+
+def rootless() -> bool:
+    """Whether this process runs containers under bubblewrap, in the foreground only: it has no root, and runc
+    (every container that outlives the command) needs root. The CLI and the library ask this one question."""
+    return os.geteuid() != 0
 
 
 def mounted(path: Path) -> bool:
@@ -660,26 +676,27 @@ class Containers:
         current = self.state(c)
         if current.running:
             return current
-        if os.geteuid() != 0:
+        if rootless():
             sandbox = "bubblewrap is" if find_bwrap() else "bubblewrap (apt-get install -y bubblewrap) would be"
             raise RuntimeUnavailable(
                 f"start {c.name}: a container that outlives the command needs root and runc (imgcore sets up no "
                 f"rootless runtime); without root {sandbox} used for `run` in the foreground (no -d)"
             )
-        rt = find_runtime(runtime or self.run_record(c).get("runtime") or None, root=self.store.paths.runtime)
+        record = self.run_record(c)
+        rt = find_runtime(runtime or record.get("runtime") or None, root=self.store.paths.runtime)
         opts = self.options(c)
         self._bundle(c, opts, c.path)
         # run --rm: a detached container is removed by its monitor when it exits (docker's daemon does it); one
         # that is attached to is removed by the command that waits for it
         return lifecycle.start(
             c.path, c.id, rt.path, rt.root, tty=opts.tty, open_stdin=opts.open_stdin, attach_first=attach_first,
-            remove_on_exit=self.store.root if self.run_record(c).get("auto_remove") and not attach_first else None,
+            remove_on_exit=self.store.root if record.get("auto_remove") and not attach_first else None,
         )  # fmt: skip
 
     def run_foreground(self, c: Container, *, runtime: str | None = None) -> int:
         """``run --rm`` without ``-d``, ``-i`` or ``-t``: the container under runc in the foreground with this
         process's stdio and no monitor (:func:`imgcore.runtime.lifecycle.run_foreground`); returns its exit code."""
-        if os.geteuid() != 0:
+        if rootless():
             return self.run_unprivileged(c).returncode
         rt = find_runtime(runtime or self.run_record(c).get("runtime") or None, root=self.store.paths.runtime)
         self._bundle(c, self.options(c), c.path)
@@ -697,9 +714,10 @@ class Containers:
                 f"run {c.name}: without root imgcore runs containers under bubblewrap, which is not installed "
                 "(apt-get install -y bubblewrap); runc needs root"
             )
-        self._bundle(c, self.options(c), c.path)
+        opts = self.options(c)
+        self._bundle(c, opts, c.path)
         out = subprocess.PIPE if capture else None
-        stdin = None if self.options(c).open_stdin else subprocess.DEVNULL
+        stdin = None if opts.open_stdin else subprocess.DEVNULL
         proc = run_foreground(c.path, c.id, bwrap, stdin=stdin, stdout=out, stderr=out, warn=warn)
         return ExecResult(tuple(self.command(c)), proc.returncode, proc.stdout, proc.stderr)
 
@@ -860,14 +878,15 @@ class Containers:
         """Mounts the container's rootfs, builds the runtime spec from the image config and ``opts``, records the
         mountpoints the runtime will create and the process args in ``run.json``, and writes the bundle under
         ``cdir``; returns the bundle directory."""
-        record = self.run_record(c)
+        before = self.run_record(c)
+        record = dict(before)  # the keys below are replaced, never changed in place
         root = self.mount(c)
         spec = build_spec(image_of(self.store, c).config.data, root.absolute(), opts)
         made = missing_mountpoints(root, spec)
         record["mountpoints"] = sorted(set(record.get("mountpoints") or ()) | set(made))
         if cdir == c.path:
             record["args"] = list(spec["process"]["args"])
-        if record != self.run_record(c):  # unchanged on a restart: no second durable write
+        if record != before:  # unchanged on a restart: no second durable write
             _fs.atomic_write_json(c.path / RUN_RECORD, record)
         return write_bundle(cdir, spec)
 
