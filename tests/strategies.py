@@ -178,6 +178,16 @@ class Layer:
         return build_tar(self.entries, compression)
 
 
+def write_blobs(layers: Iterable[Layer], directory: Path, compression: str = "none") -> list[Path]:
+    """Each layer as a blob file ``directory/l<i>`` (bottom first)."""
+    paths = []
+    for i, layer in enumerate(layers):
+        p = directory / f"l{i}"
+        p.write_bytes(layer.blob(compression))
+        paths.append(p)
+    return paths
+
+
 def _parents(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]

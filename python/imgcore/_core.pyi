@@ -26,6 +26,7 @@ __all__ = [
     "inspect_blob",
     "layer_index",
     "layer_tables",
+    "merged_tree",
     "sha256",
     "sha256_file",
     "sha256_files",
@@ -253,6 +254,23 @@ def image_pass(
     Raises:
         ValueError: a column is missing, not contiguous, of the wrong dtype or length, or an index points
             outside its string table.
+    """
+
+def merged_tree(
+    tables: Sequence[dict[str, Any]], shadowed: Sequence[Any], changes: Sequence[Any], index: int, keep: int
+) -> dict[str, Any]:
+    """The merged tree as of layer ``index`` (the explorer's view) from ``layer_tables`` dicts (bottom first) and
+    ``image_pass``'s ``shadowed_by`` and ``changes`` arrays, read in place; ``keep`` has bit ``1 << mark`` set for
+    each mark to keep (0: every row).
+
+    Returns numpy columns, one element per node in depth-first order (siblings by name, ``/`` first): ``strings``
+    and ``offsets`` (each node's path, no leading ``/``, NUL-joined), ``kind``, ``size``, ``layer`` (int32, -1 for
+    an implied directory), ``mark`` (uint8: 0 none, the change codes, 7 waste), ``depth`` (uint32), ``end``
+    (uint32: the index after the node's subtree) and ``total`` (uint64: file bytes in the subtree).
+
+    Raises:
+        ValueError: a column is missing, not contiguous, of the wrong dtype or length, an index points outside
+            its string table, or ``index`` is not a layer.
     """
 
 def inspect_blob(src: StrPath, *, max_bytes: int = ...) -> tuple[str, str, str, int, int]:

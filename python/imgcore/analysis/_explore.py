@@ -7,8 +7,10 @@ Keys: up/down (or j/k) pick a layer; tab moves between the panes; ``a`` added, `
 metadata-only), ``r`` removed, ``w`` waste (files a later layer hides), ``x`` everything; ``e`` expands the
 whole tree; ``q`` quits.
 
-Invariant: this module only displays; every figure comes from the analysis (it reads nothing itself). It is
-imported only when ``-i`` is given, so textual never slows the other commands.
+Invariant: this module only displays; every figure comes from the analysis (it reads nothing itself), and the
+tree from :func:`imgcore.analysis.tree.merged_tree` (numpy columns; a directory's children become widgets only
+when it is expanded, so a million-file image opens as fast as a small one). It is imported only when ``-i`` is
+given, so textual never slows the other commands.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from textual.widgets.tree import TreeNode
 
 from imgcore._humanize import human_size
 from imgcore.analysis import Analysis
+from imgcore.analysis.tables import KIND_NAMES
+from imgcore.analysis.tree import MARKS, MergedTree, merged_tree
 
 __all__ = ["Explorer", "run"]
 
@@ -34,31 +38,6 @@ _FILTERS = {
     "w": ("waste", {"waste"}),
     "x": ("all", set()),
 }
-
-
-def _build(rows: list[tuple[str, str, int, int, str]], keep: set[str]) -> dict[str, Any]:
-    """Nested dicts of the rows that pass the filter (with their parents): name -> {"": row, children...}."""
-    root: dict[str, Any] = {}
-    for path, kind, size, layer, mark in rows:
-        if keep and mark not in keep:
-            continue
-        node = root
-        for part in path.strip("/").split("/"):
-            node = node.setdefault(part, {})
-        node[""] = (kind, size, layer, mark)
-    return root
-
-
-def _size(node: dict[str, Any]) -> int:
-    total = 0
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        row = n.get("")
-        if row is not None and row[0] == "file":
-            total += row[1]
-        todo.extend(v for k, v in n.items() if k)
-    return total
 
 
 class Explorer(App[None]):
@@ -87,6 +66,7 @@ class Explorer(App[None]):
         self.analysis = analysis
         self.layer = len(analysis.layers) - 1
         self.filter = "x"
+        self.nodes: MergedTree | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -109,12 +89,12 @@ class Explorer(App[None]):
     def _refresh_tree(self) -> None:
         a = self.analysis
         name, keep = _FILTERS[self.filter]
-        data = _build(a.tree_at(self.layer), keep)
+        self.nodes = merged_tree(a, self.layer, keep)
         tree: Tree[Any] = self.query_one("#tree", Tree)
         tree.clear()
-        tree.root.set_label(f"/  [layer {self.layer}, {name}]  {human_size(_size(data))}")
-        tree.root.data = data
-        self._fill(tree.root, data)
+        tree.root.set_label(f"/  [layer {self.layer}, {name}]  {human_size(self.nodes.root_total())}")
+        tree.root.data = None
+        self._fill(tree.root, None)
         tree.root.expand()
         d = a.dive
         s = a.layers[self.layer]
@@ -124,18 +104,20 @@ class Explorer(App[None]):
             f"wasted {human_size(d.wasted_bytes)}"
         )
 
-    def _fill(self, node: TreeNode[Any], data: dict[str, Any]) -> None:
-        entries = sorted((k, v) for k, v in data.items() if k)
-        for key, child in entries:
-            row = child.get("")
-            kind, size, layer, mark = row if row is not None else ("dir", 0, -1, "")
-            subtree = any(k for k in child)
-            shown = _size(child) if subtree else size
-            label = f"{_MARKS.get(mark, ' ')} {key}{'/' if kind == 'dir' else ''}  {human_size(shown)}"
+    def _fill(self, node: TreeNode[Any], parent: int | None) -> None:
+        """Adds the children of tree node ``parent`` (the top level when ``None``) below ``node``; a directory
+        gets its own children only when it is expanded."""
+        nodes = self.nodes
+        assert nodes is not None
+        for j in nodes.children(parent):
+            kind, mark, layer = KIND_NAMES[int(nodes.kind[j])], MARKS.get(int(nodes.mark[j]), ""), int(nodes.layer[j])
+            subtree = nodes.has_children(j)
+            shown = int(nodes.total[j]) if subtree else int(nodes.size[j])
+            label = f"{_MARKS.get(mark, ' ')} {nodes.name(j)}{'/' if kind == 'dir' else ''}  {human_size(shown)}"
             if layer >= 0:
                 label += f"  [L{layer}]"
             if subtree:
-                branch = node.add(label, data=child)
+                branch = node.add(label, data=j)
                 branch.allow_expand = True
             else:
                 node.add_leaf(label, data=None)

@@ -8,6 +8,7 @@ mod diff;
 mod digest;
 mod errors;
 mod testing;
+mod tree;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,8 @@ mod _core {
 
     #[pymodule_export]
     use super::testing::_panic_for_tests;
+    #[pymodule_export]
+    use super::tree::merged_tree;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

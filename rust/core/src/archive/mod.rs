@@ -7,3 +7,4 @@ pub mod index;
 pub mod reader;
 pub mod root;
 pub mod table;
+pub mod tree;
