@@ -11,6 +11,7 @@ from imgcore.pure.archive import LayerStats, extract_layer, layer_index, unpack_
 from imgcore.pure.blob import inspect_blob
 from imgcore.pure.diff import Change, LayerResult, diff, write_layer
 from imgcore.pure.digest import Digest, Hasher, hash_files, sha256, sha256_file, sha256_files
+from imgcore.pure.tree import merged_tree
 
 __all__ = [
     "Change",
@@ -25,6 +26,7 @@ __all__ = [
     "inspect_blob",
     "layer_index",
     "layer_tables",
+    "merged_tree",
     "sha256",
     "sha256_file",
     "sha256_files",
