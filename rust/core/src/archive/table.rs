@@ -10,11 +10,14 @@
 //! the root is `UnsafePath` as in extraction; the blob's digest is checked against the expected one when given,
 //! so a table is only ever trusted (and cached) for the digest it was really read from.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::hash::Hasher as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use hashbrown::HashTable;
 use rayon::prelude::*;
+use rustc_hash::FxHasher;
 use sha2::{Digest as _, Sha256};
 
 use super::decode::{Pipeline, StreamSummary};
@@ -91,9 +94,43 @@ pub struct LayerTable {
 
 struct Builder {
     table: LayerTable,
-    interned: HashMap<Vec<u8>, u32>,
+    /// Index of each distinct string, keyed by its bytes in `table.strings` (no second copy of a path).
+    interned: HashTable<u32>,
     ctx: String,
     buf: Vec<u8>,
+}
+
+fn fx(s: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s);
+    h.finish()
+}
+
+/// String `i` of a NUL-joined table whose strings start at `offsets`.
+fn string_at<'a>(strings: &'a [u8], offsets: &[u64], i: u32) -> &'a [u8] {
+    let start = usize::try_from(offsets[i as usize]).unwrap_or(usize::MAX);
+    let end = offsets
+        .get(i as usize + 1)
+        .map_or(strings.len(), |&o| usize::try_from(o).unwrap_or(usize::MAX))
+        - 1;
+    &strings[start..end]
+}
+
+/// A path cleaned as extraction cleans it (`root::clean` then `root::join`), without an allocation for the
+/// usual path: leading `/` and `./`, trailing `/`, and no `.`, `..` or empty component inside. `None` when it
+/// climbs out of the root.
+fn cleaned(path: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut p = path;
+    while let Some(rest) = p.strip_prefix(b"/").or_else(|| p.strip_prefix(b"./")) {
+        p = rest;
+    }
+    while let Some(rest) = p.strip_suffix(b"/") {
+        p = rest;
+    }
+    if p.is_empty() || p.split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b"..")) {
+        return Some(Cow::Borrowed(p));
+    }
+    clean(path).map(|comps| Cow::Owned(join(&comps)))
 }
 
 fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
@@ -124,7 +161,9 @@ fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
 
 impl Builder {
     fn intern(&mut self, s: &[u8], entry: &[u8]) -> Result<u32> {
-        if let Some(&i) = self.interned.get(s) {
+        let h = fx(s);
+        let (strings, offsets) = (&self.table.strings, &self.table.offsets);
+        if let Some(&i) = self.interned.find(h, |&i| string_at(strings, offsets, i) == s) {
             return Ok(i);
         }
         if s.contains(&0) {
@@ -142,7 +181,9 @@ impl Builder {
         self.table.offsets.push(self.table.strings.len() as u64);
         self.table.strings.extend_from_slice(s);
         self.table.strings.push(0);
-        self.interned.insert(s.to_vec(), i);
+        let (strings, offsets) = (&self.table.strings, &self.table.offsets);
+        self.interned
+            .insert_unique(h, i, |&j| fx(string_at(strings, offsets, j)));
         Ok(i)
     }
 
@@ -171,39 +212,46 @@ impl Builder {
     }
 
     fn entry(&mut self, meta: &Meta, data: &mut dyn Read) -> Result<()> {
-        let comps = clean(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
-        let Some((name, parent)) = comps.split_last() else {
+        let full = cleaned(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
+        if full.is_empty() {
             if meta.kind == Kind::Dir {
                 return Ok(());
             }
             return Err(self.unsafe_path(&meta.path, "names the root directory itself"));
+        }
+        let (parent, name) = match full.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&full[..i], &full[i + 1..]),
+            None => (&full[..0], &full[..]),
         };
         let zero = [0u8; 32];
         match whiteout(name).map_err(|reason| self.unsafe_path(&meta.path, reason))? {
             Whiteout::No => {}
             Whiteout::Opaque => {
-                let p = self.intern(&join(parent), &meta.path)?;
+                let p = self.intern(parent, &meta.path)?;
                 self.push(p, KIND_OPAQUE, meta, 0, &zero, -1);
                 return Ok(());
             }
             Whiteout::Aufs => return Ok(()),
             Whiteout::Removes(target) => {
                 let mut real = parent.to_vec();
-                real.push(target.to_vec());
-                let p = self.intern(&join(&real), &meta.path)?;
+                if !real.is_empty() {
+                    real.push(b'/');
+                }
+                real.extend_from_slice(target);
+                let p = self.intern(&real, &meta.path)?;
                 self.push(p, KIND_WHITEOUT, meta, 0, &zero, -1);
                 return Ok(());
             }
         }
-        let p = self.intern(&join(&comps), &meta.path)?;
+        let p = self.intern(&full, &meta.path)?;
         let (kind, link) = match meta.kind {
             Kind::File => (KIND_FILE, -1),
             Kind::Dir => (KIND_DIR, -1),
             Kind::Symlink => (KIND_SYMLINK, link_index(self.intern(&meta.link, &meta.path)?)),
             Kind::Hardlink => {
-                let t = clean(&meta.link)
+                let t = cleaned(&meta.link)
                     .ok_or_else(|| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
-                (KIND_HARDLINK, link_index(self.intern(&join(&t), &meta.path)?))
+                (KIND_HARDLINK, link_index(self.intern(&t, &meta.path)?))
             }
             Kind::Char => (KIND_CHAR, -1),
             Kind::Block => (KIND_BLOCK, -1),
@@ -274,7 +322,7 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
     let ctx = format!("analyze layer {}", src.display());
     let mut b = Builder {
         table: LayerTable::default(),
-        interned: HashMap::new(),
+        interned: HashTable::new(),
         ctx: ctx.clone(),
         buf: vec![0u8; 256 * 1024],
     };
@@ -309,6 +357,37 @@ pub fn layer_tables(layers: &[(PathBuf, Option<Digest>)], max_bytes: u64, max_en
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleaned_is_clean_then_join() {
+        for p in [
+            "a",
+            "a/b",
+            "/a/b/",
+            "./a",
+            "././a/b",
+            ".",
+            "./",
+            "/",
+            "",
+            "a//b",
+            "a/./b",
+            "a/../b",
+            "../a",
+            "a/..",
+            "a/b/..",
+            ".//a",
+            "a/.",
+            "..",
+            "/..",
+            "a/b/../../..",
+            ".wh.x",
+            "d/.wh..wh..opq",
+        ] {
+            let want = clean(p.as_bytes()).map(|c| join(&c));
+            assert_eq!(cleaned(p.as_bytes()).map(Cow::into_owned), want, "{p:?}");
+        }
+    }
 
     fn tar_of(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
