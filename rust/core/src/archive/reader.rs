@@ -284,6 +284,46 @@ fn header_checksum_ok(block: &[u8; 512], stored: u32) -> bool {
     sum(&block[..148]) + sum(&block[156..]) + 8 * 32 == stored
 }
 
+/// A numeric header field as the tar crate reads it (and GNU tar writes it): base-256 when the first byte's
+/// high bit is set (the last 8 bytes; of an 8-byte field all but that bit), else octal text up to the first NUL
+/// with blanks around it. Parsed here without the crate's UTF-8 and string work: it runs five times per entry.
+fn number(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|&b| b & 0x80 != 0) {
+        let (mut v, skip) = if field.len() == 8 {
+            (u64::from(field[0] ^ 0x80), 1)
+        } else {
+            (0, field.len().saturating_sub(8))
+        };
+        for &b in &field[skip..] {
+            v = (v << 8) | u64::from(b);
+        }
+        return Some(v);
+    }
+    octal(field)
+}
+
+/// Octal text up to the first NUL, blanks trimmed, an optional `+` (what `u64::from_str_radix(_, 8)` takes).
+fn octal(field: &[u8]) -> Option<u64> {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    let text = field[..end].trim_ascii();
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &b| {
+        (b'0'..=b'7')
+            .contains(&b)
+            .then(|| v.checked_mul(8)?.checked_add(u64::from(b - b'0')))
+            .flatten()
+    })
+}
+
+/// A header field for an error message.
+fn field_text(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    format!("{:?}", String::from_utf8_lossy(&field[..end]))
+}
+
 fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -492,19 +532,30 @@ pub fn for_each_entry(
         if block.iter().all(|&b| b == 0) {
             break;
         }
-        let cksum = header
-            .cksum()
-            .map_err(|e| invalid(&here(&last), format!("corrupt tar stream: {e}")))?;
-        if !header_checksum_ok(header.as_bytes(), cksum) {
+        let raw = header.as_bytes();
+        let cksum = octal(&raw[148..156])
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| {
+                let text = field_text(&raw[148..156]);
+                invalid(
+                    &here(&last),
+                    format!("corrupt tar stream: header checksum {text} is not a number"),
+                )
+            })?;
+        if !header_checksum_ok(raw, cksum) {
             return Err(invalid(
                 &here(&last),
                 "corrupt tar stream: archive header checksum mismatch".into(),
             ));
         }
         let etype = header.entry_type();
-        let hsize = header
-            .entry_size()
-            .map_err(|e| invalid(&here(&last), format!("corrupt header field size: {e}")))?;
+        let hsize = number(&raw[124..136]).ok_or_else(|| {
+            let text = field_text(&raw[124..136]);
+            invalid(
+                &here(&last),
+                format!("corrupt header field size: {text} is not a number"),
+            )
+        })?;
         let span =
             |stored: u64| blocks(stored).ok_or_else(|| invalid(&here(&last), format!("entry size {stored} overflows")));
         match etype {
@@ -555,10 +606,15 @@ pub fn for_each_entry(
         let entry_ctx = || format!("{ctx}: entry {:?}", entry_name(&name_for_err));
         let bad =
             |what: &str, e: &dyn std::fmt::Display| invalid(&entry_ctx(), format!("corrupt header field {what}: {e}"));
-        let mode = header.mode().map_err(|e| bad("mode", &e))? & 0o7777;
-        let mut uid = header.uid().map_err(|e| bad("uid", &e))?;
-        let mut gid = header.gid().map_err(|e| bad("gid", &e))?;
-        let mut mtime = i64::try_from(header.mtime().map_err(|e| bad("mtime", &e))?).unwrap_or(i64::MAX);
+        let raw = header.as_bytes();
+        let field = |what: &str, at: std::ops::Range<usize>, parse: fn(&[u8]) -> Option<u64>| {
+            parse(&raw[at.clone()]).ok_or_else(|| bad(what, &format!("{} is not a number", field_text(&raw[at]))))
+        };
+        #[allow(clippy::cast_possible_truncation)] // the tar crate's `mode()`: the field's low 32 bits
+        let mode = field("mode", 100..108, octal)? as u32 & 0o7777;
+        let mut uid = field("uid", 108..116, number)?;
+        let mut gid = field("gid", 116..124, number)?;
+        let mut mtime = i64::try_from(field("mtime", 136..148, number)?).unwrap_or(i64::MAX);
         let mut mtime_nsec = 0u32;
         let mut xattrs = Vec::new();
         // Bytes of data in the stream: the header field, or the PAX size record, which wins (POSIX pax; Go, GNU
@@ -634,8 +690,8 @@ pub fn for_each_entry(
             }
         }
         // From here on errors name the entry as extracted (PAX path, or the sparse file's real name).
-        let final_name = entry_name(ps.name.as_deref().unwrap_or(&path));
-        let entry_ctx = || format!("{ctx}: entry {final_name:?}");
+        let final_name = ps.name.clone().unwrap_or_else(|| path.clone());
+        let entry_ctx = || format!("{ctx}: entry {:?}", entry_name(&final_name));
         if stored > max_bytes {
             return Err(CoreError::LimitExceeded {
                 context: entry_ctx(),
@@ -780,7 +836,7 @@ pub fn for_each_entry(
 
 #[cfg(test)]
 mod tests {
-    use super::pax_time;
+    use super::{number, octal, pax_time};
 
     #[test]
     fn pax_records_keep_newlines_in_values() {
@@ -827,5 +883,42 @@ mod tests {
         assert_eq!(pax_time(b"5.5"), Some((5, 500_000_000)));
         assert_eq!(pax_time(b"-1.25"), Some((-2, 750_000_000)));
         assert_eq!(pax_time(b"x"), None);
+    }
+
+    #[test]
+    fn numeric_fields_read_as_the_tar_crate_reads_them() {
+        let eight: [&[u8]; 11] = [
+            b"0000644\0",
+            b"   644 \0",
+            b"+17\0\0\0\0\0",
+            b"\0\0\0\0\0\0\0\0",
+            b"0000009\0",
+            b"7777777\0",
+            b"12 34\0\0\0",
+            b"-1\0\0\0\0\0\0",
+            &[0x80, 0, 0, 0, 0, 0, 1, 2],
+            &[0xff; 8],
+            b"        ",
+        ];
+        for f in eight {
+            let mut h = tar::Header::new_gnu();
+            h.as_mut_bytes()[108..116].copy_from_slice(f);
+            assert_eq!(number(f), h.uid().ok(), "{f:?}");
+            h.as_mut_bytes()[100..108].copy_from_slice(f);
+            if f[0] & 0x80 == 0 {
+                assert_eq!(octal(f).map(|v| v as u32), h.mode().ok(), "{f:?}");
+            }
+        }
+        let twelve: [&[u8]; 4] = [
+            b"00000001750\0",
+            &[0x80, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1],
+            b"77777777777\0",
+            b"0000000175x\0",
+        ];
+        for f in twelve {
+            let mut h = tar::Header::new_gnu();
+            h.as_mut_bytes()[124..136].copy_from_slice(f);
+            assert_eq!(number(f), h.entry_size().ok(), "{f:?}");
+        }
     }
 }
