@@ -61,6 +61,7 @@ class MergedTree:
             j = int(self.end[j])
 
     def has_children(self, i: int) -> bool:
+        """Whether node ``i`` has a node below it."""
         return int(self.end[i]) > i + 1
 
     def root_total(self) -> int:

@@ -118,6 +118,7 @@ def _report_module() -> Any:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    """``imgcore analyze``: the report from the output cache, else computed (and kept); the exit status."""
     store = ContentStore(args.root)
     if args.find_digest or args.store:
         return int(_report_module().store_report(store, find=args.find_digest, top=args.top))
