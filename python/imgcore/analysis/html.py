@@ -10,10 +10,14 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+import numpy as np
+
 from imgcore._humanize import human_size
 from imgcore.analysis import Analysis
+from imgcore.analysis.tables import FILE
+from imgcore.analysis.tree import merged_tree
 
-__all__ = ["render_html", "squarify"]
+__all__ = ["directory_sizes", "render_html", "squarify"]
 
 _COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
 
@@ -87,15 +91,25 @@ def _layer_chart(a: Analysis) -> str:
     return "".join(parts)
 
 
-def _treemap(a: Analysis, width: int = 800, height: int = 420, top: int = 24) -> str:
+def directory_sizes(a: Analysis) -> dict[str, int]:
+    """File bytes of the final tree by directory, cut at three components: a file counts for its own directory
+    when that is shallower, else for its ancestor three deep (whose subtree total the merged tree has)."""
+    t = merged_tree(a, len(a.tables) - 1)
     sizes: dict[str, int] = {}
-    for path, info in a.final_files().items():
-        if info[0] != "file" or not info[1]:
+    for i in np.flatnonzero(t.depth <= 2).tolist():
+        if t.kind[i] == FILE and t.size[i]:
+            key, value = t.path(i).rpartition("/")[0] or "/", int(t.size[i])
+        elif t.depth[i] == 2 and t.kind[i] != FILE and t.total[i]:
+            key, value = t.path(i), int(t.total[i])
+        else:
             continue
-        parts = path.strip("/").split("/")
-        key = "/" + "/".join(parts[: min(len(parts) - 1, 3)]) if len(parts) > 1 else "/"
-        sizes[key] = sizes.get(key, 0) + info[1]
-    items = sorted(sizes.items(), key=lambda kv: -kv[1])
+        sizes[key] = sizes.get(key, 0) + value
+    return sizes
+
+
+def _treemap(a: Analysis, width: int = 800, height: int = 420, top: int = 24) -> str:
+    sizes = directory_sizes(a)
+    items = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
     shown, rest = items[:top], sum(v for _, v in items[top:])
     if rest:
         shown.append(("(other directories)", rest))
