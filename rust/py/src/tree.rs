@@ -1,7 +1,6 @@
 //! `merged_tree`: the explorer's tree as of one layer, from the layer tables and the union replay's fates (numpy
 //! arrays read in place), returned as numpy columns in display order (`imgcore_core::archive::tree`).
 
-use imgcore_core::archive::figures::TableRef;
 use imgcore_core::archive::tree::{self, LayerRows};
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
@@ -27,6 +26,7 @@ struct Inputs<'py> {
     kind: PyReadonlyArray1<'py, u8>,
     size: PyReadonlyArray1<'py, u64>,
     strings: PyReadonlyArray1<'py, u8>,
+    offsets: PyReadonlyArray1<'py, u64>,
     shadowed: PyReadonlyArray1<'py, i32>,
     change: PyReadonlyArray1<'py, u8>,
 }
@@ -39,7 +39,8 @@ impl Inputs<'_> {
             size: self.size.as_slice().map_err(bad)?,
             shadowed: self.shadowed.as_slice().map_err(bad)?,
             change: self.change.as_slice().map_err(bad)?,
-            names: TableRef::split_strings(self.strings.as_slice().map_err(bad)?),
+            strings: self.strings.as_slice().map_err(bad)?,
+            offsets: self.offsets.as_slice().map_err(bad)?,
         };
         let n = rows.kind.len();
         if [rows.path.len(), rows.size.len(), rows.shadowed.len(), rows.change.len()]
@@ -48,7 +49,7 @@ impl Inputs<'_> {
         {
             return Err(bad("columns of unequal length"));
         }
-        if rows.path.iter().any(|&p| p as usize >= rows.names.len()) {
+        if rows.path.iter().any(|&p| p as usize >= rows.offsets.len()) {
             return Err(bad("a path index points outside the string table"));
         }
         Ok(rows)
@@ -79,6 +80,7 @@ pub fn merged_tree<'py>(
             kind: array(d, "kind")?,
             size: array(d, "size")?,
             strings: array(d, "strings")?,
+            offsets: array(d, "offsets")?,
             shadowed: sh,
             change: ch,
         });

@@ -35,8 +35,25 @@ pub struct LayerRows<'a> {
     pub shadowed: &'a [i32],
     /// Each row's change.
     pub change: &'a [u8],
-    /// The layer's string table, split.
-    pub names: Vec<&'a [u8]>,
+    /// The layer's string table: NUL-terminated strings...
+    pub strings: &'a [u8],
+    /// ...starting at these offsets.
+    pub offsets: &'a [u64],
+}
+
+impl<'a> LayerRows<'a> {
+    /// Row `r`'s path (empty when the string table does not hold it: bad input never panics).
+    fn name(&self, r: usize) -> &'a [u8] {
+        let i = self.path[r] as usize;
+        let at = |k: usize| self.offsets.get(k).and_then(|&o| usize::try_from(o).ok());
+        let start = at(i).unwrap_or(usize::MAX);
+        // A string ends before the NUL that precedes the next one (the last, before the final NUL).
+        let end = at(i + 1)
+            .unwrap_or(self.strings.len())
+            .saturating_sub(1)
+            .min(self.strings.len());
+        self.strings.get(start..end.max(start)).unwrap_or_default()
+    }
 }
 
 /// The tree's nodes, one element per node in each column.
@@ -77,7 +94,7 @@ pub fn merged_tree(layers: &[LayerRows<'_>], index: usize, keep: u32) -> Tree {
         for r in 0..t.kind.len() {
             let (k, sh) = (t.kind[r], t.shadowed[r]);
             let alive = sh == VISIBLE || sh > top || (li == index && k == KIND_WHITEOUT);
-            let name = t.names.get(t.path[r] as usize).copied().unwrap_or_default();
+            let name = t.name(r);
             if !alive || k == KIND_OPAQUE || name.is_empty() {
                 continue;
             }
@@ -164,19 +181,30 @@ mod tests {
     use super::*;
     use crate::archive::figures::{ADDED, MODIFIED};
 
+    fn table(names: &[&str]) -> (Vec<u8>, Vec<u64>) {
+        let (mut strings, mut offsets) = (Vec::new(), Vec::new());
+        for n in names {
+            offsets.push(strings.len() as u64);
+            strings.extend_from_slice(n.as_bytes());
+            strings.push(0);
+        }
+        (strings, offsets)
+    }
+
     #[test]
     fn nodes_in_component_order_with_implied_parents_and_sums() {
         // Layer 0: a/f (10), a.b (5), d/x (3, hidden by layer 1). Layer 1: d/x again (4, new content), n/m (2)
         // without its parent directory.
-        let n0: Vec<&[u8]> = vec![b"a", b"a/f", b"a.b", b"d", b"d/x"];
-        let n1: Vec<&[u8]> = vec![b"d/x", b"n/m"];
+        let (s0, o0) = table(&["a", "a/f", "a.b", "d", "d/x"]);
+        let (s1, o1) = table(&["d/x", "n/m"]);
         let l0 = LayerRows {
             path: &[0, 1, 2, 3, 4],
             kind: &[KIND_DIR, KIND_FILE, KIND_FILE, KIND_DIR, KIND_FILE],
             size: &[0, 10, 5, 0, 3],
             shadowed: &[VISIBLE, VISIBLE, VISIBLE, VISIBLE, 1],
             change: &[ADDED; 5],
-            names: n0,
+            strings: &s0,
+            offsets: &o0,
         };
         let l1 = LayerRows {
             path: &[0, 1],
@@ -184,11 +212,13 @@ mod tests {
             size: &[4, 2],
             shadowed: &[VISIBLE, VISIBLE],
             change: &[MODIFIED, ADDED],
-            names: n1,
+            strings: &s1,
+            offsets: &o1,
         };
         let t = merged_tree(&[l0, l1], 1, 0);
         let paths: Vec<&[u8]> = t.strings.split(|&b| b == 0).take(t.kind.len()).collect();
         assert_eq!(paths, vec![&b"a"[..], b"a/f", b"a.b", b"d", b"d/x", b"n", b"n/m"]);
+        assert_eq!(t.strings, b"a\0a/f\0a.b\0d\0d/x\0n\0n/m\0");
         assert_eq!(t.depth, vec![0, 1, 0, 0, 1, 0, 1]);
         assert_eq!(t.end, vec![2, 2, 3, 5, 5, 7, 7]);
         assert_eq!(t.total, vec![10, 10, 5, 4, 4, 2, 2]);
@@ -201,7 +231,8 @@ mod tests {
             size: &[0, 10, 5, 0, 3],
             shadowed: &[VISIBLE, VISIBLE, VISIBLE, VISIBLE, 1],
             change: &[ADDED; 5],
-            names: vec![b"a", b"a/f", b"a.b", b"d", b"d/x"],
+            strings: &s0,
+            offsets: &o0,
         };
         let t = merged_tree(&[l0b], 0, 1 << MARK_WASTE);
         assert_eq!(t.kind.len(), 2);
