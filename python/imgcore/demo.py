@@ -257,6 +257,8 @@ def _scenario(work: Path, host: str, imgcore: Any, builder_root: Path, fresh_roo
     imgcore("images", store=fresh_root)
     imgcore("history", "new_tomcat:1.0", store=fresh_root)
     imgcore("df", "-v", store=fresh_root)
+    # The exec copied webapps.dist into webapps: the same content at two paths, which analyze finds by content.
+    imgcore("analyze", "new_tomcat:1.0", store=fresh_root)
 
     print("\n# 6. check: a container from new_tomcat:1.0 has the web apps in webapps")
     imgcore("run", "--rm", "new_tomcat:1.0", "ls", "webapps", store=fresh_root)
