@@ -240,15 +240,17 @@ def layer_tables(
 
 def image_pass(
     tables: Sequence[dict[str, Any]],
-) -> tuple[list[Any], list[Any], list[Any], list[Any], tuple[int, int, list[tuple[bytes, int, int]]], list[Any]]:
+) -> tuple[list[Any], list[Any], list[Any], list[Any], tuple[int, int, tuple[Any, Any, Any, Any]], list[Any]]:
     """The image-wide passes over ``layer_tables`` dicts (bottom first), reading their numpy columns in place.
 
     Returns per layer (numpy arrays, one element per row) ``changes`` (uint8: 1 added, 2 modified, 3 deleted,
     4 opaque, 5 metadata-only, 6 identical copy), ``shadowed_by`` (int32: the layer that hid the row, -1 when
     the final image shows it), ``prev_layer``/``prev_row`` (int32/uint32: the copy the row replaced, layer -1
-    for none); then dive 0.13's sums ``(minimum, discovered, inefficient)``, ``inefficient`` being
-    ``(path, references, cumulative bytes)`` for every path dive saw in two layers or more, largest first; and
-    per layer ``path_id`` (uint32: an image-wide id of each row's path, equal paths equal ids).
+    for none); then dive 0.13's sums ``(minimum, discovered, inefficient)``, ``inefficient`` being columns
+    ``(paths, offsets, references, cumulative bytes)`` (uint8 NUL-joined paths with a leading slash, uint64
+    start offsets, uint32, int64) for every path dive saw in two layers or more, largest first then by path;
+    and per layer ``path_id`` (uint32: an image-wide id of each row's path, equal paths equal ids, numbered in
+    the order of the paths' text as Python sorts their ``surrogateescape`` decodings).
 
     Raises:
         ValueError: a column is missing, not contiguous, of the wrong dtype or length, or an index points

@@ -22,12 +22,13 @@ import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from imgcore._core import image_pass as _core_image_pass
+from imgcore.analysis._rows import Rows, texts
 from imgcore.analysis.tables import (
     FILE,
     METADATA,
@@ -38,18 +39,35 @@ from imgcore.analysis.tables import (
 )
 
 __all__ = [
+    "Inefficient",
+    "LayerNames",
     "Merge",
     "Rewrite",
+    "Rewrites",
     "Wasted",
+    "WastedPaths",
     "drop_savings",
     "duplicate_content",
     "final_view",
     "merge",
+    "rewrites",
     "squash_savings",
+    "wasted_paths",
 ]
 
 #: ``shadowed_by`` of a row the final image shows.
 VISIBLE = -1
+
+
+@dataclass(frozen=True)
+class Inefficient:
+    """dive's inefficient paths as columns (``image_pass``' order: largest cumulative size first): the paths
+    (leading slash, NUL-joined, ``offsets`` where each starts), their references and cumulative sizes."""
+
+    strings: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.uint64]
+    refs: npt.NDArray[np.uint32]
+    sizes: npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -63,8 +81,9 @@ class Merge:
     prev_row: tuple[npt.NDArray[np.uint32], ...]
     dive_minimum: int
     dive_discovered: int
-    dive_inefficient: tuple[tuple[bytes, int, int], ...]
-    path_id: tuple[npt.NDArray[np.uint32], ...]  # image-wide id of each row's path
+    dive_inefficient: Inefficient
+    #: image-wide id of each row's path; the ids follow the paths' text order (sorting by id sorts by path)
+    path_id: tuple[npt.NDArray[np.uint32], ...]
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,7 @@ def merge(tables: Sequence[LayerTable], image_pass: Pass = _core_image_pass) -> 
         [t.columns() for t in tables]
     )
     return Merge(tuple(changes), tuple(shadows), tuple(prev_layer), tuple(prev_row), minimum, discovered,
-                 tuple(inefficient), tuple(path_id))  # fmt: skip
+                 Inefficient(*inefficient), tuple(path_id))  # fmt: skip
 
 
 def final_view(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> dict[bytes, tuple[int, int]]:
@@ -112,80 +131,190 @@ def final_view(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Me
     return view
 
 
+class LayerNames(Sequence[list[bytes]]):
+    """Each layer's decoded string table, made when asked for and not kept (``names[layer]``)."""
+
+    def __init__(self, tables: Sequence[LayerTable]) -> None:
+        self.tables = tables
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    @overload
+    def __getitem__(self, i: int) -> list[bytes]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[list[bytes]]: ...
+    def __getitem__(self, i: int | slice) -> list[bytes] | list[list[bytes]]:
+        if isinstance(i, slice):
+            return [t.names() for t in self.tables[i]]
+        return self.tables[i].names()
+
+
 def _as_text(p: bytes) -> str:
     return "/" + p.decode(errors="surrogateescape")
 
 
-def wasted_paths(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> list[Wasted]:
-    """Paths with file copies the final image does not show, most wasted bytes first (grouped by path id)."""
-    hid_ids, hid_size, hid_layer, keep_ids, keep_layer = [], [], [], [], []
-    first: dict[int, tuple[int, int]] = {}
-    for li, t in enumerate(tables):
-        files = t.kind == FILE
-        hidden = np.flatnonzero(files & (m.shadowed_by[li] != VISIBLE))
-        shown = np.flatnonzero(files & (m.shadowed_by[li] == VISIBLE))
-        hid_ids.append(m.path_id[li][hidden])
-        hid_size.append(t.size[hidden])
-        hid_layer.append(np.full(len(hidden), li, dtype=np.int64))
-        keep_ids.append(m.path_id[li][shown])
-        keep_layer.append(np.full(len(shown), li, dtype=np.int64))
-    ids = np.concatenate(hid_ids).astype(np.int64)
-    if not len(ids):
-        return []
-    sizes = np.concatenate(hid_size)
-    n = int(max(ids.max(), max((int(k.max()) for k in keep_ids if len(k)), default=0))) + 1
-    wasted = np.bincount(ids, weights=sizes.astype(np.float64), minlength=n)
-    copies = np.bincount(ids, minlength=n)
-    kept_ids = np.concatenate(keep_ids).astype(np.int64)
-    kept = np.zeros(n, dtype=np.int64)
-    kept[kept_ids] = 1
-    # The layers holding a copy of each path: unique (path id, layer) pairs.
-    pairs = np.unique(np.concatenate([ids * 4096 + np.concatenate(hid_layer),
-                                      kept_ids * 4096 + np.concatenate(keep_layer)]))  # fmt: skip
-    pair_ids, pair_layers = pairs // 4096, pairs % 4096
-    # A path of each id: its first hidden row.
-    for li, t in enumerate(tables):
-        hidden = np.flatnonzero((t.kind == FILE) & (m.shadowed_by[li] != VISIBLE))
-        for pid, p in zip(m.path_id[li][hidden].tolist(), t.path[hidden].tolist(), strict=True):
-            if pid not in first:
-                first[pid] = (li, p)
-    out = []
-    starts = np.searchsorted(pair_ids, np.arange(n + 1))
-    for pid in np.flatnonzero(copies).tolist():
-        li, p = first[pid]
-        layers = tuple(pair_layers[starts[pid] : starts[pid + 1]].tolist())
-        out.append(Wasted(_as_text(names[li][p]), int(copies[pid] + kept[pid]), round(float(wasted[pid])), layers))
-    out.sort(key=lambda w: (-w.wasted_bytes, w.path))
+def _paths(tables: Sequence[LayerTable], layers: npt.NDArray[Any], strs: npt.NDArray[Any]) -> list[str]:
+    """The texts of string ``strs[i]`` of layer ``layers[i]``, for each ``i`` (only those strings are read)."""
+    out = [""] * len(layers)
+    for li in np.unique(layers).tolist():
+        at = np.flatnonzero(layers == li)
+        t = tables[li]
+        for i, text in zip(at.tolist(), texts(t.strings, t.offsets, strs[at]), strict=True):
+            out[i] = text
     return out
 
 
-def rewrites(tables: Sequence[LayerTable], names: Sequence[list[bytes]], m: Merge) -> list[Rewrite]:
-    """Metadata-only rewrites of files (the byte cost of chmod/chown/touch steps), largest first."""
-    out: list[Rewrite] = []
+class WastedPaths(Rows[Wasted]):
+    """:func:`wasted_paths`: columns per path (most wasted bytes first, then by path); a :class:`Wasted` is
+    made only for an item that is read."""
+
+    def __init__(self, tables: Sequence[LayerTable], cols: dict[str, npt.NDArray[Any]]) -> None:
+        super().__init__(len(cols["copies"]))
+        self.tables = tables
+        #: ``copies``, ``wasted_bytes`` (uint64), the path's string (``path_layer``, ``path_string``) and the
+        #: layers holding a copy (``layers[layer_start[i]:layer_start[i + 1]]``)
+        self.cols = cols
+
+    @property
+    def wasted_bytes(self) -> npt.NDArray[np.uint64]:
+        """Each path's wasted bytes, in order."""
+        return self.cols["wasted_bytes"]
+
+    def chunk(self, start: int, stop: int) -> list[Wasted]:
+        c = self.cols
+        paths = _paths(self.tables, c["path_layer"][start:stop], c["path_string"][start:stop])
+        bounds = c["layer_start"][start : stop + 1].tolist()
+        layers = c["layers"][bounds[0] : bounds[-1]].tolist() if bounds else []
+        base = bounds[0] if bounds else 0
+        copies, wasted = c["copies"][start:stop].tolist(), c["wasted_bytes"][start:stop].tolist()
+        return [Wasted(p, n, w, tuple(layers[a - base : b - base]))
+                for p, n, w, a, b in zip(paths, copies, wasted, bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
+
+
+def wasted_paths(tables: Sequence[LayerTable], m: Merge) -> WastedPaths:
+    """Paths with file copies the final image does not show, most wasted bytes first, then by path (grouped
+    by path id, all in numpy: one :class:`Wasted` per item read, not per path)."""
+    hid_ids, hid_size, hid_layer, hid_str, keep_ids, keep_layer = [], [], [], [], [], []
+    for li, t in enumerate(tables):
+        files = t.kind == FILE
+        shown = m.shadowed_by[li] == VISIBLE
+        hidden = np.flatnonzero(files & ~shown)
+        visible = np.flatnonzero(files & shown)
+        hid_ids.append(m.path_id[li][hidden].astype(np.int64))
+        hid_size.append(t.size[hidden])
+        hid_layer.append(np.full(len(hidden), li, dtype=np.int64))
+        hid_str.append(t.path[hidden])
+        keep_ids.append(m.path_id[li][visible].astype(np.int64))
+        keep_layer.append(np.full(len(visible), li, dtype=np.int64))
+    ids = np.concatenate(hid_ids) if hid_ids else np.zeros(0, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(ids):
+        cols = {"copies": empty, "wasted_bytes": np.zeros(0, dtype=np.uint64), "path_layer": empty,
+                "path_string": empty, "layer_start": np.zeros(1, dtype=np.int64), "layers": empty}  # fmt: skip
+        return WastedPaths(tables, cols)
+    # Group the hidden rows by path id (a stable sort: each group's first row is its first in layer order).
+    order = np.argsort(ids, kind="stable")
+    sids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
+    uniq = sids[starts]
+    hidden_copies = np.diff(np.r_[starts, len(sids)])
+    wasted = np.add.reduceat(np.concatenate(hid_size)[order], starts).astype(np.uint64)
+    first = order[starts]
+    path_layer = np.concatenate(hid_layer)[first]
+    path_string = np.concatenate(hid_str)[first].astype(np.int64)
+    # The shown copy of each such path (at most one) and the layers holding a copy: unique (path, layer) pairs.
+    kids, klayers = np.concatenate(keep_ids), np.concatenate(keep_layer)
+    pos = np.minimum(np.searchsorted(uniq, kids), len(uniq) - 1)
+    hit = uniq[pos] == kids
+    kept = np.zeros(len(uniq), dtype=np.int64)
+    kept[pos[hit]] = 1
+    n_layers = max(len(tables), 1)
+    pairs = np.unique(np.concatenate([np.searchsorted(uniq, ids) * n_layers + np.concatenate(hid_layer),
+                                      pos[hit] * n_layers + klayers[hit]]))  # fmt: skip
+    pair_group, pair_layer = pairs // n_layers, pairs % n_layers
+    layer_start = np.searchsorted(pair_group, np.arange(len(uniq) + 1))
+    # Most wasted first, then by path (ids follow the paths' text order).
+    rank = np.lexsort((uniq, ~wasted))
+    counts = np.diff(layer_start)[rank]
+    new_start = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    take = np.repeat(layer_start[:-1][rank] - new_start[:-1], counts) + np.arange(int(new_start[-1]))
+    cols = {
+        "copies": (hidden_copies + kept)[rank],
+        "wasted_bytes": wasted[rank],
+        "path_layer": path_layer[rank],
+        "path_string": path_string[rank],
+        "layer_start": new_start,
+        "layers": pair_layer[take],
+    }
+    return WastedPaths(tables, cols)
+
+
+_CHANGED = ("mode", "owner", "mtime", "xattrs")
+
+
+class Rewrites(Rows[Rewrite]):
+    """:func:`rewrites`: columns per rewritten file (largest first, then by path); a :class:`Rewrite` is made
+    only for an item that is read."""
+
+    def __init__(self, tables: Sequence[LayerTable], cols: dict[str, npt.NDArray[Any]]) -> None:
+        super().__init__(len(cols["size"]))
+        self.tables = tables
+        #: ``layer``, ``row``, ``size``, ``lower_layer``, ``changed`` (bit i: ``_CHANGED[i]``)
+        self.cols = cols
+        self._changed = [tuple(k for b, k in enumerate(_CHANGED) if bits >> b & 1) for bits in range(16)]
+
+    @property
+    def sizes(self) -> npt.NDArray[np.uint64]:
+        """Each rewrite's size, in order."""
+        return self.cols["size"]
+
+    def chunk(self, start: int, stop: int) -> list[Rewrite]:
+        c = self.cols
+        layer = c["layer"][start:stop]
+        strs = np.zeros(len(layer), dtype=np.int64)
+        for li in np.unique(layer).tolist():
+            at = np.flatnonzero(layer == li)
+            strs[at] = self.tables[li].path[c["row"][start:stop][at]]
+        paths = _paths(self.tables, layer, strs)
+        ch = self._changed
+        return [Rewrite(p, li, size, ol, ch[bits])
+                for p, li, size, ol, bits in zip(paths, layer.tolist(), c["size"][start:stop].tolist(),
+                                                 c["lower_layer"][start:stop].tolist(),
+                                                 c["changed"][start:stop].tolist(), strict=True)]  # fmt: skip
+
+
+def rewrites(tables: Sequence[LayerTable], m: Merge) -> Rewrites:
+    """Metadata-only rewrites of files (the byte cost of chmod/chown/touch steps), largest first, then by path
+    (equal ones in layer, lower layer and row order), as columns."""
+    parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("layer", "row", "size", "lower_layer", "changed", "id")}
     for li, t in enumerate(tables):
         ch = m.changes[li]
         hits = np.flatnonzero(((ch == METADATA) | (ch == SAME)) & (t.kind == FILE))
         if not len(hits):
             continue
         prev_l, prev_r = m.prev_layer[li][hits], m.prev_row[li][hits]
-        nm = names[li]
         for ol in np.unique(prev_l).tolist():
             sel = prev_l == ol
             rows, orows = hits[sel], prev_r[sel].astype(np.int64)
             o = tables[ol]
-            flags = {
-                "mode": o.mode[orows] != t.mode[rows],
-                "owner": (o.uid[orows] != t.uid[rows]) | (o.gid[orows] != t.gid[rows]),
-                "mtime": o.mtime[orows] != t.mtime[rows],
-                "xattrs": o.xattr_hash[orows] != t.xattr_hash[rows],
-            }
-            cols = [f.tolist() for f in flags.values()]
-            keys = list(flags)
-            for i, (p, size) in enumerate(zip(t.path[rows].tolist(), t.size[rows].tolist(), strict=True)):
-                changed = tuple(k for k, c in zip(keys, cols, strict=True) if c[i])
-                out.append(Rewrite(_as_text(nm[p]), li, size, ol, changed))
-    out.sort(key=lambda w: (-w.size, w.path))
-    return out
+            bits = ((o.mode[orows] != t.mode[rows]).astype(np.uint8)
+                    | ((o.uid[orows] != t.uid[rows]) | (o.gid[orows] != t.gid[rows])).astype(np.uint8) << 1
+                    | (o.mtime[orows] != t.mtime[rows]).astype(np.uint8) << 2
+                    | (o.xattr_hash[orows] != t.xattr_hash[rows]).astype(np.uint8) << 3)  # fmt: skip
+            parts["layer"].append(np.full(len(rows), li, dtype=np.int64))
+            parts["row"].append(rows.astype(np.int64))
+            parts["size"].append(t.size[rows])
+            parts["lower_layer"].append(np.full(len(rows), ol, dtype=np.int64))
+            parts["changed"].append(bits)
+            parts["id"].append(m.path_id[li][rows].astype(np.int64))
+    dtypes = {"layer": np.int64, "row": np.int64, "size": np.uint64, "lower_layer": np.int64, "changed": np.uint8,
+              "id": np.int64}  # fmt: skip
+    cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=dtypes[k]) for k, v in parts.items()}
+    # Largest first, then by path (ids follow the paths' text order); the sort is stable, so equal keys stay
+    # in the order they were found (layer, lower layer, row).
+    order = np.lexsort((cols.pop("id"), ~cols["size"]))
+    return Rewrites(tables, {k: v[order] for k, v in cols.items()})
 
 
 def duplicate_content(

@@ -228,7 +228,7 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
     prev_layer = [np.full(len(t.kind), -1, dtype=np.int32) for t in tables]
     prev_row = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
     path_id = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
-    ids: dict[bytes, int] = {}
+    ids: dict[bytes, int] = {}  # path -> id in order of appearance, renumbered by text order at the end
 
     def content(li: int, r: int) -> Any:
         t = tables[li]
@@ -294,6 +294,11 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
                 prev_layer[li][r] = ol
                 prev_row[li][r] = orow
             view[p] = (li, r)
+    by_text = sorted(ids, key=lambda p: p.decode(errors="surrogateescape"))
+    rank = np.zeros(len(ids), dtype=np.uint32)
+    for new, p in enumerate(by_text):
+        rank[ids[p]] = new
+    path_id = [rank[a] for a in path_id]
     return changes, shadows, prev_layer, prev_row, path_id
 
 
@@ -391,7 +396,7 @@ def _stack(root: _Node, nodes: dict[tuple[bytes, ...], Any]) -> None:
             _add(root, comps, nodes[comps])
 
 
-def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, list[tuple[bytes, int, int]]]:
+def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, tuple[Any, ...]]:
     layer_nodes = [_layer_nodes(t, n) for t, n in zip(tables, names, strict=True)]
     needs_stack = [any(c[-1].startswith(_WH) for c in _leaves(nodes)) for nodes in layer_nodes]
     cum: dict[tuple[bytes, ...], int] = {}
@@ -437,12 +442,21 @@ def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, list
                 cum[key], low[key], refs[key] = size, size, 1
     inefficient = [(b"/" + b"/".join(k), refs[k], cum[k]) for k in cum if refs[k] >= 2]
     inefficient.sort(key=lambda r: (-r[2], r[0]))
-    return sum(low.values()), sum(cum.values()), inefficient
+    strings = b"".join(p + b"\0" for p, _, _ in inefficient)
+    offsets = np.cumsum([0] + [len(p) + 1 for p, _, _ in inefficient[:-1]], dtype=np.uint64)[: len(inefficient)]
+    columns = (
+        np.frombuffer(strings, dtype=np.uint8).copy(),
+        offsets,
+        np.array([r for _, r, _ in inefficient], dtype=np.uint32),
+        np.array([c for _, _, c in inefficient], dtype=np.int64),
+    )
+    return sum(low.values()), sum(cum.values()), columns
 
 
 def image_pass(tables: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
     """Twin of ``imgcore._core.image_pass``: ``(changes, shadowed_by, prev_layer, prev_row, (minimum,
-    discovered, inefficient), path_id)``, per layer (bottom first)."""
+    discovered, inefficient), path_id)``, per layer (bottom first); ``inefficient`` as columns ``(NUL-joined
+    paths, their offsets, references, cumulative sizes)``, largest first; path ids in the paths' text order."""
     cols = [_Cols.of(d) for d in tables]
     names = [_names(d) for d in tables]
     changes, shadows, prev_layer, prev_row, path_id = _merge(cols, names)

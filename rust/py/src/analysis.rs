@@ -152,16 +152,45 @@ impl<'py> Columns<'py> {
     }
 }
 
-/// What `image_pass` returns: per-layer `changes`, `shadowed_by`, `prev_layer`, `prev_row` arrays, dive's sums,
-/// and per-layer `path_id` arrays.
+/// dive's inefficient paths as columns: NUL-joined paths, their start offsets, references, cumulative sizes.
+type Inefficient<'py> = (
+    Bound<'py, PyArray1<u8>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+/// What `image_pass` returns: per-layer `changes`, `shadowed_by`, `prev_layer`, `prev_row` arrays, dive's sums
+/// (its inefficient paths as columns, never one Python object per path), and per-layer `path_id` arrays.
 type PassResult<'py> = (
     Vec<Bound<'py, PyArray1<u8>>>,
     Vec<Bound<'py, PyArray1<i32>>>,
     Vec<Bound<'py, PyArray1<i32>>>,
     Vec<Bound<'py, PyArray1<u32>>>,
-    (i64, i64, Vec<(Vec<u8>, u32, i64)>),
+    (i64, i64, Inefficient<'py>),
     Vec<Bound<'py, PyArray1<u32>>>,
 );
+
+/// Columns of dive's `(path, references, cumulative size)` list, in its order.
+fn inefficient_columns(py: Python<'_>, rows: Vec<(Vec<u8>, u32, i64)>) -> Inefficient<'_> {
+    let mut strings = Vec::with_capacity(rows.iter().map(|r| r.0.len() + 1).sum());
+    let mut offsets = Vec::with_capacity(rows.len());
+    let mut refs = Vec::with_capacity(rows.len());
+    let mut sizes = Vec::with_capacity(rows.len());
+    for (p, r, c) in rows {
+        offsets.push(strings.len() as u64);
+        strings.extend_from_slice(&p);
+        strings.push(0);
+        refs.push(r);
+        sizes.push(c);
+    }
+    (
+        strings.into_pyarray(py),
+        offsets.into_pyarray(py),
+        refs.into_pyarray(py),
+        sizes.into_pyarray(py),
+    )
+}
 
 /// The image-wide passes over per-layer tables (bottom first): the union replay and dive's figures.
 #[pyfunction]
@@ -174,7 +203,7 @@ pub fn image_pass<'py>(py: Python<'py>, tables: Vec<Bound<'py, PyDict>>) -> PyRe
         m.shadowed_by.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_layer.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_row.into_iter().map(|v| v.into_pyarray(py)).collect(),
-        (d.minimum, d.discovered, d.inefficient),
+        (d.minimum, d.discovered, inefficient_columns(py, d.inefficient)),
         m.path_id.into_iter().map(|v| v.into_pyarray(py)).collect(),
     ))
 }

@@ -10,6 +10,7 @@
 //!   prose): per-layer trees with implied parents, only leaves visited, whiteouts sized from the stack below
 //!   (layer 0 stacked onto itself), a whiteout of a missing path ending its layer's visit with a -1 minimum.
 
+use rayon::slice::ParallelSliceMut;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::table::{KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_OPAQUE, KIND_SYMLINK, KIND_WHITEOUT};
@@ -94,8 +95,47 @@ pub struct Merge {
     pub prev_layer: Vec<Vec<i32>>,
     /// Per layer, the row of the copy each row replaced (in `prev_layer`).
     pub prev_row: Vec<Vec<u32>>,
-    /// Per layer, an image-wide id of each row's path (equal paths, equal ids; numbered in order of appearance).
+    /// Per layer, an image-wide id of each row's path: equal paths, equal ids, and the ids follow the paths'
+    /// text order ([`text_order`]), so sorting by id sorts by path.
     pub path_id: Vec<Vec<u32>>,
+}
+
+/// Orders byte strings as Python orders their `surrogateescape` decodings, code point by code point: valid
+/// UTF-8 compares bytewise (UTF-8 keeps code point order), an invalid byte `b` stands for U+DC00+b.
+/// `a_valid`/`b_valid` say whether each is valid UTF-8 (computed once per string by the caller).
+pub fn text_order(a: &[u8], a_valid: bool, b: &[u8], b_valid: bool) -> std::cmp::Ordering {
+    fn code_points(s: &[u8]) -> impl Iterator<Item = u32> + '_ {
+        s.utf8_chunks().flat_map(|c| {
+            c.valid()
+                .chars()
+                .map(u32::from)
+                .chain(c.invalid().iter().map(|&b| 0xDC00 + u32::from(b)))
+        })
+    }
+    if a_valid && b_valid {
+        a.cmp(b)
+    } else {
+        code_points(a).cmp(code_points(b))
+    }
+}
+
+/// Renumbers `path_id` so that ids follow the paths' text order (`ids`: path -> id in order of appearance).
+fn renumber_by_text(ids: FxHashMap<&[u8], u32>, path_id: &mut [Vec<u32>]) {
+    let mut keys: Vec<(&[u8], bool, u32)> = ids
+        .into_iter()
+        .map(|(p, i)| (p, std::str::from_utf8(p).is_ok(), i))
+        .collect();
+    keys.par_sort_unstable_by(|a, b| text_order(a.0, a.1, b.0, b.1));
+    let mut rank = vec![0u32; keys.len()];
+    for (new, &(_, _, old)) in keys.iter().enumerate() {
+        rank[old as usize] = u32::try_from(new).unwrap_or(u32::MAX);
+    }
+    drop(keys);
+    for ids in path_id {
+        for x in ids.iter_mut() {
+            *x = rank[*x as usize];
+        }
+    }
 }
 
 fn parent(p: &[u8]) -> &[u8] {
@@ -189,6 +229,8 @@ pub fn merge(tables: &[TableRef<'_>]) -> Merge {
             view.insert(p, (li, r));
         }
     }
+    drop((view, children));
+    renumber_by_text(ids, &mut m.path_id);
     m
 }
 
@@ -507,6 +549,14 @@ mod tests {
         assert_eq!((m.prev_layer[1][1], m.prev_row[1][1]), (0, 1));
         assert_eq!(m.prev_layer[1][4], -1);
         assert_eq!(m.path_id[1][..3], m.path_id[0][..3]);
+        // Ids follow the paths' order: a, a/f, a/g, d, d/x, n.
+        assert_eq!(m.path_id[0], vec![0, 1, 2, 3, 4]);
+        assert_eq!(m.path_id[1], vec![0, 1, 2, 3, 5]);
+        let order =
+            |a: &[u8], b: &[u8]| text_order(a, std::str::from_utf8(a).is_ok(), b, std::str::from_utf8(b).is_ok());
+        assert_eq!(order(b"a\xc0", "a\u{e9}".as_bytes()), std::cmp::Ordering::Greater); // U+DCC0 > U+00E9
+        assert_eq!(order(b"a\xc0", b"a\xc1"), std::cmp::Ordering::Less);
+        assert_eq!(order(b"a/b", b"a-b"), std::cmp::Ordering::Greater);
     }
 
     #[test]
