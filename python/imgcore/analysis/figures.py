@@ -322,22 +322,38 @@ def duplicate_content(
 ) -> tuple[int, int, dict[bytes, int]]:
     """Files of equal content the final image shows at several paths: ``(duplicate bytes, groups, counts)``.
 
-    Duplicate bytes count every copy but one; ``counts`` maps each duplicated sha256 (32 bytes) to its copies.
+    Duplicate bytes count every copy but one; ``counts`` maps each duplicated sha256 (32 bytes) to its copies
+    (in sha256 order). The files are grouped by the first 8 bytes of their sha256 first (an array of 8 bytes a
+    file), and only files sharing those are compared whole.
     """
-    shas: list[npt.NDArray[np.uint8]] = []
-    sizes: list[npt.NDArray[np.uint64]] = []
+    keys: list[npt.NDArray[np.uint64]] = []
+    where: list[tuple[int, npt.NDArray[np.intp]]] = []
     for li, t in enumerate(tables):
         if layers is not None and li not in layers:
             continue
-        mask = (m.shadowed_by[li] == VISIBLE) & (t.kind == FILE) & (t.size > 0)
-        shas.append(t.sha256[mask])
-        sizes.append(t.size[mask])
-    if not shas:
+        rows = np.flatnonzero((m.shadowed_by[li] == VISIBLE) & (t.kind == FILE) & (t.size > 0))
+        keys.append(np.ascontiguousarray(t.sha256[rows, :8]).view(np.uint64).reshape(-1))
+        where.append((li, rows))
+    key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
+    if not len(key):
         return 0, 0, {}
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    same = sk[1:] == sk[:-1]
+    cand = np.zeros(len(sk), dtype=bool)
+    cand[1:] |= same
+    cand[:-1] |= same
+    picked = np.sort(order[cand])  # the candidates, in table order (so "first" is the first in layer order)
+    if not len(picked):
+        return 0, 0, {}
+    bounds = np.cumsum([0] + [len(rows) for _, rows in where])
+    shas, sizes = [], []
+    for (li, rows), lo, hi in zip(where, bounds[:-1], bounds[1:], strict=True):
+        sel = picked[(picked >= lo) & (picked < hi)] - lo
+        shas.append(tables[li].sha256[rows[sel]])
+        sizes.append(tables[li].size[rows[sel]])
     sha = np.ascontiguousarray(np.concatenate(shas)).view(np.dtype((np.void, 32))).reshape(-1)
     size = np.concatenate(sizes)
-    if not len(sha):
-        return 0, 0, {}
     uniq, first, counts = np.unique(sha, return_index=True, return_counts=True)
     dup = counts > 1
     total = int((size[first[dup]] * (counts[dup] - 1).astype(np.uint64)).sum())

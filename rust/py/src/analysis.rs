@@ -83,6 +83,7 @@ struct Columns<'py> {
     link: PyReadonlyArray1<'py, i32>,
     xattr_hash: PyReadonlyArray1<'py, u64>,
     strings: PyReadonlyArray1<'py, u8>,
+    offsets: PyReadonlyArray1<'py, u64>,
 }
 
 fn column<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
@@ -110,6 +111,7 @@ impl<'py> Columns<'py> {
             link: column(d, "link")?,
             xattr_hash: column(d, "xattr_hash")?,
             strings: column(d, "strings")?,
+            offsets: column(d, "offsets")?,
         })
     }
 
@@ -125,7 +127,8 @@ impl<'py> Columns<'py> {
             sha256: self.sha256.as_slice().map_err(not_contiguous)?,
             link: self.link.as_slice().map_err(not_contiguous)?,
             xattr_hash: self.xattr_hash.as_slice().map_err(not_contiguous)?,
-            names: TableRef::split_strings(self.strings.as_slice().map_err(not_contiguous)?),
+            strings: self.strings.as_slice().map_err(not_contiguous)?,
+            offsets: self.offsets.as_slice().map_err(not_contiguous)?,
         };
         let n = t.kind.len();
         let lens = [
@@ -139,10 +142,16 @@ impl<'py> Columns<'py> {
         if lens.iter().any(|&l| l != n) || t.link.len() != n || t.xattr_hash.len() != n || t.sha256.len() != 32 * n {
             return Err(PyValueError::new_err("image_pass: columns of unequal length"));
         }
-        if t.path.iter().any(|&p| p as usize >= t.names.len())
+        if !TableRef::strings_are_valid(t.strings, t.offsets) {
+            return Err(PyValueError::new_err(
+                "image_pass: the string table is not NUL-separated at its offsets",
+            ));
+        }
+        let m = t.offsets.len();
+        if t.path.iter().any(|&p| p as usize >= m)
             || t.link
                 .iter()
-                .any(|&l| l < -1 || l >= 0 && l.unsigned_abs() as usize >= t.names.len())
+                .any(|&l| l < -1 || l >= 0 && l.unsigned_abs() as usize >= m)
         {
             return Err(PyValueError::new_err(
                 "image_pass: an index points outside the string table",
@@ -171,39 +180,27 @@ type PassResult<'py> = (
     Vec<Bound<'py, PyArray1<u32>>>,
 );
 
-/// Columns of dive's `(path, references, cumulative size)` list, in its order.
-fn inefficient_columns(py: Python<'_>, rows: Vec<(Vec<u8>, u32, i64)>) -> Inefficient<'_> {
-    let mut strings = Vec::with_capacity(rows.iter().map(|r| r.0.len() + 1).sum());
-    let mut offsets = Vec::with_capacity(rows.len());
-    let mut refs = Vec::with_capacity(rows.len());
-    let mut sizes = Vec::with_capacity(rows.len());
-    for (p, r, c) in rows {
-        offsets.push(strings.len() as u64);
-        strings.extend_from_slice(&p);
-        strings.push(0);
-        refs.push(r);
-        sizes.push(c);
-    }
-    (
-        strings.into_pyarray(py),
-        offsets.into_pyarray(py),
-        refs.into_pyarray(py),
-        sizes.into_pyarray(py),
-    )
-}
-
 /// The image-wide passes over per-layer tables (bottom first): the union replay and dive's figures.
 #[pyfunction]
 pub fn image_pass<'py>(py: Python<'py>, tables: Vec<Bound<'py, PyDict>>) -> PyResult<PassResult<'py>> {
     let cols = tables.iter().map(Columns::of).collect::<PyResult<Vec<_>>>()?;
     let refs = cols.iter().map(Columns::table).collect::<PyResult<Vec<_>>>()?;
-    let (m, d) = detached(py, move || Ok((figures::merge(&refs), figures::dive(&refs))))?;
+    let (m, d) = detached(py, move || Ok(figures::image_pass(&refs)))?;
     Ok((
         m.changes.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.shadowed_by.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_layer.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_row.into_iter().map(|v| v.into_pyarray(py)).collect(),
-        (d.minimum, d.discovered, inefficient_columns(py, d.inefficient)),
+        (
+            d.minimum,
+            d.discovered,
+            (
+                d.paths.into_pyarray(py),
+                d.offsets.into_pyarray(py),
+                d.refs.into_pyarray(py),
+                d.sizes.into_pyarray(py),
+            ),
+        ),
         m.path_id.into_iter().map(|v| v.into_pyarray(py)).collect(),
     ))
 }
