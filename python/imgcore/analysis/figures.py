@@ -225,13 +225,17 @@ def wasted_paths(tables: Sequence[LayerTable], m: Merge) -> WastedPaths:
     path_string = np.concatenate(hid_str)[first].astype(np.int64)
     # The shown copy of each such path (at most one) and the layers holding a copy: unique (path, layer) pairs.
     kids, klayers = np.concatenate(keep_ids), np.concatenate(keep_layer)
-    pos = np.minimum(np.searchsorted(uniq, kids), len(uniq) - 1)
-    hit = uniq[pos] == kids
+    group = np.full(int(max(uniq[-1], kids.max(initial=0))) + 1, -1, dtype=np.int64)  # path id -> group
+    group[uniq] = np.arange(len(uniq))
+    kg = group[kids]
+    hit = kg >= 0
     kept = np.zeros(len(uniq), dtype=np.int64)
-    kept[pos[hit]] = 1
+    kept[kg[hit]] = 1
     n_layers = max(len(tables), 1)
-    pairs = np.unique(np.concatenate([np.searchsorted(uniq, ids) * n_layers + np.concatenate(hid_layer),
-                                      pos[hit] * n_layers + klayers[hit]]))  # fmt: skip
+    pairs = np.concatenate([group[ids] * n_layers + np.concatenate(hid_layer), kg[hit] * n_layers + klayers[hit]])
+    del group
+    pairs.sort()
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
     pair_group, pair_layer = pairs // n_layers, pairs % n_layers
     layer_start = np.searchsorted(pair_group, np.arange(len(uniq) + 1))
     # Most wasted first, then by path (ids follow the paths' text order).

@@ -1,16 +1,17 @@
 //! Per-layer file tables for image analysis: one streaming pass over a layer blob (through the same decoder and
 //! tar reader as extraction) yields one row per entry, in archive order, as columns.
 //!
-//! Invariants: memory is bounded by the table (about 70 bytes per row plus the path bytes), never by the layer's
+//! Invariants: memory is bounded by the table (about 80 bytes per row plus the path bytes), never by the layer's
 //! bytes: file content is hashed as it streams by; paths are interned in a per-layer string table (a path or
 //! link target that occurs twice is stored once) joined by NUL bytes, so a string containing NUL is refused;
+//! the interning index holds 4-byte string numbers (never a second copy of a path), and the columns are
+//! trimmed to their length before they are handed over;
 //! rows keep the archive's order and its duplicates (the change kind against lower layers is decided later,
 //! over the tables in layer order); a whiteout row names the path it removes, an opaque row the directory it
 //! empties (`""` is the root); every path is cleaned as extraction cleans it, and an entry that climbs out of
 //! the root is `UnsafePath` as in extraction; the blob's digest is checked against the expected one when given,
 //! so a table is only ever trusted (and cached) for the digest it was really read from.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -89,11 +90,41 @@ pub struct LayerTable {
     pub summary: Option<StreamSummary>,
 }
 
+impl LayerTable {
+    /// Gives back the columns' spare capacity (they are handed over whole, capacity included).
+    fn trim(&mut self) {
+        self.path.shrink_to_fit();
+        self.kind.shrink_to_fit();
+        self.size.shrink_to_fit();
+        self.mode.shrink_to_fit();
+        self.uid.shrink_to_fit();
+        self.gid.shrink_to_fit();
+        self.mtime.shrink_to_fit();
+        self.sha256.shrink_to_fit();
+        self.link.shrink_to_fit();
+        self.xattrs.shrink_to_fit();
+        self.xattr_hash.shrink_to_fit();
+        self.strings.shrink_to_fit();
+        self.offsets.shrink_to_fit();
+    }
+}
+
 struct Builder {
     table: LayerTable,
-    interned: HashMap<Vec<u8>, u32>,
+    /// Open addressing over string numbers (`u32::MAX`: empty), hashed by the strings' bytes in `table`.
+    slots: Vec<u32>,
     ctx: String,
     buf: Vec<u8>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+fn slot_of(s: &[u8], slots: usize) -> usize {
+    let mut h = rustc_hash::FxHasher::default();
+    std::hash::Hasher::write(&mut h, s);
+    // Fibonacci hashing spreads FxHash's bits over the table (`slots` is a power of two).
+    let x = std::hash::Hasher::finish(&h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    usize::try_from(x >> (64 - slots.trailing_zeros())).unwrap_or(0)
 }
 
 fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
@@ -123,9 +154,43 @@ fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
 }
 
 impl Builder {
+    /// String `i` of the table being built.
+    fn string(&self, i: u32) -> &[u8] {
+        let t = &self.table;
+        let start = usize::try_from(t.offsets[i as usize]).unwrap_or(0);
+        let end = t
+            .offsets
+            .get(i as usize + 1)
+            .map_or(t.strings.len(), |&e| usize::try_from(e).unwrap_or(0));
+        &t.strings[start..end - 1]
+    }
+
+    /// The slot holding `s`, or the empty slot where it goes.
+    fn find(&self, s: &[u8]) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = slot_of(s, self.slots.len());
+        loop {
+            let i = self.slots[at];
+            if i == EMPTY || self.string(i) == s {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
     fn intern(&mut self, s: &[u8], entry: &[u8]) -> Result<u32> {
-        if let Some(&i) = self.interned.get(s) {
-            return Ok(i);
+        if self.table.offsets.len() * 2 >= self.slots.len() {
+            let size = (self.slots.len() * 2).max(1024);
+            self.slots = vec![EMPTY; size];
+            for i in 0..self.table.offsets.len() {
+                let i = u32::try_from(i).unwrap_or(EMPTY);
+                let at = self.find(self.string(i));
+                self.slots[at] = i;
+            }
+        }
+        let at = self.find(s);
+        if self.slots[at] != EMPTY {
+            return Ok(self.slots[at]);
         }
         if s.contains(&0) {
             return Err(CoreError::InvalidArchive {
@@ -142,7 +207,7 @@ impl Builder {
         self.table.offsets.push(self.table.strings.len() as u64);
         self.table.strings.extend_from_slice(s);
         self.table.strings.push(0);
-        self.interned.insert(s.to_vec(), i);
+        self.slots[at] = i;
         Ok(i)
     }
 
@@ -274,7 +339,7 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
     let ctx = format!("analyze layer {}", src.display());
     let mut b = Builder {
         table: LayerTable::default(),
-        interned: HashMap::new(),
+        slots: Vec::new(),
         ctx: ctx.clone(),
         buf: vec![0u8; 256 * 1024],
     };
@@ -293,8 +358,10 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
             });
         }
     }
+    drop(b.slots);
     let mut table = b.table;
     table.summary = Some(summary);
+    table.trim();
     Ok(table)
 }
 
