@@ -13,7 +13,11 @@ Invariants:
   a hardlink costs nothing (the tar stores a header only) and is never a duplicate;
 - a metadata-only rewrite is a file row whose content equals the copy below it (mode, owner, mtime or xattrs
   changed, or nothing at all): its whole size is its cost, and folding it into the layer that wrote the file
-  saves exactly that.
+  saves exactly that;
+- everything is computed over numpy columns; the per-path results (:class:`WastedPaths`, :class:`Rewrites`)
+  stay columns and make a :class:`Wasted`/:class:`Rewrite` only for an item that is read; a path's text is
+  decoded from its table's string table only then; ``Merge.path_id`` follows the paths' text order, so "then
+  by path" is "then by id".
 """
 
 from __future__ import annotations

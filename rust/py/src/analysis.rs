@@ -3,7 +3,8 @@
 //!
 //! Each column is a Rust `Vec` moved into a numpy array (`IntoPyArray` takes ownership of the buffer), so the
 //! tables cross the boundary once, whole, with no per-row Python object. The layers are read in parallel
-//! without the GIL.
+//! without the GIL. `image_pass` hands back per-row arrays and dive's inefficient paths as columns (never a
+//! Python object per path); it checks every column's length and every index and string offset before reading.
 
 use std::path::PathBuf;
 

@@ -8,7 +8,13 @@
 //!   `ADDED`, `MODIFIED`, `DELETED`, `OPAQUE`, `METADATA` (content equal, metadata not), `SAME`;
 //! - `dive` restates dive's `filetree/efficiency.go` with its quirks (see `imgcore/analysis/dive.py` for the
 //!   prose): per-layer trees with implied parents, only leaves visited, whiteouts sized from the stack below
-//!   (layer 0 stacked onto itself), a whiteout of a missing path ending its layer's visit with a -1 minimum.
+//!   (layer 0 stacked onto itself), a whiteout of a missing path ending its layer's visit with a -1 minimum;
+//! - both run over paths interned once ([`image_pass`]): every row's path, every whiteout's dive node and every
+//!   implied parent gets an image-wide id, and the state is arrays indexed by id (the union view, each
+//!   directory's added children as linked lists, dive's stack as flags over the static tree of ids with
+//!   children sorted by name), never a map or an allocation per path; the tables are read in place;
+//! - the `path_id` handed back follows the paths' text order ([`text_order`], Python's order of their
+//!   `surrogateescape` decodings), so callers sort by path by sorting ids.
 
 use rayon::slice::ParallelSliceMut;
 use rustc_hash::FxHashMap;
