@@ -20,6 +20,7 @@ __all__ = [
     "_panic_for_tests",
     "diff",
     "extract_layer",
+    "file_list_json",
     "gzip_backend",
     "hash_files",
     "image_pass",
@@ -389,4 +390,17 @@ def write_layer(
         ValueError: bad compression, level, change list or ``$SOURCE_DATE_EPOCH``.
         imgcore.errors.InvalidTree: a change names a missing path, a file shrank while read, unsupported overlayfs.
         OSError: reading the trees or writing ``out``.
+    """
+
+def file_list_json(table: dict[str, Any], changes: Any, shadowed_by: Any, start: int, stop: int) -> str:
+    """Rows ``start`` to ``stop`` of one layer's ``analyze --json`` file list, each entry as ``json.dumps``
+    writes it (``ensure_ascii``), joined by ``", "``: ``path`` (with a leading slash), ``kind``, ``change``,
+    ``size``, ``mode``, ``uid``, ``gid``, ``mtime``, then ``sha256`` for a file, ``link``, ``xattrs`` and
+    ``hidden_by`` where they apply. ``table`` is a ``layer_tables`` dict, ``changes``/``shadowed_by`` the
+    layer's ``image_pass`` arrays. Only the lengths and the rows' own indexes are checked (a chunk costs its
+    rows, not its layer).
+
+    Raises:
+        ValueError: a column is missing, not contiguous or of another length, the rows are outside the table,
+            or a row's index points outside its string table.
     """

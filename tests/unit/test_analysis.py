@@ -297,22 +297,73 @@ def test_json_report_streams_every_list_a_chunk_at_a_time(
     assert a.rewrites == tuple(a.rewrites)
 
 
-def test_path_ids_follow_text_order() -> None:
-    # Rust and the twin number paths in the order Python sorts their texts (invalid UTF-8 bytes as
-    # surrogateescape's U+DC80..U+DCFF), so sorting by id sorts wasted paths and rewrites by path.
-    names = [b"a\xc0", "a\u00e9".encode(), b"a-b", b"a/b", b"a", "a\U0001f600".encode(), b"a\xff", b"b"]
+def _columns(names: list[bytes]) -> dict[str, Any]:
+    """One layer's columns: a file per name (the string table holds exactly ``names``)."""
     n = len(names)
     strings = b"".join(p + b"\0" for p in names)
     offsets = np.cumsum([0] + [len(p) + 1 for p in names[:-1]]).astype(np.uint64)
-    cols = {
+    return {
         "path": np.arange(n, dtype=np.uint32), "kind": np.zeros(n, dtype=np.uint8),
         "size": np.ones(n, dtype=np.uint64), "mode": np.zeros(n, dtype=np.uint32),
         "uid": np.zeros(n, dtype=np.uint32), "gid": np.zeros(n, dtype=np.uint32),
         "mtime": np.zeros(n, dtype=np.int64), "sha256": np.zeros(32 * n, dtype=np.uint8),
         "link": np.full(n, -1, dtype=np.int32), "xattr_hash": np.zeros(n, dtype=np.uint64),
         "strings": np.frombuffer(strings, dtype=np.uint8).copy(), "offsets": offsets,
+        "xattrs": np.zeros(n, dtype=np.uint8),
     }  # fmt: skip
+
+
+def test_path_ids_follow_text_order() -> None:
+    # Rust and the twin number paths in the order Python sorts their texts (invalid UTF-8 bytes as
+    # surrogateescape's U+DC80..U+DCFF), so sorting by id sorts wasted paths and rewrites by path.
+    names = [b"a\xc0", "a\u00e9".encode(), b"a-b", b"a/b", b"a", "a\U0001f600".encode(), b"a\xff", b"b"]
+    n = len(names)
+    cols = _columns(names)
     order = sorted(range(n), key=lambda i: names[i].decode(errors="surrogateescape"))
     want = np.argsort(order).astype(np.uint32)
     for image_pass in (imgcore._core.image_pass, imgcore.pure.analysis.image_pass):
         assert np.array_equal(image_pass([cols])[5][0], want), image_pass
+
+
+def test_file_list_json_is_what_json_dumps_writes() -> None:
+    # Names json.dumps escapes: quotes, backslashes, control characters, DEL, non-ASCII, beyond the BMP, and
+    # bytes that are not UTF-8 (written as surrogateescape's \udcXX); links, xattrs, hidden rows, every kind.
+    names = [
+        b'q"\\b',
+        b"c\n\r\t\x08\x0c\x01\x7f",
+        "\u00e9\u4e2d".encode(),
+        "\U0001f600".encode(),
+        b"x\xc0\xff",
+        b"plain",
+    ]
+    n = len(names)
+    cols = _columns(names)
+    cols["kind"] = np.array([0, 1, 2, 3, 7, 0], dtype=np.uint8)
+    cols["link"] = np.array([-1, -1, 4, 0, -1, -1], dtype=np.int32)
+    cols["xattrs"] = np.array([0, 3, 0, 0, 0, 17], dtype=np.uint8)
+    cols["mtime"] = np.array([0, -5, 1, 2, 3, 1_700_000_000], dtype=np.int64)
+    cols["sha256"] = np.arange(32 * n, dtype=np.uint8)
+    changes = np.array([1, 2, 3, 4, 5, 9], dtype=np.uint8)
+    hidden = np.array([-1, 2, -1, 0, -1, 1], dtype=np.int32)
+    kinds = ("file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque", "other")
+    change = {1: "added", 2: "modified", 3: "deleted", 4: "opaque", 5: "metadata", 6: "same"}
+    want = []
+    for r in range(n):
+        e: dict[str, Any] = {"path": "/" + names[r].decode(errors="surrogateescape"), "kind": kinds[cols["kind"][r]],
+                             "change": change.get(int(changes[r]), ""), "size": 1, "mode": 0, "uid": 0, "gid": 0,
+                             "mtime": int(cols["mtime"][r])}  # fmt: skip
+        if cols["kind"][r] == 0:
+            e["sha256"] = "sha256:" + cols["sha256"][32 * r : 32 * r + 32].tobytes().hex()
+        if cols["link"][r] >= 0:
+            e["link"] = names[cols["link"][r]].decode(errors="surrogateescape")
+        if cols["xattrs"][r]:
+            e["xattrs"] = int(cols["xattrs"][r])
+        if hidden[r] != -1:
+            e["hidden_by"] = int(hidden[r])
+        want.append(json.dumps(e))
+    for file_list in (imgcore._core.file_list_json, imgcore.pure.analysis.file_list_json):
+        assert file_list(cols, changes, hidden, 0, n) == ", ".join(want), file_list
+        assert file_list(cols, changes, hidden, 2, 4) == ", ".join(want[2:4])
+        assert file_list(cols, changes, hidden, 3, 3) == ""
+        with pytest.raises(ValueError, match="outside"):
+            file_list(cols, changes, hidden, 2, n + 1)

@@ -18,14 +18,11 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
+from imgcore._core import file_list_json
 from imgcore._humanize import human_size
-from imgcore.analysis import CHANGE_NAMES, Analysis, analyze, find_digest, store_files
-from imgcore.analysis._rows import CHUNK, texts
-from imgcore.analysis.figures import VISIBLE
+from imgcore.analysis import Analysis, analyze, find_digest, store_files
+from imgcore.analysis._rows import CHUNK
 from imgcore.analysis.html import render_html
-from imgcore.analysis.tables import FILE, KIND_NAMES
 from imgcore.image.catalog import catalog
 from imgcore.image.model import Image
 from imgcore.store import ContentStore
@@ -262,59 +259,37 @@ def _list_texts(a: Analysis, name: str) -> Iterator[str]:
                    f'"size": {r.size}, "changed": [{changed}]}}')  # fmt: skip
 
 
-def _file_chunks(a: Analysis, index: int) -> Iterator[list[str]]:
-    """The JSON texts of :meth:`Analysis.iter_layer_files`' entries, ``CHUNK`` rows at a time, formatted
-    straight from the columns (``json.dumps`` per entry dict costs several times more on a million files)."""
+def _file_chunks(a: Analysis, index: int, file_list: Any = file_list_json) -> Iterator[str]:
+    """The JSON text of :meth:`Analysis.iter_layer_files`' entries, ``CHUNK`` rows at a time (joined by ``", "``),
+    formatted straight from the columns by ``_core.file_list_json`` (or its pure twin)."""
     t = a.tables[index]
+    cols = t.columns()
     ch, sh = a.merge.changes[index], a.merge.shadowed_by[index]
-    quote = encode_basestring_ascii
-    kinds = [quote(k) for k in KIND_NAMES]
-    changes = {c: quote(n) for c, n in CHANGE_NAMES.items()}
-    none = quote("")
     for start in range(0, len(t), CHUNK):
-        sl = slice(start, min(len(t), start + CHUNK))
-        paths = texts(t.strings, t.offsets, t.path[sl])
-        link = t.link[sl]
-        has_link = np.flatnonzero(link >= 0)
-        links = dict(zip(has_link.tolist(), texts(t.strings, t.offsets, link[has_link], prefix=""), strict=True))
-        hexes = t.sha256[sl].tobytes().hex()
-        rows = zip(paths, t.kind[sl].tolist(), t.size[sl].tolist(), t.mode[sl].tolist(), t.uid[sl].tolist(),
-                   t.gid[sl].tolist(), t.mtime[sl].tolist(), t.xattrs[sl].tolist(), ch[sl].tolist(), sh[sl].tolist(),
-                   strict=True)  # fmt: skip
-        out = []
-        for r, (p, k, size, mode, uid, gid, mtime, xa, c, hidden) in enumerate(rows):
-            text = (f'{{"path": {quote(p)}, "kind": {kinds[k]}, "change": {changes.get(c, none)}, "size": {size}, '
-                    f'"mode": {mode}, "uid": {uid}, "gid": {gid}, "mtime": {mtime}')  # fmt: skip
-            if k == FILE:
-                text += f', "sha256": "sha256:{hexes[64 * r : 64 * r + 64]}"'
-            if r in links:
-                text += f', "link": {quote(links[r])}'
-            if xa:
-                text += f', "xattrs": {xa}'
-            if hidden != VISIBLE:
-                text += f', "hidden_by": {hidden}'
-            out.append(text + "}")
-        yield out
+        yield file_list(cols, ch, sh, start, min(len(t), start + CHUNK))
 
 
 def _file_entries(a: Analysis, index: int) -> Iterator[str]:
     """The JSON text of each entry of :meth:`Analysis.iter_layer_files` (the same text ``json.dumps`` writes)."""
-    for chunk in _file_chunks(a, index):
-        yield from chunk
+    t = a.tables[index]
+    cols = t.columns()
+    ch, sh = a.merge.changes[index], a.merge.shadowed_by[index]
+    for r in range(len(t)):
+        yield file_list_json(cols, ch, sh, r, r + 1)
 
 
-def _write_list(out: Any, chunks: Iterable[list[str]]) -> None:
+def _write_list(out: Any, chunks: Iterable[str]) -> None:
     out.write("[")
     sep = ""
     for chunk in chunks:
         if chunk:
-            out.write(sep + ", ".join(chunk))
+            out.write(sep + chunk)
             sep = ", "
     out.write("]")
 
 
-def _batches(items: Iterator[str]) -> Iterator[list[str]]:
-    return iter(lambda: list(itertools.islice(items, CHUNK)), [])
+def _batches(items: Iterator[str]) -> Iterator[str]:
+    return iter(lambda: ", ".join(itertools.islice(items, CHUNK)), "")
 
 
 def write_json(a: Analysis, args: argparse.Namespace, against: Analysis | None, out: Any) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from imgcore.errors import DigestMismatch, InvalidArchive, UnsafeArchiveEntry
 from imgcore.pure.archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, StrPath, _clean, _entries, _name, _Stream
 
-__all__ = ["image_pass", "layer_tables"]
+__all__ = ["file_list_json", "image_pass", "layer_tables"]
 
 _KINDS = {"file": 0, "dir": 1, "symlink": 2, "hardlink": 3, "char": 4, "block": 5, "fifo": 6}
 _WHITEOUT, _OPAQUE, _OTHER = 7, 8, 9
@@ -461,3 +462,40 @@ def image_pass(tables: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
     names = [_names(d) for d in tables]
     changes, shadows, prev_layer, prev_row, path_id = _merge(cols, names)
     return changes, shadows, prev_layer, prev_row, _dive(cols, names), path_id
+
+
+# -- file_list_json: one layer's --json file list (the rules: rust/core/src/archive/figures.rs) ------------------
+
+_KIND_NAMES = ("file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque", "other")
+_CHANGE_NAMES = {_ADDED: "added", _MODIFIED: "modified", _DELETED: "deleted", _OPAQUE_CHANGE: "opaque",
+                 _METADATA: "metadata", _SAME: "same"}  # fmt: skip
+
+
+def file_list_json(table: dict[str, Any], changes: Any, shadowed_by: Any, start: int, stop: int) -> str:
+    """Twin of ``imgcore._core.file_list_json``: rows ``start..stop`` of one layer's ``--json`` file list, each
+    entry as ``json.dumps`` writes it, joined by ``", "``."""
+    n = len(table["kind"])
+    if not 0 <= start <= stop <= n:
+        raise ValueError("file_list_json: rows outside the table")
+    names = _names(table)
+    quote = encode_basestring_ascii
+    sl = slice(start, stop)
+    sha = np.asarray(table["sha256"]).reshape(-1, 32)[sl].tobytes().hex()
+    rows = zip(*(np.asarray(table[k])[sl].tolist() for k in ("path", "kind", "size", "mode", "uid", "gid", "mtime",
+                                                             "link", "xattrs")),
+               np.asarray(changes)[sl].tolist(), np.asarray(shadowed_by)[sl].tolist(), strict=True)  # fmt: skip
+    out = []
+    for r, (p, k, size, mode, uid, gid, mtime, link, xa, c, hidden) in enumerate(rows):
+        path = quote("/" + names[p].decode(errors="surrogateescape"))
+        text = (f'{{"path": {path}, "kind": "{_KIND_NAMES[k]}", "change": "{_CHANGE_NAMES.get(c, "")}", '
+                f'"size": {size}, "mode": {mode}, "uid": {uid}, "gid": {gid}, "mtime": {mtime}')  # fmt: skip
+        if k == _FILE:
+            text += f', "sha256": "sha256:{sha[64 * r : 64 * r + 64]}"'
+        if link >= 0:
+            text += f', "link": {quote(names[link].decode(errors="surrogateescape"))}'
+        if xa:
+            text += f', "xattrs": {xa}'
+        if hidden != -1:
+            text += f', "hidden_by": {hidden}'
+        out.append(text + "}")
+    return ", ".join(out)

@@ -116,7 +116,8 @@ impl<'py> Columns<'py> {
         })
     }
 
-    fn table(&self) -> PyResult<TableRef<'_>> {
+    /// The columns as a table, lengths checked (indexes and string offsets are not: [`Columns::table`]).
+    fn table_unchecked(&self) -> PyResult<TableRef<'_>> {
         let t = TableRef {
             path: self.path.as_slice().map_err(not_contiguous)?,
             kind: self.kind.as_slice().map_err(not_contiguous)?,
@@ -141,8 +142,14 @@ impl<'py> Columns<'py> {
             t.mtime.len(),
         ];
         if lens.iter().any(|&l| l != n) || t.link.len() != n || t.xattr_hash.len() != n || t.sha256.len() != 32 * n {
-            return Err(PyValueError::new_err("image_pass: columns of unequal length"));
+            return Err(PyValueError::new_err("analysis table: columns of unequal length"));
         }
+        Ok(t)
+    }
+
+    /// The columns as a table with every index and string offset checked.
+    fn table(&self) -> PyResult<TableRef<'_>> {
+        let t = self.table_unchecked()?;
         if !TableRef::strings_are_valid(t.strings, t.offsets) {
             return Err(PyValueError::new_err(
                 "image_pass: the string table is not NUL-separated at its offsets",
@@ -160,6 +167,46 @@ impl<'py> Columns<'py> {
         }
         Ok(t)
     }
+}
+
+/// The `--json` text of rows `start..stop` of one layer's file list, entries joined by `", "`, each as
+/// `json.dumps` writes it (`changes`/`shadowed_by`: the layer's arrays from `image_pass`). Only the lengths and
+/// the rows' own indexes are checked (a chunk costs its rows, not its layer); string offsets are not, so a
+/// table whose string table is not the reader's gives wrong text, never a crash.
+#[pyfunction]
+pub fn file_list_json(
+    py: Python<'_>,
+    table: Bound<'_, PyDict>,
+    changes: PyReadonlyArray1<'_, u8>,
+    shadowed_by: PyReadonlyArray1<'_, i32>,
+    start: usize,
+    stop: usize,
+) -> PyResult<String> {
+    let cols = Columns::of(&table)?;
+    let xattrs: PyReadonlyArray1<'_, u8> = column(&table, "xattrs")?;
+    let t = cols.table_unchecked()?;
+    let (xattrs, changes, shadowed_by) = (
+        xattrs.as_slice().map_err(not_contiguous)?,
+        changes.as_slice().map_err(not_contiguous)?,
+        shadowed_by.as_slice().map_err(not_contiguous)?,
+    );
+    let n = t.kind.len();
+    if xattrs.len() != n || changes.len() != n || shadowed_by.len() != n || start > stop || stop > n {
+        return Err(PyValueError::new_err(
+            "file_list_json: columns of unequal length or rows outside the table",
+        ));
+    }
+    let m = t.offsets.len();
+    if (start..stop).any(|r| t.path[r] as usize >= m || t.link[r] >= 0 && t.link[r].unsigned_abs() as usize >= m) {
+        return Err(PyValueError::new_err(
+            "file_list_json: an index points outside the string table",
+        ));
+    }
+    let text = detached(py, move || {
+        Ok(figures::file_list_json(&t, xattrs, changes, shadowed_by, start..stop))
+    })?;
+    // Only ASCII is written (every other code point is escaped).
+    String::from_utf8(text).map_err(|e| PyValueError::new_err(format!("file_list_json: {e}")))
 }
 
 /// dive's inefficient paths as columns: NUL-joined paths, their start offsets, references, cumulative sizes.

@@ -855,6 +855,131 @@ fn dive_pass(tables: &[TableRef<'_>], paths: &Paths<'_>, path_id: &[Vec<u32>], w
     out
 }
 
+/// Row kind names, by `KIND_*` number (the `--json` file lists' `kind`).
+const KIND_NAMES: [&str; 10] = [
+    "file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque", "other",
+];
+
+/// Change names, by change number (`""` for any other).
+fn change_name(c: u8) -> &'static str {
+    match c {
+        ADDED => "added",
+        MODIFIED => "modified",
+        DELETED => "deleted",
+        OPAQUE => "opaque",
+        METADATA => "metadata",
+        SAME => "same",
+        _ => "",
+    }
+}
+
+/// Appends `prefix` + `s` as a JSON string exactly as Python's `json.dumps` writes the `surrogateescape`
+/// decoding of `s` (`ensure_ascii`): `"` `\` and `\n \r \t \b \f` escaped by name, other code points
+/// outside `' '..='~'` as `\uXXXX` (lowercase; above U+FFFF as a surrogate pair), an invalid byte `b` as
+/// `\udcXX` (U+DC00+b).
+pub fn json_string(out: &mut Vec<u8>, prefix: &[u8], s: &[u8]) {
+    fn unicode(out: &mut Vec<u8>, u: u32) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(b"\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(HEX[((u >> shift) & 0xF) as usize]);
+        }
+    }
+    fn code_point(out: &mut Vec<u8>, c: u32) {
+        match c {
+            0x22 => out.extend_from_slice(b"\\\""),
+            0x5C => out.extend_from_slice(b"\\\\"),
+            0x0A => out.extend_from_slice(b"\\n"),
+            0x0D => out.extend_from_slice(b"\\r"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            0x20..=0x7E => out.push(u8::try_from(c).unwrap_or(b'?')),
+            0x1_0000.. => {
+                let v = c - 0x1_0000;
+                unicode(out, 0xD800 | (v >> 10));
+                unicode(out, 0xDC00 | (v & 0x3FF));
+            }
+            _ => unicode(out, c),
+        }
+    }
+    out.push(b'"');
+    for part in [prefix, s] {
+        for chunk in part.utf8_chunks() {
+            let valid = chunk.valid();
+            if valid
+                .bytes()
+                .all(|b| (0x20..=0x7E).contains(&b) && b != b'"' && b != b'\\')
+            {
+                out.extend_from_slice(valid.as_bytes());
+            } else {
+                for c in valid.chars() {
+                    code_point(out, u32::from(c));
+                }
+            }
+            for &b in chunk.invalid() {
+                unicode(out, 0xDC00 + u32::from(b));
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// The `--json` text of rows `rows` of one layer's file list, each entry as `json.dumps` writes it, joined by
+/// `", "` (the twin: `imgcore.pure.analysis.file_list_json`). `xattrs` are the rows' `XATTR_*` bits,
+/// `changes`/`shadowed_by` what [`merge`] decided for the layer.
+pub fn file_list_json(
+    t: &TableRef<'_>,
+    xattrs: &[u8],
+    changes: &[u8],
+    shadowed_by: &[i32],
+    rows: std::ops::Range<usize>,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(rows.len() * 200);
+    for r in rows {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        let k = t.kind[r];
+        out.extend_from_slice(b"{\"path\": ");
+        json_string(&mut out, b"/", t.name(r));
+        let kind = KIND_NAMES.get(usize::from(k)).copied().unwrap_or("");
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
+            ", \"kind\": \"{kind}\", \"change\": \"{}\", \"size\": {}, \"mode\": {}, \"uid\": {}, \"gid\": {}, \"mtime\": {}",
+            change_name(changes[r]),
+            t.size[r],
+            t.mode[r],
+            t.uid[r],
+            t.gid[r],
+            t.mtime[r]
+        );
+        if k == KIND_FILE {
+            out.extend_from_slice(b", \"sha256\": \"sha256:");
+            for &b in &t.sha256[32 * r..32 * r + 32] {
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+            out.push(b'"');
+        }
+        if let Ok(link) = usize::try_from(t.link[r]) {
+            out.extend_from_slice(b", \"link\": ");
+            json_string(&mut out, b"", t.string(link));
+        }
+        if xattrs[r] != 0 {
+            let _ = write!(out, ", \"xattrs\": {}", xattrs[r]);
+        }
+        if shadowed_by[r] != VISIBLE {
+            let _ = write!(out, ", \"hidden_by\": {}", shadowed_by[r]);
+        }
+        out.push(b'}');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -957,6 +1082,19 @@ mod tests {
         assert_eq!(order(b"a\xc0", "a\u{e9}".as_bytes()), std::cmp::Ordering::Greater); // U+DCC0 > U+00E9
         assert_eq!(order(b"a\xc0", b"a\xc1"), std::cmp::Ordering::Less);
         assert_eq!(order(b"a/b", b"a-b"), std::cmp::Ordering::Greater);
+    }
+
+    #[test]
+    fn json_strings_are_what_python_writes() {
+        let q = |s: &[u8]| {
+            let mut out = Vec::new();
+            json_string(&mut out, b"/", s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(q(b"a\"b\\c"), r#""/a\"b\\c""#);
+        assert_eq!(q("\u{e9}\n\u{7f}".as_bytes()), r#""/\u00e9\n\u007f""#);
+        assert_eq!(q("\u{1f600}".as_bytes()), r#""/\ud83d\ude00""#);
+        assert_eq!(q(b"x\xc0\x01"), r#""/x\udcc0\u0001""#);
     }
 
     #[test]
