@@ -198,50 +198,60 @@ class WastedPaths(Rows[Wasted]):
 
 def wasted_paths(tables: Sequence[LayerTable], m: Merge) -> WastedPaths:
     """Paths with file copies the final image does not show, most wasted bytes first, then by path (grouped
-    by path id, all in numpy: one :class:`Wasted` per item read, not per path)."""
-    hid_ids, hid_size, hid_layer, hid_str, keep_ids, keep_layer = [], [], [], [], [], []
+    by path id, all in numpy: one :class:`Wasted` per item read, not per path; the working arrays are a few
+    bytes per hidden copy, each dropped once used)."""
+    parts: dict[str, list[npt.NDArray[Any]]] = {"id": [], "size": [], "layer": [], "string": []}
     for li, t in enumerate(tables):
-        files = t.kind == FILE
-        shown = m.shadowed_by[li] == VISIBLE
-        hidden = np.flatnonzero(files & ~shown)
-        visible = np.flatnonzero(files & shown)
-        hid_ids.append(m.path_id[li][hidden].astype(np.int64))
-        hid_size.append(t.size[hidden])
-        hid_layer.append(np.full(len(hidden), li, dtype=np.int64))
-        hid_str.append(t.path[hidden])
-        keep_ids.append(m.path_id[li][visible].astype(np.int64))
-        keep_layer.append(np.full(len(visible), li, dtype=np.int64))
-    ids = np.concatenate(hid_ids) if hid_ids else np.zeros(0, dtype=np.int64)
+        hidden = np.flatnonzero((t.kind == FILE) & (m.shadowed_by[li] != VISIBLE))
+        parts["id"].append(m.path_id[li][hidden])
+        parts["size"].append(t.size[hidden])
+        parts["layer"].append(np.full(len(hidden), li, dtype=np.int32))
+        parts["string"].append(t.path[hidden])
     empty = np.zeros(0, dtype=np.int64)
-    if not len(ids):
-        cols = {"copies": empty, "wasted_bytes": np.zeros(0, dtype=np.uint64), "path_layer": empty,
-                "path_string": empty, "layer_start": np.zeros(1, dtype=np.int64), "layers": empty}  # fmt: skip
+    if not sum(len(x) for x in parts["id"]):
+        cols: dict[str, npt.NDArray[Any]] = {
+            "copies": empty, "wasted_bytes": np.zeros(0, dtype=np.uint64), "path_layer": empty,
+            "path_string": empty, "layer_start": np.zeros(1, dtype=np.int64), "layers": empty,
+        }  # fmt: skip
         return WastedPaths(tables, cols)
-    # Group the hidden rows by path id (a stable sort: each group's first row is its first in layer order).
+    ids, sizes = np.concatenate(parts.pop("id")), np.concatenate(parts.pop("size"))
+    hid_layer, hid_string = np.concatenate(parts.pop("layer")), np.concatenate(parts.pop("string"))
+    # Group the hidden copies by path id (a stable sort: each group's first copy is its first in layer order).
     order = np.argsort(ids, kind="stable")
     sids = ids[order]
     starts = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
     uniq = sids[starts]
-    hidden_copies = np.diff(np.r_[starts, len(sids)])
-    wasted = np.add.reduceat(np.concatenate(hid_size)[order], starts).astype(np.uint64)
+    del sids
+    hidden_copies = np.diff(np.r_[starts, len(ids)])
+    wasted = np.add.reduceat(sizes[order], starts).astype(np.uint64)
+    del sizes
     first = order[starts]
-    path_layer = np.concatenate(hid_layer)[first]
-    path_string = np.concatenate(hid_str)[first].astype(np.int64)
-    # The shown copy of each such path (at most one) and the layers holding a copy: unique (path, layer) pairs.
-    kids, klayers = np.concatenate(keep_ids), np.concatenate(keep_layer)
-    group = np.full(int(max(uniq[-1], kids.max(initial=0))) + 1, -1, dtype=np.int64)  # path id -> group
-    group[uniq] = np.arange(len(uniq))
-    kg = group[kids]
-    hit = kg >= 0
-    kept = np.zeros(len(uniq), dtype=np.int64)
-    kept[kg[hit]] = 1
+    del order, starts
+    path_layer, path_string = hid_layer[first], hid_string[first]
+    del first, hid_string
+    # Path id -> group, then the layers holding a copy of each group's path (hidden or shown): unique
+    # (group, layer) pairs; and the shown copy of each (at most one).
+    top = max(int(p.max()) for p in m.path_id if len(p)) + 1
+    group = np.full(top, -1, dtype=np.int32)
+    group[uniq] = np.arange(len(uniq), dtype=np.int32)
     n_layers = max(len(tables), 1)
-    pairs = np.concatenate([group[ids] * n_layers + np.concatenate(hid_layer), kg[hit] * n_layers + klayers[hit]])
+    pair_parts = [group[ids].astype(np.int64) * n_layers + hid_layer]
+    del ids, hid_layer
+    kept = np.zeros(len(uniq), dtype=np.int64)
+    for li, t in enumerate(tables):
+        shown = np.flatnonzero((t.kind == FILE) & (m.shadowed_by[li] == VISIBLE))
+        g = group[m.path_id[li][shown]]
+        g = g[g >= 0]
+        kept[g] = 1
+        pair_parts.append(g.astype(np.int64) * n_layers + li)
     del group
+    pairs = np.concatenate(pair_parts)
+    del pair_parts
     pairs.sort()
     pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
-    pair_group, pair_layer = pairs // n_layers, pairs % n_layers
-    layer_start = np.searchsorted(pair_group, np.arange(len(uniq) + 1))
+    layer_start = np.searchsorted(pairs // n_layers, np.arange(len(uniq) + 1))
+    pair_layer = (pairs % n_layers).astype(np.int32)
+    del pairs
     # Most wasted first, then by path (ids follow the paths' text order).
     rank = np.lexsort((uniq, ~wasted))
     counts = np.diff(layer_start)[rank]

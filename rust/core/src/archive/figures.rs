@@ -165,6 +165,9 @@ struct Paths<'a> {
     /// Ids below this are rows' paths.
     rows: usize,
     root: u32,
+    /// For an id named `dir/.wh.NAME`, the id of `dir/NAME` (what dive's stacking removes for it) when that
+    /// path has one.
+    removes: FxHashMap<u32, u32>,
 }
 
 impl<'a> Paths<'a> {
@@ -236,6 +239,7 @@ impl<'a> Paths<'a> {
             parent: Vec::new(),
             rows: 0,
             root: 0,
+            removes: FxHashMap::default(),
         };
         for (t, ids) in tables.iter().zip(path_id.iter_mut()) {
             for (r, id) in ids.iter_mut().enumerate() {
@@ -252,6 +256,24 @@ impl<'a> Paths<'a> {
             p.parent.push(up);
             i += 1;
         }
+        let mut target = Vec::new();
+        for (id, name) in p.names.iter().enumerate() {
+            if let Some(gone) = last_name(name).strip_prefix(WH) {
+                let dir = parent(name);
+                target.clear();
+                target.extend_from_slice(dir);
+                if !dir.is_empty() {
+                    target.push(b'/');
+                }
+                target.extend_from_slice(gone);
+                if let Some(t) = p.find(&target) {
+                    p.removes.insert(to_u32(id), t);
+                }
+            }
+        }
+        // Nothing is looked up by name from here on.
+        p.slots = Vec::new();
+        p.names.shrink_to_fit();
         (p, extra_ids)
     }
 
@@ -381,7 +403,20 @@ pub fn image_pass(tables: &[TableRef<'_>]) -> (Merge, Dive) {
     replay(tables, &paths, &mut m);
     let d = dive_pass(tables, &paths, &m.path_id, &wh_ids);
     renumber_by_text(&paths, &mut m.path_id);
+    drop((paths, wh_ids));
+    drop((wh_bytes, wh_offsets));
+    release_freed_memory();
     (m, d)
+}
+
+/// Gives the pass's freed working memory back to the system: glibc keeps freed heap pages resident, and the
+/// caller's next allocations (numpy's, Python's) would otherwise add to them rather than reuse them.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes no pointer; it only returns free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[allow(clippy::many_single_char_names)] // t(able), r(ow), k(ind), p(ath), q, m(erge): the twin's names
@@ -556,13 +591,13 @@ struct LayerNode {
     parent_of_some: bool,
 }
 
-/// The static tree of all ids (children of each id, sorted by name), with each id's rank in dive's visiting
-/// order (`pre`: components in order, a parent before its children) and in stacking order (`post`: a parent
-/// after its subtree).
+/// The static tree of all ids (children of each id, sorted by name), with each id's rank in dive's stacking
+/// order (`post`: components in order, a parent after its subtree). Of two ids neither of which is above the
+/// other, the one first in `post` is also first in dive's visiting order (a parent before its children), so
+/// the leaves of a layer, which are never above one another, are put in visiting order by `post` too.
 struct Tree {
     start: Vec<u32>,
     child: Vec<u32>,
-    pre: Vec<u32>,
     post: Vec<u32>,
 }
 
@@ -595,20 +630,15 @@ impl Tree {
                 });
             }
         }
-        let mut pre = vec![0u32; n];
         let mut post = vec![0u32; n];
-        let (mut np, mut nq) = (0u32, 0u32);
+        let mut nq = 0u32;
         // (id, next child index): an explicit stack, the tree can be deep.
         let mut stack: Vec<(u32, u32)> = vec![(paths.root, start[paths.root as usize])];
-        pre[paths.root as usize] = np;
-        np += 1;
         while let Some(top) = stack.last_mut() {
             let (id, at) = *top;
             if at < start[id as usize + 1] {
                 top.1 += 1;
                 let c = child[at as usize];
-                pre[c as usize] = np;
-                np += 1;
                 stack.push((c, start[c as usize]));
             } else {
                 post[id as usize] = nq;
@@ -616,12 +646,7 @@ impl Tree {
                 stack.pop();
             }
         }
-        Tree {
-            start,
-            child,
-            pre,
-            post,
-        }
+        Tree { start, child, post }
     }
 
     fn children(&self, id: u32) -> &[u32] {
@@ -775,7 +800,7 @@ fn dive_pass(tables: &[TableRef<'_>], paths: &Paths<'_>, path_id: &[Vec<u32>], w
         if let Some(tree) = &tree {
             let whiteout_leaf = |j: &u32| last_name(paths.names[nodes[*j as usize].id as usize]).starts_with(WH);
             if leaves.iter().any(whiteout_leaf) {
-                leaves.sort_unstable_by_key(|&j| tree.pre[nodes[j as usize].id as usize]);
+                leaves.sort_unstable_by_key(|&j| tree.post[nodes[j as usize].id as usize]);
             }
         }
         for nd in leaves.iter().map(|&j| &nodes[j as usize]) {
@@ -805,16 +830,8 @@ fn dive_pass(tables: &[TableRef<'_>], paths: &Paths<'_>, path_id: &[Vec<u32>], w
             if i < last {
                 nodes.sort_unstable_by_key(|nd| tree.post[nd.id as usize]);
                 for nd in &nodes {
-                    let name = paths.names[nd.id as usize];
-                    let last_part = last_name(name);
-                    if let Some(gone) = last_part.strip_prefix(WH) {
-                        let dir = parent(name);
-                        let mut target = dir.to_vec();
-                        if !dir.is_empty() {
-                            target.push(b'/');
-                        }
-                        target.extend_from_slice(gone);
-                        if let Some(id) = paths.find(&target) {
+                    if last_name(paths.names[nd.id as usize]).starts_with(WH) {
+                        if let Some(&id) = paths.removes.get(&nd.id) {
                             stacked.remove(tree, id, &mut todo);
                         }
                     } else {
