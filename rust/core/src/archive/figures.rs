@@ -411,7 +411,7 @@ pub fn image_pass(tables: &[TableRef<'_>]) -> (Merge, Dive) {
 
 /// Gives the pass's freed working memory back to the system: glibc keeps freed heap pages resident, and the
 /// caller's next allocations (numpy's, Python's) would otherwise add to them rather than reuse them.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointer; it only returns free pages of the allocator's own arenas.
     unsafe {

@@ -367,10 +367,13 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
 
 /// Tables of many layers, read in parallel (rayon), in input order; each result stands alone.
 pub fn layer_tables(layers: &[(PathBuf, Option<Digest>)], max_bytes: u64, max_entries: u64) -> Vec<Result<LayerTable>> {
-    layers
+    let tables = layers
         .par_iter()
         .map(|(src, expected)| layer_table(src, expected.as_ref(), max_bytes, max_entries))
-        .collect()
+        .collect();
+    // The readers' buffers and the columns' growth are freed by now: give their pages back.
+    super::figures::release_freed_memory();
+    tables
 }
 
 #[cfg(test)]
