@@ -241,17 +241,17 @@ def _wide(store: ContentStore) -> Image:
 
 
 def _count_items(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
-    """Records the size of every chunk of items the per-path sequences make, and fails any decoding of a whole
-    string table (``LayerTable.names``)."""
+    """Records the size of every chunk of items (or their fields) the per-path sequences make, and fails any
+    decoding of a whole string table (``LayerTable.names``)."""
     made: dict[str, list[int]] = {"wasted": [], "rewrites": [], "dive": []}
     for cls, key in ((WastedPaths, "wasted"), (Rewrites, "rewrites"), (InefficientPaths, "dive")):
 
-        def chunk(self: Any, start: int, stop: int, _orig: Any = cls.chunk, _key: str = key) -> Any:
+        def fields(self: Any, start: int, stop: int, _orig: Any = cls.fields, _key: str = key) -> Any:
             out = _orig(self, start, stop)
             made[_key].append(len(out))
             return out
 
-        monkeypatch.setattr(cls, "chunk", chunk)
+        monkeypatch.setattr(cls, "fields", fields)
 
     def no_names(self: LayerTable) -> list[bytes]:
         raise AssertionError("a report decoded a whole string table")

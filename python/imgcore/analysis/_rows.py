@@ -31,8 +31,18 @@ class Rows(Sequence[T], abc.ABC):
         self._n = n
 
     @abc.abstractmethod
+    def fields(self, start: int, stop: int) -> list[tuple[Any, ...]]:
+        """The fields of items ``start`` to ``stop`` (``0 <= start <= stop <= len``) as plain tuples (what a
+        streamed report formats, without making the items)."""
+
+    @abc.abstractmethod
     def chunk(self, start: int, stop: int) -> list[T]:
         """Items ``start`` to ``stop`` (``0 <= start <= stop <= len``)."""
+
+    def iter_fields(self) -> Iterator[tuple[Any, ...]]:
+        """Every item's :meth:`fields`, a chunk at a time."""
+        for start in range(0, self._n, CHUNK):
+            yield from self.fields(start, min(self._n, start + CHUNK))
 
     def __len__(self) -> int:
         return self._n

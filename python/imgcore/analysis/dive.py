@@ -44,6 +44,9 @@ class InefficientPaths(Rows[tuple[str, int, int]]):
         self.cols = cols
 
     def chunk(self, start: int, stop: int) -> list[tuple[str, int, int]]:
+        return self.fields(start, stop)
+
+    def fields(self, start: int, stop: int) -> list[tuple[str, int, int]]:
         c = self.cols
         paths = texts(c.strings, c.offsets, range(start, stop), prefix="")
         return list(zip(paths, c.refs[start:stop].tolist(), c.sizes[start:stop].tolist(), strict=True))
@@ -60,7 +63,7 @@ class DiveFigures:
     user_size_bytes: int
     layer_sizes: tuple[int, ...]  # layer[].sizeBytes
     #: ``(path, references, cumulative bytes)``, largest first (image.fileReference)
-    inefficient: Sequence[tuple[str, int, int]]
+    inefficient: InefficientPaths
 
 
 def dive_figures(tables: Sequence[LayerTable], minimum: int, discovered: int, inefficient: Inefficient) -> DiveFigures:

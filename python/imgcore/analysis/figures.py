@@ -186,13 +186,16 @@ class WastedPaths(Rows[Wasted]):
         return self.cols["wasted_bytes"]
 
     def chunk(self, start: int, stop: int) -> list[Wasted]:
+        return [Wasted(*f) for f in self.fields(start, stop)]
+
+    def fields(self, start: int, stop: int) -> list[tuple[Any, ...]]:
         c = self.cols
         paths = _paths(self.tables, c["path_layer"][start:stop], c["path_string"][start:stop])
         bounds = c["layer_start"][start : stop + 1].tolist()
         layers = c["layers"][bounds[0] : bounds[-1]].tolist() if bounds else []
         base = bounds[0] if bounds else 0
         copies, wasted = c["copies"][start:stop].tolist(), c["wasted_bytes"][start:stop].tolist()
-        return [Wasted(p, n, w, tuple(layers[a - base : b - base]))
+        return [(p, n, w, tuple(layers[a - base : b - base]))
                 for p, n, w, a, b in zip(paths, copies, wasted, bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
 
 
@@ -288,6 +291,9 @@ class Rewrites(Rows[Rewrite]):
         return self.cols["size"]
 
     def chunk(self, start: int, stop: int) -> list[Rewrite]:
+        return [Rewrite(*f) for f in self.fields(start, stop)]
+
+    def fields(self, start: int, stop: int) -> list[tuple[Any, ...]]:
         c = self.cols
         layer = c["layer"][start:stop]
         strs = np.zeros(len(layer), dtype=np.int64)
@@ -296,7 +302,7 @@ class Rewrites(Rows[Rewrite]):
             strs[at] = self.tables[li].path[c["row"][start:stop][at]]
         paths = _paths(self.tables, layer, strs)
         ch = self._changed
-        return [Rewrite(p, li, size, ol, ch[bits])
+        return [(p, li, size, ol, ch[bits])
                 for p, li, size, ol, bits in zip(paths, layer.tolist(), c["size"][start:stop].tolist(),
                                                  c["lower_layer"][start:stop].tolist(),
                                                  c["changed"][start:stop].tolist(), strict=True)]  # fmt: skip

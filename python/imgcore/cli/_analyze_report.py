@@ -246,17 +246,20 @@ def _list_texts(a: Analysis, name: str) -> Iterator[str]:
     a chunk of items at a time."""
     quote = encode_basestring_ascii
     if name == "fileReference":
-        for p, c, s in a.dive.inefficient:
+        for p, c, s in a.dive.inefficient.iter_fields():
             yield f'{{"count": {c}, "sizeBytes": {s}, "file": {quote(p)}}}'
     elif name == "wasted":
-        for w in a.wasted:
-            yield (f'{{"path": {quote(w.path)}, "copies": {w.copies}, "wastedBytes": {w.wasted_bytes}, '
-                   f'"layers": [{", ".join(map(str, w.layers))}]}}')  # fmt: skip
+        for path, copies, wasted, layers in a.wasted.iter_fields():
+            yield (f'{{"path": {quote(path)}, "copies": {copies}, "wastedBytes": {wasted}, '
+                   f'"layers": [{", ".join(map(str, layers))}]}}')  # fmt: skip
     else:
-        for r in a.rewrites:
-            changed = ", ".join(quote(c) for c in r.changed)
-            yield (f'{{"path": {quote(r.path)}, "layer": {r.layer}, "lowerLayer": {r.lower_layer}, '
-                   f'"size": {r.size}, "changed": [{changed}]}}')  # fmt: skip
+        changed_texts: dict[tuple[str, ...], str] = {}
+        for path, layer, size, lower, changed in a.rewrites.iter_fields():
+            text = changed_texts.get(changed)
+            if text is None:
+                text = changed_texts[changed] = ", ".join(quote(c) for c in changed)
+            yield (f'{{"path": {quote(path)}, "layer": {layer}, "lowerLayer": {lower}, '
+                   f'"size": {size}, "changed": [{text}]}}')  # fmt: skip
 
 
 def _file_chunks(a: Analysis, index: int, file_list: Any = file_list_json) -> Iterator[str]:
