@@ -625,9 +625,12 @@ impl Tree {
         for i in 0..n {
             let kids = &mut child[start[i] as usize..start[i + 1] as usize];
             if kids.len() > 1 {
-                kids.sort_unstable_by(|&a, &b| {
-                    last_name(paths.names[a as usize]).cmp(last_name(paths.names[b as usize]))
-                });
+                let mut named: Vec<(&[u8], u32)> =
+                    kids.iter().map(|&c| (last_name(paths.names[c as usize]), c)).collect();
+                named.sort_unstable();
+                for (k, (_, c)) in kids.iter_mut().zip(named) {
+                    *k = c;
+                }
             }
         }
         let mut post = vec![0u32; n];
@@ -800,7 +803,12 @@ fn dive_pass(tables: &[TableRef<'_>], paths: &Paths<'_>, path_id: &[Vec<u32>], w
         if let Some(tree) = &tree {
             let whiteout_leaf = |j: &u32| last_name(paths.names[nodes[*j as usize].id as usize]).starts_with(WH);
             if leaves.iter().any(whiteout_leaf) {
-                leaves.sort_unstable_by_key(|&j| tree.post[nodes[j as usize].id as usize]);
+                let mut keyed: Vec<(u32, u32)> = leaves
+                    .iter()
+                    .map(|&j| (tree.post[nodes[j as usize].id as usize], j))
+                    .collect();
+                keyed.sort_unstable();
+                leaves = keyed.into_iter().map(|(_, j)| j).collect();
             }
         }
         for nd in leaves.iter().map(|&j| &nodes[j as usize]) {
@@ -828,8 +836,14 @@ fn dive_pass(tables: &[TableRef<'_>], paths: &Paths<'_>, path_id: &[Vec<u32>], w
         }
         if let (Some(last), Some(tree)) = (last_wh, &tree) {
             if i < last {
-                nodes.sort_unstable_by_key(|nd| tree.post[nd.id as usize]);
-                for nd in &nodes {
+                // The keys inline (one look-up per node, not one per comparison).
+                let mut order: Vec<(u32, u32)> = nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(j, nd)| (tree.post[nd.id as usize], to_u32(j)))
+                    .collect();
+                order.sort_unstable();
+                for nd in order.iter().map(|&(_, j)| &nodes[j as usize]) {
                     if last_name(paths.names[nd.id as usize]).starts_with(WH) {
                         if let Some(&id) = paths.removes.get(&nd.id) {
                             stacked.remove(tree, id, &mut todo);
