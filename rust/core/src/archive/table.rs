@@ -12,6 +12,7 @@
 //! the root is `UnsafePath` as in extraction; the blob's digest is checked against the expected one when given,
 //! so a table is only ever trusted (and cached) for the digest it was really read from.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -236,39 +237,46 @@ impl Builder {
     }
 
     fn entry(&mut self, meta: &Meta, data: &mut dyn Read) -> Result<()> {
-        let comps = clean(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
-        let Some((name, parent)) = comps.split_last() else {
+        let path = cleaned(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
+        if path.is_empty() {
             if meta.kind == Kind::Dir {
                 return Ok(());
             }
             return Err(self.unsafe_path(&meta.path, "names the root directory itself"));
+        }
+        let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&path[..0], &path[..]),
         };
         let zero = [0u8; 32];
         match whiteout(name).map_err(|reason| self.unsafe_path(&meta.path, reason))? {
             Whiteout::No => {}
             Whiteout::Opaque => {
-                let p = self.intern(&join(parent), &meta.path)?;
+                let p = self.intern(parent, &meta.path)?;
                 self.push(p, KIND_OPAQUE, meta, 0, &zero, -1);
                 return Ok(());
             }
             Whiteout::Aufs => return Ok(()),
             Whiteout::Removes(target) => {
                 let mut real = parent.to_vec();
-                real.push(target.to_vec());
-                let p = self.intern(&join(&real), &meta.path)?;
+                if !real.is_empty() {
+                    real.push(b'/');
+                }
+                real.extend_from_slice(target);
+                let p = self.intern(&real, &meta.path)?;
                 self.push(p, KIND_WHITEOUT, meta, 0, &zero, -1);
                 return Ok(());
             }
         }
-        let p = self.intern(&join(&comps), &meta.path)?;
+        let p = self.intern(&path, &meta.path)?;
         let (kind, link) = match meta.kind {
             Kind::File => (KIND_FILE, -1),
             Kind::Dir => (KIND_DIR, -1),
             Kind::Symlink => (KIND_SYMLINK, link_index(self.intern(&meta.link, &meta.path)?)),
             Kind::Hardlink => {
-                let t = clean(&meta.link)
+                let t = cleaned(&meta.link)
                     .ok_or_else(|| self.unsafe_path(&meta.path, "hardlink target escapes the root"))?;
-                (KIND_HARDLINK, link_index(self.intern(&join(&t), &meta.path)?))
+                (KIND_HARDLINK, link_index(self.intern(&t, &meta.path)?))
             }
             Kind::Char => (KIND_CHAR, -1),
             Kind::Block => (KIND_BLOCK, -1),
@@ -319,6 +327,32 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// A path as extraction cleans it (`join(clean(p))`), borrowed when it is already clean but for leading `./`
+/// or `/` and trailing `/` (the usual case: no allocation per entry); `None` when it climbs out of the root.
+fn cleaned(p: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut core = p;
+    loop {
+        if let Some(rest) = core.strip_prefix(b"./") {
+            core = rest;
+        } else if let Some(rest) = core.strip_prefix(b"/") {
+            core = rest;
+        } else {
+            break;
+        }
+    }
+    while let Some(rest) = core.strip_suffix(b"/") {
+        core = rest;
+    }
+    if !core.is_empty()
+        && core
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+    {
+        return Some(Cow::Borrowed(core));
+    }
+    clean(p).map(|c| Cow::Owned(join(&c)))
 }
 
 /// A string index as the link column stores it (`intern` keeps every index below 2^31).
@@ -404,6 +438,37 @@ mod tests {
         }
         out.resize(out.len() + 1024, 0);
         out
+    }
+
+    #[test]
+    fn cleaned_is_what_extraction_cleans() {
+        for p in [
+            &b"a/b"[..],
+            b"./a/b",
+            b"/a/b/",
+            b"a//b",
+            b"a/./b",
+            b"a/../b",
+            b"..",
+            b"../x",
+            b"./",
+            b".",
+            b"",
+            b"a/..",
+            b"./././a",
+            b"//a",
+            b"a/b/.",
+            b"a/.b/..c",
+            b"...",
+        ] {
+            let want = clean(p).map(|c| join(&c));
+            assert_eq!(
+                cleaned(p).map(Cow::into_owned),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(p)
+            );
+        }
     }
 
     #[test]
