@@ -1,5 +1,7 @@
-"""Pure-Python twins of ``imgcore._core.layer_tables`` (the per-layer file tables, built with tarfile and hashlib)
-and ``imgcore._core.image_pass`` (the union replay and dive's figures over them).
+"""Pure-Python twins of ``imgcore._core.layer_tables`` (the per-layer file tables, built with tarfile and
+hashlib), ``imgcore._core.image_pass`` (the union replay and dive's figures over them; path ids in the paths'
+text order, dive's inefficient paths as columns) and ``imgcore._core.file_list_json`` (one layer's ``--json``
+file list, each entry as ``json.dumps`` writes it).
 
 Same columns, dtypes, row order, string table and errors as the Rust core (``rust/core/src/archive/table.rs``):
 one row per tar entry in archive order, paths cleaned as extraction cleans them and interned in a NUL-joined
