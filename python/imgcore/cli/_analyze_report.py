@@ -3,7 +3,12 @@ imported only then): a per-layer summary (bars on a terminal), dive's figures be
 wasted paths, what-if savings; ``--json`` (with every layer's full file list, streamed), ``--ci`` (dive's rules,
 output and exit codes), ``--against B``, ``--store`` (content duplicated between the store's images),
 ``--find-digest`` (which images hold a file of that content), ``--html FILE`` (a report with SVG charts) and
-``-i`` (the textual explorer)."""
+``-i`` (the textual explorer).
+
+Invariants: the text report makes the rows it prints and no other per-path object, and decodes no string
+table; ``--json`` is the document ``json.dumps`` would write, streamed: its per-path lists (``fileReference``,
+``wasted``, ``metadataOnly``) from their columns and each layer's ``fileList`` (formatted in Rust,
+``_core.file_list_json``) a chunk of ``CHUNK`` items at a time, never a whole list or a whole layer's text."""
 
 from __future__ import annotations
 
