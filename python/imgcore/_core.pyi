@@ -20,6 +20,7 @@ __all__ = [
     "_panic_for_tests",
     "diff",
     "extract_layer",
+    "file_list_json",
     "gzip_backend",
     "hash_files",
     "image_pass",
@@ -241,15 +242,17 @@ def layer_tables(
 
 def image_pass(
     tables: Sequence[dict[str, Any]],
-) -> tuple[list[Any], list[Any], list[Any], list[Any], tuple[int, int, list[tuple[bytes, int, int]]], list[Any]]:
+) -> tuple[list[Any], list[Any], list[Any], list[Any], tuple[int, int, tuple[Any, Any, Any, Any]], list[Any]]:
     """The image-wide passes over ``layer_tables`` dicts (bottom first), reading their numpy columns in place.
 
     Returns per layer (numpy arrays, one element per row) ``changes`` (uint8: 1 added, 2 modified, 3 deleted,
     4 opaque, 5 metadata-only, 6 identical copy), ``shadowed_by`` (int32: the layer that hid the row, -1 when
     the final image shows it), ``prev_layer``/``prev_row`` (int32/uint32: the copy the row replaced, layer -1
-    for none); then dive 0.13's sums ``(minimum, discovered, inefficient)``, ``inefficient`` being
-    ``(path, references, cumulative bytes)`` for every path dive saw in two layers or more, largest first; and
-    per layer ``path_id`` (uint32: an image-wide id of each row's path, equal paths equal ids).
+    for none); then dive 0.13's sums ``(minimum, discovered, inefficient)``, ``inefficient`` being columns
+    ``(paths, offsets, references, cumulative bytes)`` (uint8 NUL-joined paths with a leading slash, uint64
+    start offsets, uint32, int64) for every path dive saw in two layers or more, largest first then by path;
+    and per layer ``path_id`` (uint32: an image-wide id of each row's path, equal paths equal ids, numbered in
+    the order of the paths' text as Python sorts their ``surrogateescape`` decodings).
 
     Raises:
         ValueError: a column is missing, not contiguous, of the wrong dtype or length, or an index points
@@ -405,4 +408,17 @@ def write_layer(
         ValueError: bad compression, level, change list or ``$SOURCE_DATE_EPOCH``.
         imgcore.errors.InvalidTree: a change names a missing path, a file shrank while read, unsupported overlayfs.
         OSError: reading the trees or writing ``out``.
+    """
+
+def file_list_json(table: dict[str, Any], changes: Any, shadowed_by: Any, start: int, stop: int) -> str:
+    """Rows ``start`` to ``stop`` of one layer's ``analyze --json`` file list, each entry as ``json.dumps``
+    writes it (``ensure_ascii``), joined by ``", "``: ``path`` (with a leading slash), ``kind``, ``change``,
+    ``size``, ``mode``, ``uid``, ``gid``, ``mtime``, then ``sha256`` for a file, ``link``, ``xattrs`` and
+    ``hidden_by`` where they apply. ``table`` is a ``layer_tables`` dict, ``changes``/``shadowed_by`` the
+    layer's ``image_pass`` arrays. Only the lengths and the rows' own indexes are checked (a chunk costs its
+    rows, not its layer).
+
+    Raises:
+        ValueError: a column is missing, not contiguous or of another length, the rows are outside the table,
+            or a row's index points outside its string table.
     """

@@ -3,19 +3,24 @@ again from the blob), content-true figures, what-ifs, comparisons, store-wide du
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import imgcore
-from imgcore.analysis import analyze, find_digest, store_files
-from imgcore.analysis.tables import cache_path, load_tables
-from imgcore.cli import main
+import imgcore.pure.analysis
+from imgcore.analysis import _rows, analyze, find_digest, store_files
+from imgcore.analysis.dive import InefficientPaths
+from imgcore.analysis.figures import Rewrites, Wasted, WastedPaths
+from imgcore.analysis.tables import LayerTable, cache_path, load_tables
+from imgcore.cli import _analyze_report, main
 from imgcore.cli._analyze_report import _file_entries
 from imgcore.errors import BlobNotFound
 from imgcore.image.model import Image
@@ -222,3 +227,143 @@ def test_streamed_file_lists_are_what_json_dumps_writes(store: ContentStore) -> 
     for i in range(len(a.tables)):
         texts = list(_file_entries(a, i))
         assert texts == [json.dumps(e) for e in a.layer_files(i)]
+
+
+def _wide(store: ContentStore) -> Image:
+    """300 files, half rewritten unchanged with another mode (metadata-only), half with new content."""
+    base = make_image(store, "wide:0", {f"d/f{i:03}": b"x%d" % i for i in range(300)})
+    tar = build_tar([
+        TarEntry.dir("d"),
+        *(TarEntry.file(f"d/f{i:03}", b"x%d" % i, mode=0o600) for i in range(150)),
+        *(TarEntry.file(f"d/f{i:03}", b"new %d" % i) for i in range(150, 300)),
+    ])  # fmt: skip
+    return make_image(store, "wide:1", {}, parent=base, tar=tar)
+
+
+def _count_items(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """Records the size of every chunk of items (or their fields) the per-path sequences make, and fails any
+    decoding of a whole string table (``LayerTable.names``)."""
+    made: dict[str, list[int]] = {"wasted": [], "rewrites": [], "dive": []}
+    for cls, key in ((WastedPaths, "wasted"), (Rewrites, "rewrites"), (InefficientPaths, "dive")):
+
+        def fields(self: Any, start: int, stop: int, _orig: Any = cls.fields, _key: str = key) -> Any:
+            out = _orig(self, start, stop)
+            made[_key].append(len(out))
+            return out
+
+        monkeypatch.setattr(cls, "fields", fields)
+
+    def no_names(self: LayerTable) -> list[bytes]:
+        raise AssertionError("a report decoded a whole string table")
+
+    monkeypatch.setattr(LayerTable, "names", no_names)
+    return made
+
+
+def test_text_report_makes_only_the_rows_it_shows(
+    store: ContentStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Memory stays the table's: the text report makes the top rows it prints, nothing per path beyond them.
+    _wide(store)
+    made = _count_items(monkeypatch)
+    assert main(["--root", str(store.root), "analyze", "wide:1", "--top", "3", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "(150 files)" in out  # the count of metadata-only rewrites, from the columns
+    assert sum(made["wasted"]) == 3
+    assert made["rewrites"] == []
+    assert made["dive"] == []
+
+
+def test_json_report_streams_every_list_a_chunk_at_a_time(
+    store: ContentStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = _wide(store)
+    monkeypatch.setattr(_rows, "CHUNK", 64)
+    monkeypatch.setattr(_analyze_report, "CHUNK", 64)
+    made = _count_items(monkeypatch)
+    assert main(["--root", str(store.root), "analyze", "wide:1", "--json", "--no-cache"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sum(made["wasted"]) == sum(made["rewrites"]) * 2 == sum(made["dive"]) == 300
+    assert max(max(v) for v in made.values()) == 64  # never more than a chunk of items at a time
+    monkeypatch.undo()
+    # What was streamed is the document itself, with each layer's full file list.
+    a = analyze(image)
+    want = _analyze_report.to_json(a, argparse.Namespace(squash=None, drop=None, top=20), None)
+    for layer in want["layers"]:
+        layer["fileList"] = a.layer_files(layer["index"])
+    assert doc == json.loads(json.dumps(want))
+    assert a.wasted[0] == Wasted("/d/f100", 2, 4, (0, 1))  # most wasted first (x100..x299), then by path
+    assert list(a.wasted[-2:]) == [w for w in a.wasted][-2:]
+    assert a.rewrites == tuple(a.rewrites)
+
+
+def _columns(names: list[bytes]) -> dict[str, Any]:
+    """One layer's columns: a file per name (the string table holds exactly ``names``)."""
+    n = len(names)
+    strings = b"".join(p + b"\0" for p in names)
+    offsets = np.cumsum([0] + [len(p) + 1 for p in names[:-1]]).astype(np.uint64)
+    return {
+        "path": np.arange(n, dtype=np.uint32), "kind": np.zeros(n, dtype=np.uint8),
+        "size": np.ones(n, dtype=np.uint64), "mode": np.zeros(n, dtype=np.uint32),
+        "uid": np.zeros(n, dtype=np.uint32), "gid": np.zeros(n, dtype=np.uint32),
+        "mtime": np.zeros(n, dtype=np.int64), "sha256": np.zeros(32 * n, dtype=np.uint8),
+        "link": np.full(n, -1, dtype=np.int32), "xattr_hash": np.zeros(n, dtype=np.uint64),
+        "strings": np.frombuffer(strings, dtype=np.uint8).copy(), "offsets": offsets,
+        "xattrs": np.zeros(n, dtype=np.uint8),
+    }  # fmt: skip
+
+
+def test_path_ids_follow_text_order() -> None:
+    # Rust and the twin number paths in the order Python sorts their texts (invalid UTF-8 bytes as
+    # surrogateescape's U+DC80..U+DCFF), so sorting by id sorts wasted paths and rewrites by path.
+    names = [b"a\xc0", "a\u00e9".encode(), b"a-b", b"a/b", b"a", "a\U0001f600".encode(), b"a\xff", b"b"]
+    n = len(names)
+    cols = _columns(names)
+    order = sorted(range(n), key=lambda i: names[i].decode(errors="surrogateescape"))
+    want = np.argsort(order).astype(np.uint32)
+    for image_pass in (imgcore._core.image_pass, imgcore.pure.analysis.image_pass):
+        assert np.array_equal(image_pass([cols])[5][0], want), image_pass
+
+
+def test_file_list_json_is_what_json_dumps_writes() -> None:
+    # Names json.dumps escapes: quotes, backslashes, control characters, DEL, non-ASCII, beyond the BMP, and
+    # bytes that are not UTF-8 (written as surrogateescape's \udcXX); links, xattrs, hidden rows, every kind.
+    names = [
+        b'q"\\b',
+        b"c\n\r\t\x08\x0c\x01\x7f",
+        "\u00e9\u4e2d".encode(),
+        "\U0001f600".encode(),
+        b"x\xc0\xff",
+        b"plain",
+    ]
+    n = len(names)
+    cols = _columns(names)
+    cols["kind"] = np.array([0, 1, 2, 3, 7, 0], dtype=np.uint8)
+    cols["link"] = np.array([-1, -1, 4, 0, -1, -1], dtype=np.int32)
+    cols["xattrs"] = np.array([0, 3, 0, 0, 0, 17], dtype=np.uint8)
+    cols["mtime"] = np.array([0, -5, 1, 2, 3, 1_700_000_000], dtype=np.int64)
+    cols["sha256"] = np.arange(32 * n, dtype=np.uint8)
+    changes = np.array([1, 2, 3, 4, 5, 9], dtype=np.uint8)
+    hidden = np.array([-1, 2, -1, 0, -1, 1], dtype=np.int32)
+    kinds = ("file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque", "other")
+    change = {1: "added", 2: "modified", 3: "deleted", 4: "opaque", 5: "metadata", 6: "same"}
+    want = []
+    for r in range(n):
+        e: dict[str, Any] = {"path": "/" + names[r].decode(errors="surrogateescape"), "kind": kinds[cols["kind"][r]],
+                             "change": change.get(int(changes[r]), ""), "size": 1, "mode": 0, "uid": 0, "gid": 0,
+                             "mtime": int(cols["mtime"][r])}  # fmt: skip
+        if cols["kind"][r] == 0:
+            e["sha256"] = "sha256:" + cols["sha256"][32 * r : 32 * r + 32].tobytes().hex()
+        if cols["link"][r] >= 0:
+            e["link"] = names[cols["link"][r]].decode(errors="surrogateescape")
+        if cols["xattrs"][r]:
+            e["xattrs"] = int(cols["xattrs"][r])
+        if hidden[r] != -1:
+            e["hidden_by"] = int(hidden[r])
+        want.append(json.dumps(e))
+    for file_list in (imgcore._core.file_list_json, imgcore.pure.analysis.file_list_json):
+        assert file_list(cols, changes, hidden, 0, n) == ", ".join(want), file_list
+        assert file_list(cols, changes, hidden, 2, 4) == ", ".join(want[2:4])
+        assert file_list(cols, changes, hidden, 3, 3) == ""
+        with pytest.raises(ValueError, match="outside"):
+            file_list(cols, changes, hidden, 2, n + 1)

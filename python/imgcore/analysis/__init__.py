@@ -7,7 +7,10 @@ efficiency and wasted bytes (:mod:`imgcore.analysis.dive`, equal to dive 0.13's)
 their byte cost, compressed and uncompressed sizes per layer), what-if savings and comparisons.
 
 Invariants: an analysis never writes anything but its cache files; a second analysis of the same layers reads
-no layer blob; everything is computed from the tables (bounded by rows, never by layer bytes).
+no layer blob; everything is computed from the tables (bounded by rows, never by layer bytes); the per-path
+figures (``wasted``, ``rewrites``, ``dive.inefficient``) stay numpy columns behind read-only sequences that make
+an item only when it is read, and no path is decoded unless it is shown (``names`` decodes every string table
+and is kept for callers that want that, not used by the reports).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from imgcore.analysis import figures
 from imgcore.analysis.dive import DiveFigures, dive_figures
-from imgcore.analysis.figures import VISIBLE, Merge, Rewrite, Wasted
+from imgcore.analysis.figures import VISIBLE, Merge, Rewrite, Rewrites, Wasted, WastedPaths
 from imgcore.analysis.tables import (
     ADDED,
     DELETED,
@@ -46,8 +49,10 @@ __all__ = [
     "DiveFigures",
     "LayerSummary",
     "Rewrite",
+    "Rewrites",
     "StoreFiles",
     "Wasted",
+    "WastedPaths",
     "analyze",
     "find_digest",
     "store_files",
@@ -111,7 +116,8 @@ class Analysis:
 
     @functools.cached_property
     def names(self) -> tuple[list[bytes], ...]:
-        """Each layer's string table, decoded (``names[layer][table.path[row]]`` is a row's path)."""
+        """Each layer's string table, decoded (``names[layer][table.path[row]]`` is a row's path): every path as
+        a ``bytes`` object, kept; the reports never ask for it (they read the strings they show)."""
         return tuple(t.names() for t in self.tables)
 
     @property
@@ -157,9 +163,10 @@ class Analysis:
         return tuple(out)
 
     @functools.cached_property
-    def wasted(self) -> tuple[Wasted, ...]:
-        """Paths with hidden file copies, most wasted first (each copy but the kept one)."""
-        return tuple(figures.wasted_paths(self.tables, self.names, self.merge))
+    def wasted(self) -> WastedPaths:
+        """Paths with hidden file copies, most wasted first (each copy but the kept one): a sequence of
+        :class:`Wasted` made as they are read."""
+        return figures.wasted_paths(self.tables, self.merge)
 
     @property
     def wasted_bytes(self) -> int:
@@ -173,9 +180,10 @@ class Analysis:
         return total, groups
 
     @functools.cached_property
-    def rewrites(self) -> tuple[Rewrite, ...]:
-        """Metadata-only rewrites (chmod, chown, touch copies) with their byte cost, largest first."""
-        return tuple(figures.rewrites(self.tables, self.names, self.merge))
+    def rewrites(self) -> Rewrites:
+        """Metadata-only rewrites (chmod, chown, touch copies) with their byte cost, largest first: a sequence
+        of :class:`Rewrite` made as they are read."""
+        return figures.rewrites(self.tables, self.merge)
 
     @property
     def image_bytes(self) -> int:
@@ -194,19 +202,20 @@ class Analysis:
 
     def drop_savings(self, pattern: str) -> tuple[int, int]:
         """``(bytes, files)`` saved if every path matching the glob were never written (nothing is written)."""
-        return figures.drop_savings(self.tables, self.names, pattern)
+        return figures.drop_savings(self.tables, figures.LayerNames(self.tables), pattern)
 
     def fold_savings(self) -> int:
         """Bytes saved by folding each metadata-only rewrite into the layer that wrote the file."""
-        return sum(r.size for r in self.rewrites)
+        return int(self.rewrites.sizes.sum())
 
     def final_files(self) -> dict[str, tuple[str, int, bytes, int, int, int, int]]:
         """The final tree: path -> ``(kind, size, sha256 or link, mode, uid, gid, layer)``."""
         out = {}
-        for p, (li, r) in figures.final_view(self.tables, self.names, self.merge).items():
+        names = [t.names() for t in self.tables]  # for this call only
+        for p, (li, r) in figures.final_view(self.tables, names, self.merge).items():
             t = self.tables[li]
             k = int(t.kind[r])
-            ident = t.sha256[r].tobytes() if k == FILE else (self.names[li][t.link[r]] if t.link[r] >= 0 else b"")
+            ident = t.sha256[r].tobytes() if k == FILE else (names[li][t.link[r]] if t.link[r] >= 0 else b"")
             out["/" + p.decode(errors="surrogateescape")] = (
                 KIND_NAMES[k], int(t.size[r]), ident, int(t.mode[r]), int(t.uid[r]), int(t.gid[r]), li,
             )  # fmt: skip
@@ -261,7 +270,8 @@ class Analysis:
 
     def iter_layer_files(self, index: int) -> Iterator[dict[str, Any]]:
         """:meth:`layer_files` one entry at a time (memory for one entry, not the layer's list)."""
-        t, nm = self.tables[index], self.names[index]
+        t = self.tables[index]
+        nm = t.names()
         ch, sh = self.merge.changes[index], self.merge.shadowed_by[index]
         rows = zip(t.path.tolist(), t.kind.tolist(), t.size.tolist(), t.mode.tolist(), t.uid.tolist(),
                    t.gid.tolist(), t.mtime.tolist(), t.link.tolist(), t.xattrs.tolist(), ch.tolist(), sh.tolist(),

@@ -19,7 +19,8 @@ How dive counts, restated:
   definition, issue #684); user wasted percent = wasted / user size (IEEE division, as Go's float64).
 
 The tree walk itself runs in Rust (``rust/core/src/archive/figures.rs``, through ``_core.image_pass``; its pure
-twin is ``imgcore.pure.analysis.image_pass``); this module turns its sums into dive's figures.
+twin is ``imgcore.pure.analysis.image_pass``); this module turns its sums into dive's figures. The inefficient
+paths stay columns (:class:`InefficientPaths`): a path's text is made only when it is read.
 """
 
 from __future__ import annotations
@@ -28,9 +29,29 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from imgcore.analysis._rows import Rows, texts
+from imgcore.analysis.figures import Inefficient
 from imgcore.analysis.tables import LayerTable
 
-__all__ = ["DiveFigures", "dive_figures"]
+__all__ = ["DiveFigures", "InefficientPaths", "dive_figures"]
+
+
+class InefficientPaths(Rows[tuple[str, int, int]]):
+    """dive's ``(path, references, cumulative bytes)`` rows, made from ``image_pass``' columns when read."""
+
+    def __init__(self, cols: Inefficient) -> None:
+        super().__init__(len(cols.refs))
+        self.cols = cols
+
+    def chunk(self, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """Items ``start`` to ``stop``, made from their fields."""
+        return self.fields(start, stop)
+
+    def fields(self, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """The fields of items ``start`` to ``stop``, read from the columns."""
+        c = self.cols
+        paths = texts(c.strings, c.offsets, range(start, stop), prefix="")
+        return list(zip(paths, c.refs[start:stop].tolist(), c.sizes[start:stop].tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -44,18 +65,16 @@ class DiveFigures:
     user_size_bytes: int
     layer_sizes: tuple[int, ...]  # layer[].sizeBytes
     #: ``(path, references, cumulative bytes)``, largest first (image.fileReference)
-    inefficient: tuple[tuple[str, int, int], ...]
+    inefficient: InefficientPaths
 
 
-def dive_figures(tables: Sequence[LayerTable], minimum: int, discovered: int,
-                 inefficient: Sequence[tuple[bytes, int, int]]) -> DiveFigures:  # fmt: skip
+def dive_figures(tables: Sequence[LayerTable], minimum: int, discovered: int, inefficient: Inefficient) -> DiveFigures:
     """dive's figures of the image whose layers (bottom first) are ``tables``, from ``image_pass``' sums."""
     efficiency = 1.0 if discovered == 0 else float(minimum) / float(discovered)
     layer_sizes = tuple(int(t.size.sum()) for t in tables)
     size_bytes = sum(layer_sizes)
     user = sum(layer_sizes[1:])
-    wasted = sum(c for _, _, c in inefficient)
+    wasted = int(inefficient.sizes.sum())
     # Go's float64 division: x/0 is +Inf, 0/0 is NaN.
     user_pct = float(wasted) / float(user) if user else (math.nan if wasted == 0 else math.inf)
-    refs = tuple((p.decode(errors="surrogateescape"), r, c) for p, r, c in inefficient)
-    return DiveFigures(efficiency, wasted, user_pct, size_bytes, user, layer_sizes, refs)
+    return DiveFigures(efficiency, wasted, user_pct, size_bytes, user, layer_sizes, InefficientPaths(inefficient))

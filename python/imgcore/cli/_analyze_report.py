@@ -3,25 +3,31 @@ imported only then): a per-layer summary (bars on a terminal), dive's figures be
 wasted paths, what-if savings; ``--json`` (with every layer's full file list, streamed), ``--ci`` (dive's rules,
 output and exit codes), ``--against B``, ``--store`` (content duplicated between the store's images),
 ``--find-digest`` (which images hold a file of that content), ``--html FILE`` (a report with SVG charts) and
-``-i`` (the textual explorer)."""
+``-i`` (the textual explorer).
+
+Invariants: the text report makes the rows it prints and no other per-path object, and decodes no string
+table; ``--json`` is the document ``json.dumps`` would write, streamed: its per-path lists (``fileReference``,
+``wasted``, ``metadataOnly``) from their columns and each layer's ``fileList`` (formatted in Rust,
+``_core.file_list_json``) a chunk of ``CHUNK`` items at a time, never a whole list or a whole layer's text."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, TextIO
 
+from imgcore._core import file_list_json
 from imgcore._humanize import human_size
-from imgcore.analysis import CHANGE_NAMES, Analysis, analyze, find_digest, store_files
-from imgcore.analysis.figures import VISIBLE
+from imgcore.analysis import Analysis, analyze, find_digest, store_files
+from imgcore.analysis._rows import CHUNK
 from imgcore.analysis.html import render_html
-from imgcore.analysis.tables import FILE, KIND_NAMES
 from imgcore.image.catalog import catalog
 from imgcore.image.model import Image
 from imgcore.store import ContentStore
@@ -175,9 +181,17 @@ def _what_if(a: Analysis, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> dict[str, Any]:
+#: Markers standing for the per-path lists in the ``--json`` head (:func:`write_json` streams them in).
+_MARKS = {name: f"\0imgcore-analyze:{name}\0" for name in ("fileReference", "wasted", "metadataOnly")}
+_MARK_RE = re.compile(r'"\\u0000imgcore-analyze:(\w+)\\u0000"')
+
+
+def to_json(
+    a: Analysis, args: argparse.Namespace, against: Analysis | None, *, streamed: bool = False
+) -> dict[str, Any]:
     """The ``--json`` document without the per-layer ``fileList`` arrays (:func:`write_json` streams them in):
-    dive's figures under ``dive`` (its export's names), content-true ones beside."""
+    dive's figures under ``dive`` (its export's names), content-true ones beside. ``streamed``: the per-path
+    lists (``fileReference``, ``wasted``, ``metadataOnly``) are left as markers that :func:`write_json` fills."""
     d = a.dive
     dup_bytes, dup_groups = a.duplicates
     doc: dict[str, Any] = {
@@ -188,7 +202,8 @@ def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> 
             "inefficientBytes": d.wasted_bytes,
             "efficiencyScore": d.efficiency,
             "userWastedPercent": d.user_wasted_percent if math.isfinite(d.user_wasted_percent) else None,
-            "fileReference": [{"count": c, "sizeBytes": s, "file": p} for p, c, s in d.inefficient],
+            "fileReference": _MARKS["fileReference"] if streamed else [
+                {"count": c, "sizeBytes": s, "file": p} for p, c, s in d.inefficient],
         },
         "content": {
             "fileBytes": a.image_bytes,
@@ -197,11 +212,11 @@ def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> 
             "duplicateGroups": dup_groups,
             "metadataOnlyBytes": a.fold_savings(),
             "efficiency": a.efficiency,
-            "wasted": [
+            "wasted": _MARKS["wasted"] if streamed else [
                 {"path": w.path, "copies": w.copies, "wastedBytes": w.wasted_bytes, "layers": list(w.layers)}
                 for w in a.wasted
             ],
-            "metadataOnly": [
+            "metadataOnly": _MARKS["metadataOnly"] if streamed else [
                 {
                     "path": r.path,
                     "layer": r.layer,
@@ -235,7 +250,7 @@ def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> 
             }
             for s in a.layers
         ],
-    }
+    }  # fmt: skip
     if against is not None:
         c = a.compare(against)
         doc["against"] = {
@@ -249,42 +264,76 @@ def to_json(a: Analysis, args: argparse.Namespace, against: Analysis | None) -> 
     return doc
 
 
-def _file_entries(a: Analysis, index: int) -> Iterator[str]:
-    """The JSON text of each entry of :meth:`Analysis.iter_layer_files`, formatted straight from the columns
-    (``json.dumps`` per entry dict costs several times more on a million files); the same text ``json.dumps``
-    would write."""
-    t, nm = a.tables[index], a.names[index]
-    ch, sh = a.merge.changes[index], a.merge.shadowed_by[index]
+def _list_texts(a: Analysis, name: str) -> Iterator[str]:
+    """The JSON text of each item of one per-path list of :func:`to_json` (what ``json.dumps`` writes), made
+    a chunk of items at a time."""
     quote = encode_basestring_ascii
-    hexes = t.sha256.tobytes().hex()
-    kinds = [quote(k) for k in KIND_NAMES]
-    changes = {c: quote(n) for c, n in CHANGE_NAMES.items()}
-    rows = zip(t.path.tolist(), t.kind.tolist(), t.size.tolist(), t.mode.tolist(), t.uid.tolist(),
-               t.gid.tolist(), t.mtime.tolist(), t.link.tolist(), t.xattrs.tolist(), ch.tolist(), sh.tolist(),
-               strict=True)  # fmt: skip
-    for r, (p, k, size, mode, uid, gid, mtime, link, xa, c, hidden) in enumerate(rows):
-        text = (f'{{"path": {quote("/" + nm[p].decode(errors="surrogateescape"))}, "kind": {kinds[k]}, '
-                f'"change": {changes.get(c, chr(34) * 2)}, "size": {size}, "mode": {mode}, "uid": {uid}, '
-                f'"gid": {gid}, "mtime": {mtime}')  # fmt: skip
-        if k == FILE:
-            text += f', "sha256": "sha256:{hexes[64 * r : 64 * r + 64]}"'
-        if link >= 0:
-            text += f', "link": {quote(nm[link].decode(errors="surrogateescape"))}'
-        if xa:
-            text += f', "xattrs": {xa}'
-        if hidden != VISIBLE:
-            text += f', "hidden_by": {hidden}'
-        yield text + "}"
+    if name == "fileReference":
+        for p, c, s in a.dive.inefficient.iter_fields():
+            yield f'{{"count": {c}, "sizeBytes": {s}, "file": {quote(p)}}}'
+    elif name == "wasted":
+        for path, copies, wasted, layers in a.wasted.iter_fields():
+            yield (f'{{"path": {quote(path)}, "copies": {copies}, "wastedBytes": {wasted}, '
+                   f'"layers": [{", ".join(map(str, layers))}]}}')  # fmt: skip
+    else:
+        changed_texts: dict[tuple[str, ...], str] = {}
+        for path, layer, size, lower, changed in a.rewrites.iter_fields():
+            text = changed_texts.get(changed)
+            if text is None:
+                text = changed_texts[changed] = ", ".join(quote(c) for c in changed)
+            yield (f'{{"path": {quote(path)}, "layer": {layer}, "lowerLayer": {lower}, '
+                   f'"size": {size}, "changed": [{text}]}}')  # fmt: skip
 
 
-def write_json(a: Analysis, doc: dict[str, Any], out: Any) -> None:
-    """Writes ``doc`` with each layer's ``fileList`` streamed in (memory for one entry, not the image's list)."""
+def _file_chunks(a: Analysis, index: int, file_list: Any = file_list_json) -> Iterator[str]:
+    """The JSON text of :meth:`Analysis.iter_layer_files`' entries, ``CHUNK`` rows at a time (joined by ``", "``),
+    formatted straight from the columns by ``_core.file_list_json`` (or its pure twin)."""
+    t = a.tables[index]
+    cols = t.columns()
+    ch, sh = a.merge.changes[index], a.merge.shadowed_by[index]
+    for start in range(0, len(t), CHUNK):
+        yield file_list(cols, ch, sh, start, min(len(t), start + CHUNK))
+
+
+def _file_entries(a: Analysis, index: int) -> Iterator[str]:
+    """The JSON text of each entry of :meth:`Analysis.iter_layer_files` (the same text ``json.dumps`` writes)."""
+    t = a.tables[index]
+    cols = t.columns()
+    ch, sh = a.merge.changes[index], a.merge.shadowed_by[index]
+    for r in range(len(t)):
+        yield file_list_json(cols, ch, sh, r, r + 1)
+
+
+def _write_list(out: Any, chunks: Iterable[str]) -> None:
+    out.write("[")
+    sep = ""
+    for chunk in chunks:
+        if chunk:
+            out.write(sep + chunk)
+            sep = ", "
+    out.write("]")
+
+
+def _batches(items: Iterator[str]) -> Iterator[str]:
+    return iter(lambda: ", ".join(itertools.islice(items, CHUNK)), "")
+
+
+def write_json(a: Analysis, args: argparse.Namespace, against: Analysis | None, out: Any) -> None:
+    """Writes the ``--json`` document, its per-path lists and each layer's ``fileList`` streamed in, a chunk
+    of items at a time (memory for one chunk, never a whole list or a whole layer's text)."""
+    doc = to_json(a, args, against, streamed=True)
     layers = doc.pop("layers")
-    out.write(json.dumps(doc)[:-1] + ', "layers": [')
+    head = json.dumps(doc)[:-1]
+    pos = 0
+    for m in _MARK_RE.finditer(head):
+        out.write(head[pos : m.start()])
+        _write_list(out, _batches(_list_texts(a, m.group(1))))
+        pos = m.end()
+    out.write(head[pos:] + ', "layers": [')
     for i, layer in enumerate(layers):
-        out.write((", " if i else "") + json.dumps(layer)[:-1] + ', "fileList": [')
-        out.write(", ".join(_file_entries(a, layer["index"])))
-        out.write("]}")
+        out.write((", " if i else "") + json.dumps(layer)[:-1] + ', "fileList": ')
+        _write_list(out, _file_chunks(a, layer["index"]))
+        out.write("}")
     out.write("]}\n")
 
 
@@ -366,12 +415,12 @@ def run(args: argparse.Namespace, image: Image, baseline: Image | None, out: Tex
         report, passed = ci_report(a, args.lowest_efficiency, args.highest_wasted_bytes,
                                    args.highest_user_wasted_percent)  # fmt: skip
         if args.json:
-            write_json(a, to_json(a, args, against), out)
+            write_json(a, args, against, out)
         else:
             out.write(report + "\n")
         return 0 if passed else 1
     if args.json:
-        write_json(a, to_json(a, args, against), out)
+        write_json(a, args, against, out)
     elif not args.html:
         out.write(_text(a, args, against, tty=out.isatty()) + "\n")
     return 0

@@ -6,7 +6,7 @@ workflow calls them. Built on the standard library only (hashlib, tarfile, os.wa
 
 from __future__ import annotations
 
-from imgcore.pure.analysis import image_pass, layer_tables
+from imgcore.pure.analysis import file_list_json, image_pass, layer_tables
 from imgcore.pure.archive import LayerStats, extract_layer, layer_index, unpack_layers
 from imgcore.pure.blob import inspect_blob
 from imgcore.pure.diff import Change, LayerResult, diff, write_layer
@@ -21,6 +21,7 @@ __all__ = [
     "LayerStats",
     "diff",
     "extract_layer",
+    "file_list_json",
     "hash_files",
     "image_pass",
     "inspect_blob",

@@ -1,5 +1,7 @@
-"""Pure-Python twins of ``imgcore._core.layer_tables`` (the per-layer file tables, built with tarfile and hashlib)
-and ``imgcore._core.image_pass`` (the union replay and dive's figures over them).
+"""Pure-Python twins of ``imgcore._core.layer_tables`` (the per-layer file tables, built with tarfile and
+hashlib), ``imgcore._core.image_pass`` (the union replay and dive's figures over them; path ids in the paths'
+text order, dive's inefficient paths as columns) and ``imgcore._core.file_list_json`` (one layer's ``--json``
+file list, each entry as ``json.dumps`` writes it).
 
 Same columns, dtypes, row order, string table and errors as the Rust core (``rust/core/src/archive/table.rs``):
 one row per tar entry in archive order, paths cleaned as extraction cleans them and interned in a NUL-joined
@@ -14,6 +16,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ import numpy as np
 from imgcore.errors import DigestMismatch, InvalidArchive, UnsafeArchiveEntry
 from imgcore.pure.archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, StrPath, _clean, _entries, _name, _Stream
 
-__all__ = ["image_pass", "layer_tables"]
+__all__ = ["file_list_json", "image_pass", "layer_tables"]
 
 _KINDS = {"file": 0, "dir": 1, "symlink": 2, "hardlink": 3, "char": 4, "block": 5, "fifo": 6}
 _WHITEOUT, _OPAQUE, _OTHER = 7, 8, 9
@@ -228,7 +231,7 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
     prev_layer = [np.full(len(t.kind), -1, dtype=np.int32) for t in tables]
     prev_row = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
     path_id = [np.zeros(len(t.kind), dtype=np.uint32) for t in tables]
-    ids: dict[bytes, int] = {}
+    ids: dict[bytes, int] = {}  # path -> id in order of appearance, renumbered by text order at the end
 
     def content(li: int, r: int) -> Any:
         t = tables[li]
@@ -294,6 +297,11 @@ def _merge(tables: list[_Cols], names: list[list[bytes]]) -> tuple[list[Any], ..
                 prev_layer[li][r] = ol
                 prev_row[li][r] = orow
             view[p] = (li, r)
+    by_text = sorted(ids, key=lambda p: p.decode(errors="surrogateescape"))
+    rank = np.zeros(len(ids), dtype=np.uint32)
+    for new, p in enumerate(by_text):
+        rank[ids[p]] = new
+    path_id = [rank[a] for a in path_id]
     return changes, shadows, prev_layer, prev_row, path_id
 
 
@@ -391,7 +399,7 @@ def _stack(root: _Node, nodes: dict[tuple[bytes, ...], Any]) -> None:
             _add(root, comps, nodes[comps])
 
 
-def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, list[tuple[bytes, int, int]]]:
+def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, tuple[Any, ...]]:
     layer_nodes = [_layer_nodes(t, n) for t, n in zip(tables, names, strict=True)]
     needs_stack = [any(c[-1].startswith(_WH) for c in _leaves(nodes)) for nodes in layer_nodes]
     cum: dict[tuple[bytes, ...], int] = {}
@@ -437,13 +445,59 @@ def _dive(tables: list[_Cols], names: list[list[bytes]]) -> tuple[int, int, list
                 cum[key], low[key], refs[key] = size, size, 1
     inefficient = [(b"/" + b"/".join(k), refs[k], cum[k]) for k in cum if refs[k] >= 2]
     inefficient.sort(key=lambda r: (-r[2], r[0]))
-    return sum(low.values()), sum(cum.values()), inefficient
+    strings = b"".join(p + b"\0" for p, _, _ in inefficient)
+    offsets = np.cumsum([0] + [len(p) + 1 for p, _, _ in inefficient[:-1]], dtype=np.uint64)[: len(inefficient)]
+    columns = (
+        np.frombuffer(strings, dtype=np.uint8).copy(),
+        offsets,
+        np.array([r for _, r, _ in inefficient], dtype=np.uint32),
+        np.array([c for _, _, c in inefficient], dtype=np.int64),
+    )
+    return sum(low.values()), sum(cum.values()), columns
 
 
 def image_pass(tables: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
     """Twin of ``imgcore._core.image_pass``: ``(changes, shadowed_by, prev_layer, prev_row, (minimum,
-    discovered, inefficient), path_id)``, per layer (bottom first)."""
+    discovered, inefficient), path_id)``, per layer (bottom first); ``inefficient`` as columns ``(NUL-joined
+    paths, their offsets, references, cumulative sizes)``, largest first; path ids in the paths' text order."""
     cols = [_Cols.of(d) for d in tables]
     names = [_names(d) for d in tables]
     changes, shadows, prev_layer, prev_row, path_id = _merge(cols, names)
     return changes, shadows, prev_layer, prev_row, _dive(cols, names), path_id
+
+
+# -- file_list_json: one layer's --json file list (the rules: rust/core/src/archive/figures.rs) ------------------
+
+_KIND_NAMES = ("file", "dir", "symlink", "hardlink", "char", "block", "fifo", "whiteout", "opaque", "other")
+_CHANGE_NAMES = {_ADDED: "added", _MODIFIED: "modified", _DELETED: "deleted", _OPAQUE_CHANGE: "opaque",
+                 _METADATA: "metadata", _SAME: "same"}  # fmt: skip
+
+
+def file_list_json(table: dict[str, Any], changes: Any, shadowed_by: Any, start: int, stop: int) -> str:
+    """Twin of ``imgcore._core.file_list_json``: rows ``start..stop`` of one layer's ``--json`` file list, each
+    entry as ``json.dumps`` writes it, joined by ``", "``."""
+    n = len(table["kind"])
+    if not 0 <= start <= stop <= n:
+        raise ValueError("file_list_json: rows outside the table")
+    names = _names(table)
+    quote = encode_basestring_ascii
+    sl = slice(start, stop)
+    sha = np.asarray(table["sha256"]).reshape(-1, 32)[sl].tobytes().hex()
+    rows = zip(*(np.asarray(table[k])[sl].tolist() for k in ("path", "kind", "size", "mode", "uid", "gid", "mtime",
+                                                             "link", "xattrs")),
+               np.asarray(changes)[sl].tolist(), np.asarray(shadowed_by)[sl].tolist(), strict=True)  # fmt: skip
+    out = []
+    for r, (p, k, size, mode, uid, gid, mtime, link, xa, c, hidden) in enumerate(rows):
+        path = quote("/" + names[p].decode(errors="surrogateescape"))
+        text = (f'{{"path": {path}, "kind": "{_KIND_NAMES[k]}", "change": "{_CHANGE_NAMES.get(c, "")}", '
+                f'"size": {size}, "mode": {mode}, "uid": {uid}, "gid": {gid}, "mtime": {mtime}')  # fmt: skip
+        if k == _FILE:
+            text += f', "sha256": "sha256:{sha[64 * r : 64 * r + 64]}"'
+        if link >= 0:
+            text += f', "link": {quote(names[link].decode(errors="surrogateescape"))}'
+        if xa:
+            text += f', "xattrs": {xa}'
+        if hidden != -1:
+            text += f', "hidden_by": {hidden}'
+        out.append(text + "}")
+    return ", ".join(out)

@@ -3,7 +3,8 @@
 //!
 //! Each column is a Rust `Vec` moved into a numpy array (`IntoPyArray` takes ownership of the buffer), so the
 //! tables cross the boundary once, whole, with no per-row Python object. The layers are read in parallel
-//! without the GIL.
+//! without the GIL. `image_pass` hands back per-row arrays and dive's inefficient paths as columns (never a
+//! Python object per path); it checks every column's length and every index and string offset before reading.
 
 use std::path::PathBuf;
 
@@ -83,6 +84,7 @@ struct Columns<'py> {
     link: PyReadonlyArray1<'py, i32>,
     xattr_hash: PyReadonlyArray1<'py, u64>,
     strings: PyReadonlyArray1<'py, u8>,
+    offsets: PyReadonlyArray1<'py, u64>,
 }
 
 fn column<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
@@ -110,10 +112,12 @@ impl<'py> Columns<'py> {
             link: column(d, "link")?,
             xattr_hash: column(d, "xattr_hash")?,
             strings: column(d, "strings")?,
+            offsets: column(d, "offsets")?,
         })
     }
 
-    fn table(&self) -> PyResult<TableRef<'_>> {
+    /// The columns as a table, lengths checked (indexes and string offsets are not: [`Columns::table`]).
+    fn table_unchecked(&self) -> PyResult<TableRef<'_>> {
         let t = TableRef {
             path: self.path.as_slice().map_err(not_contiguous)?,
             kind: self.kind.as_slice().map_err(not_contiguous)?,
@@ -125,7 +129,8 @@ impl<'py> Columns<'py> {
             sha256: self.sha256.as_slice().map_err(not_contiguous)?,
             link: self.link.as_slice().map_err(not_contiguous)?,
             xattr_hash: self.xattr_hash.as_slice().map_err(not_contiguous)?,
-            names: TableRef::split_strings(self.strings.as_slice().map_err(not_contiguous)?),
+            strings: self.strings.as_slice().map_err(not_contiguous)?,
+            offsets: self.offsets.as_slice().map_err(not_contiguous)?,
         };
         let n = t.kind.len();
         let lens = [
@@ -137,12 +142,24 @@ impl<'py> Columns<'py> {
             t.mtime.len(),
         ];
         if lens.iter().any(|&l| l != n) || t.link.len() != n || t.xattr_hash.len() != n || t.sha256.len() != 32 * n {
-            return Err(PyValueError::new_err("image_pass: columns of unequal length"));
+            return Err(PyValueError::new_err("analysis table: columns of unequal length"));
         }
-        if t.path.iter().any(|&p| p as usize >= t.names.len())
+        Ok(t)
+    }
+
+    /// The columns as a table with every index and string offset checked.
+    fn table(&self) -> PyResult<TableRef<'_>> {
+        let t = self.table_unchecked()?;
+        if !TableRef::strings_are_valid(t.strings, t.offsets) {
+            return Err(PyValueError::new_err(
+                "image_pass: the string table is not NUL-separated at its offsets",
+            ));
+        }
+        let m = t.offsets.len();
+        if t.path.iter().any(|&p| p as usize >= m)
             || t.link
                 .iter()
-                .any(|&l| l < -1 || l >= 0 && l.unsigned_abs() as usize >= t.names.len())
+                .any(|&l| l < -1 || l >= 0 && l.unsigned_abs() as usize >= m)
         {
             return Err(PyValueError::new_err(
                 "image_pass: an index points outside the string table",
@@ -152,14 +169,62 @@ impl<'py> Columns<'py> {
     }
 }
 
-/// What `image_pass` returns: per-layer `changes`, `shadowed_by`, `prev_layer`, `prev_row` arrays, dive's sums,
-/// and per-layer `path_id` arrays.
+/// The `--json` text of rows `start..stop` of one layer's file list, entries joined by `", "`, each as
+/// `json.dumps` writes it (`changes`/`shadowed_by`: the layer's arrays from `image_pass`). Only the lengths and
+/// the rows' own indexes are checked (a chunk costs its rows, not its layer); string offsets are not, so a
+/// table whose string table is not the reader's gives wrong text, never a crash.
+#[pyfunction]
+pub fn file_list_json(
+    py: Python<'_>,
+    table: Bound<'_, PyDict>,
+    changes: PyReadonlyArray1<'_, u8>,
+    shadowed_by: PyReadonlyArray1<'_, i32>,
+    start: usize,
+    stop: usize,
+) -> PyResult<String> {
+    let cols = Columns::of(&table)?;
+    let xattrs: PyReadonlyArray1<'_, u8> = column(&table, "xattrs")?;
+    let t = cols.table_unchecked()?;
+    let (xattrs, changes, shadowed_by) = (
+        xattrs.as_slice().map_err(not_contiguous)?,
+        changes.as_slice().map_err(not_contiguous)?,
+        shadowed_by.as_slice().map_err(not_contiguous)?,
+    );
+    let n = t.kind.len();
+    if xattrs.len() != n || changes.len() != n || shadowed_by.len() != n || start > stop || stop > n {
+        return Err(PyValueError::new_err(
+            "file_list_json: columns of unequal length or rows outside the table",
+        ));
+    }
+    let m = t.offsets.len();
+    if (start..stop).any(|r| t.path[r] as usize >= m || t.link[r] >= 0 && t.link[r].unsigned_abs() as usize >= m) {
+        return Err(PyValueError::new_err(
+            "file_list_json: an index points outside the string table",
+        ));
+    }
+    let text = detached(py, move || {
+        Ok(figures::file_list_json(&t, xattrs, changes, shadowed_by, start..stop))
+    })?;
+    // Only ASCII is written (every other code point is escaped).
+    String::from_utf8(text).map_err(|e| PyValueError::new_err(format!("file_list_json: {e}")))
+}
+
+/// dive's inefficient paths as columns: NUL-joined paths, their start offsets, references, cumulative sizes.
+type Inefficient<'py> = (
+    Bound<'py, PyArray1<u8>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+/// What `image_pass` returns: per-layer `changes`, `shadowed_by`, `prev_layer`, `prev_row` arrays, dive's sums
+/// (its inefficient paths as columns, never one Python object per path), and per-layer `path_id` arrays.
 type PassResult<'py> = (
     Vec<Bound<'py, PyArray1<u8>>>,
     Vec<Bound<'py, PyArray1<i32>>>,
     Vec<Bound<'py, PyArray1<i32>>>,
     Vec<Bound<'py, PyArray1<u32>>>,
-    (i64, i64, Vec<(Vec<u8>, u32, i64)>),
+    (i64, i64, Inefficient<'py>),
     Vec<Bound<'py, PyArray1<u32>>>,
 );
 
@@ -168,13 +233,22 @@ type PassResult<'py> = (
 pub fn image_pass<'py>(py: Python<'py>, tables: Vec<Bound<'py, PyDict>>) -> PyResult<PassResult<'py>> {
     let cols = tables.iter().map(Columns::of).collect::<PyResult<Vec<_>>>()?;
     let refs = cols.iter().map(Columns::table).collect::<PyResult<Vec<_>>>()?;
-    let (m, d) = detached(py, move || Ok((figures::merge(&refs), figures::dive(&refs))))?;
+    let (m, d) = detached(py, move || Ok(figures::image_pass(&refs)))?;
     Ok((
         m.changes.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.shadowed_by.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_layer.into_iter().map(|v| v.into_pyarray(py)).collect(),
         m.prev_row.into_iter().map(|v| v.into_pyarray(py)).collect(),
-        (d.minimum, d.discovered, d.inefficient),
+        (
+            d.minimum,
+            d.discovered,
+            (
+                d.paths.into_pyarray(py),
+                d.offsets.into_pyarray(py),
+                d.refs.into_pyarray(py),
+                d.sizes.into_pyarray(py),
+            ),
+        ),
         m.path_id.into_iter().map(|v| v.into_pyarray(py)).collect(),
     ))
 }

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use super::analysis::{image_pass, layer_tables};
+    use super::analysis::{file_list_json, image_pass, layer_tables};
     #[pymodule_export]
     use super::archive::{extract_layer, gzip_backend, layer_index, unpack_layers, PyLayerStats};
     #[pymodule_export]

@@ -1,9 +1,11 @@
 //! Per-layer file tables for image analysis: one streaming pass over a layer blob (through the same decoder and
 //! tar reader as extraction) yields one row per entry, in archive order, as columns.
 //!
-//! Invariants: memory is bounded by the table (about 70 bytes per row plus the path bytes), never by the layer's
+//! Invariants: memory is bounded by the table (about 80 bytes per row plus the path bytes), never by the layer's
 //! bytes: file content is hashed as it streams by; paths are interned in a per-layer string table (a path or
 //! link target that occurs twice is stored once) joined by NUL bytes, so a string containing NUL is refused;
+//! the interning index holds 4-byte string numbers (never a second copy of a path), and the columns are
+//! trimmed to their length before they are handed over;
 //! rows keep the archive's order and its duplicates (the change kind against lower layers is decided later,
 //! over the tables in layer order); a whiteout row names the path it removes, an opaque row the directory it
 //! empties (`""` is the root); every path is cleaned as extraction cleans it, and an entry that climbs out of
@@ -11,13 +13,10 @@
 //! so a table is only ever trusted (and cached) for the digest it was really read from.
 
 use std::borrow::Cow;
-use std::hash::Hasher as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hashbrown::HashTable;
 use rayon::prelude::*;
-use rustc_hash::FxHasher;
 use sha2::{Digest as _, Sha256};
 
 use super::decode::{Pipeline, StreamSummary};
@@ -92,45 +91,41 @@ pub struct LayerTable {
     pub summary: Option<StreamSummary>,
 }
 
+impl LayerTable {
+    /// Gives back the columns' spare capacity (they are handed over whole, capacity included).
+    fn trim(&mut self) {
+        self.path.shrink_to_fit();
+        self.kind.shrink_to_fit();
+        self.size.shrink_to_fit();
+        self.mode.shrink_to_fit();
+        self.uid.shrink_to_fit();
+        self.gid.shrink_to_fit();
+        self.mtime.shrink_to_fit();
+        self.sha256.shrink_to_fit();
+        self.link.shrink_to_fit();
+        self.xattrs.shrink_to_fit();
+        self.xattr_hash.shrink_to_fit();
+        self.strings.shrink_to_fit();
+        self.offsets.shrink_to_fit();
+    }
+}
+
 struct Builder {
     table: LayerTable,
-    /// Index of each distinct string, keyed by its bytes in `table.strings` (no second copy of a path).
-    interned: HashTable<u32>,
+    /// Open addressing over string numbers (`u32::MAX`: empty), hashed by the strings' bytes in `table`.
+    slots: Vec<u32>,
     ctx: String,
     buf: Vec<u8>,
 }
 
-fn fx(s: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(s);
-    h.finish()
-}
+const EMPTY: u32 = u32::MAX;
 
-/// String `i` of a NUL-joined table whose strings start at `offsets`.
-fn string_at<'a>(strings: &'a [u8], offsets: &[u64], i: u32) -> &'a [u8] {
-    let start = usize::try_from(offsets[i as usize]).unwrap_or(usize::MAX);
-    let end = offsets
-        .get(i as usize + 1)
-        .map_or(strings.len(), |&o| usize::try_from(o).unwrap_or(usize::MAX))
-        - 1;
-    &strings[start..end]
-}
-
-/// A path cleaned as extraction cleans it (`root::clean` then `root::join`), without an allocation for the
-/// usual path: leading `/` and `./`, trailing `/`, and no `.`, `..` or empty component inside. `None` when it
-/// climbs out of the root.
-fn cleaned(path: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let mut p = path;
-    while let Some(rest) = p.strip_prefix(b"/").or_else(|| p.strip_prefix(b"./")) {
-        p = rest;
-    }
-    while let Some(rest) = p.strip_suffix(b"/") {
-        p = rest;
-    }
-    if p.is_empty() || p.split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b"..")) {
-        return Some(Cow::Borrowed(p));
-    }
-    clean(path).map(|comps| Cow::Owned(join(&comps)))
+fn slot_of(s: &[u8], slots: usize) -> usize {
+    let mut h = rustc_hash::FxHasher::default();
+    std::hash::Hasher::write(&mut h, s);
+    // Fibonacci hashing spreads FxHash's bits over the table (`slots` is a power of two).
+    let x = std::hash::Hasher::finish(&h).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    usize::try_from(x >> (64 - slots.trailing_zeros())).unwrap_or(0)
 }
 
 fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
@@ -160,11 +155,43 @@ fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
 }
 
 impl Builder {
+    /// String `i` of the table being built.
+    fn string(&self, i: u32) -> &[u8] {
+        let t = &self.table;
+        let start = usize::try_from(t.offsets[i as usize]).unwrap_or(0);
+        let end = t
+            .offsets
+            .get(i as usize + 1)
+            .map_or(t.strings.len(), |&e| usize::try_from(e).unwrap_or(0));
+        &t.strings[start..end - 1]
+    }
+
+    /// The slot holding `s`, or the empty slot where it goes.
+    fn find(&self, s: &[u8]) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = slot_of(s, self.slots.len());
+        loop {
+            let i = self.slots[at];
+            if i == EMPTY || self.string(i) == s {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
     fn intern(&mut self, s: &[u8], entry: &[u8]) -> Result<u32> {
-        let h = fx(s);
-        let (strings, offsets) = (&self.table.strings, &self.table.offsets);
-        if let Some(&i) = self.interned.find(h, |&i| string_at(strings, offsets, i) == s) {
-            return Ok(i);
+        if self.table.offsets.len() * 2 >= self.slots.len() {
+            let size = (self.slots.len() * 2).max(1024);
+            self.slots = vec![EMPTY; size];
+            for i in 0..self.table.offsets.len() {
+                let i = u32::try_from(i).unwrap_or(EMPTY);
+                let at = self.find(self.string(i));
+                self.slots[at] = i;
+            }
+        }
+        let at = self.find(s);
+        if self.slots[at] != EMPTY {
+            return Ok(self.slots[at]);
         }
         if s.contains(&0) {
             return Err(CoreError::InvalidArchive {
@@ -181,9 +208,7 @@ impl Builder {
         self.table.offsets.push(self.table.strings.len() as u64);
         self.table.strings.extend_from_slice(s);
         self.table.strings.push(0);
-        let (strings, offsets) = (&self.table.strings, &self.table.offsets);
-        self.interned
-            .insert_unique(h, i, |&j| fx(string_at(strings, offsets, j)));
+        self.slots[at] = i;
         Ok(i)
     }
 
@@ -212,16 +237,16 @@ impl Builder {
     }
 
     fn entry(&mut self, meta: &Meta, data: &mut dyn Read) -> Result<()> {
-        let full = cleaned(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
-        if full.is_empty() {
+        let path = cleaned(&meta.path).ok_or_else(|| self.unsafe_path(&meta.path, "escapes the root (\"..\")"))?;
+        if path.is_empty() {
             if meta.kind == Kind::Dir {
                 return Ok(());
             }
             return Err(self.unsafe_path(&meta.path, "names the root directory itself"));
         }
-        let (parent, name) = match full.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&full[..i], &full[i + 1..]),
-            None => (&full[..0], &full[..]),
+        let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&path[..0], &path[..]),
         };
         let zero = [0u8; 32];
         match whiteout(name).map_err(|reason| self.unsafe_path(&meta.path, reason))? {
@@ -243,7 +268,7 @@ impl Builder {
                 return Ok(());
             }
         }
-        let p = self.intern(&full, &meta.path)?;
+        let p = self.intern(&path, &meta.path)?;
         let (kind, link) = match meta.kind {
             Kind::File => (KIND_FILE, -1),
             Kind::Dir => (KIND_DIR, -1),
@@ -304,6 +329,32 @@ impl Builder {
     }
 }
 
+/// A path as extraction cleans it (`join(clean(p))`), borrowed when it is already clean but for leading `./`
+/// or `/` and trailing `/` (the usual case: no allocation per entry); `None` when it climbs out of the root.
+fn cleaned(p: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut core = p;
+    loop {
+        if let Some(rest) = core.strip_prefix(b"./") {
+            core = rest;
+        } else if let Some(rest) = core.strip_prefix(b"/") {
+            core = rest;
+        } else {
+            break;
+        }
+    }
+    while let Some(rest) = core.strip_suffix(b"/") {
+        core = rest;
+    }
+    if !core.is_empty()
+        && core
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+    {
+        return Some(Cow::Borrowed(core));
+    }
+    clean(p).map(|c| Cow::Owned(join(&c)))
+}
+
 /// A string index as the link column stores it (`intern` keeps every index below 2^31).
 fn link_index(i: u32) -> i32 {
     i32::try_from(i).unwrap_or(i32::MAX)
@@ -322,7 +373,7 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
     let ctx = format!("analyze layer {}", src.display());
     let mut b = Builder {
         table: LayerTable::default(),
-        interned: HashTable::new(),
+        slots: Vec::new(),
         ctx: ctx.clone(),
         buf: vec![0u8; 256 * 1024],
     };
@@ -341,53 +392,27 @@ pub fn layer_table(src: &Path, expected: Option<&Digest>, max_bytes: u64, max_en
             });
         }
     }
+    drop(b.slots);
     let mut table = b.table;
     table.summary = Some(summary);
+    table.trim();
     Ok(table)
 }
 
 /// Tables of many layers, read in parallel (rayon), in input order; each result stands alone.
 pub fn layer_tables(layers: &[(PathBuf, Option<Digest>)], max_bytes: u64, max_entries: u64) -> Vec<Result<LayerTable>> {
-    layers
+    let tables = layers
         .par_iter()
         .map(|(src, expected)| layer_table(src, expected.as_ref(), max_bytes, max_entries))
-        .collect()
+        .collect();
+    // The readers' buffers and the columns' growth are freed by now: give their pages back.
+    super::figures::release_freed_memory();
+    tables
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cleaned_is_clean_then_join() {
-        for p in [
-            "a",
-            "a/b",
-            "/a/b/",
-            "./a",
-            "././a/b",
-            ".",
-            "./",
-            "/",
-            "",
-            "a//b",
-            "a/./b",
-            "a/../b",
-            "../a",
-            "a/..",
-            "a/b/..",
-            ".//a",
-            "a/.",
-            "..",
-            "/..",
-            "a/b/../../..",
-            ".wh.x",
-            "d/.wh..wh..opq",
-        ] {
-            let want = clean(p.as_bytes()).map(|c| join(&c));
-            assert_eq!(cleaned(p.as_bytes()).map(Cow::into_owned), want, "{p:?}");
-        }
-    }
 
     fn tar_of(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -413,6 +438,37 @@ mod tests {
         }
         out.resize(out.len() + 1024, 0);
         out
+    }
+
+    #[test]
+    fn cleaned_is_what_extraction_cleans() {
+        for p in [
+            &b"a/b"[..],
+            b"./a/b",
+            b"/a/b/",
+            b"a//b",
+            b"a/./b",
+            b"a/../b",
+            b"..",
+            b"../x",
+            b"./",
+            b".",
+            b"",
+            b"a/..",
+            b"./././a",
+            b"//a",
+            b"a/b/.",
+            b"a/.b/..c",
+            b"...",
+        ] {
+            let want = clean(p).map(|c| join(&c));
+            assert_eq!(
+                cleaned(p).map(Cow::into_owned),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(p)
+            );
+        }
     }
 
     #[test]
