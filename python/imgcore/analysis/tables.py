@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from imgcore import _fs
 from imgcore._core import Digest, layer_tables
 from imgcore.errors import BlobNotFound
 from imgcore.store import ContentStore
@@ -228,7 +227,8 @@ def _read_cache(path: Path, digest: str) -> LayerTable | None:
 
 def _write_cache(path: Path, table: LayerTable) -> None:
     """Writes the table's ``.npz`` to a temporary file in the cache directory, then renames it into place
-    (readers see the old file or the new one, never a torn one)."""
+    (readers see the old file or the new one, never a torn one). Not fsynced: a cache file a crash leaves
+    short or zeroed fails its zip CRCs or its checks when read, and the table is read again from the blob."""
     cols = table.columns()
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in cols.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,15 +237,12 @@ def _write_cache(path: Path, table: LayerTable) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, format=np.int64(_FORMAT), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
         tmp.chmod(0o644)
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fs.fsync_dir(path.parent)
 
 
 def load_tables(

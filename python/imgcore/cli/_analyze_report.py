@@ -13,6 +13,7 @@ table; ``--json`` is the document ``json.dumps`` would write, streamed: its per-
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import itertools
 import json
@@ -73,8 +74,10 @@ def _go_float(x: float) -> str:
     return r[:-2] if r.endswith(".0") else r
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _si(n: int) -> str:
-    """go-humanize ``Bytes`` (SI units, as dive prints them)."""
+    """go-humanize ``Bytes`` (SI units, as dive prints them); cached, since dive's inefficient-files list
+    repeats a few sizes over hundreds of thousands of rows."""
     if n < 10:
         return f"{n} B"
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
