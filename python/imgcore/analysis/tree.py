@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from imgcore._core import merged_tree as _core_merged_tree
 from imgcore.analysis import CHANGE_NAMES, Analysis
+from imgcore.analysis._rows import texts
 
 __all__ = ["MARKS", "MergedTree", "merged_tree"]
 
@@ -45,9 +46,7 @@ class MergedTree:
 
     def path(self, i: int) -> str:
         """Node ``i``'s path, with a leading ``/``."""
-        start = int(self.offsets[i])
-        stop = int(self.offsets[i + 1]) - 1 if i + 1 < len(self) else len(self.strings) - 1
-        return "/" + self.strings[start:stop].tobytes().decode(errors="surrogateescape")
+        return texts(self.strings, self.offsets, [i])[0]
 
     def name(self, i: int) -> str:
         """Node ``i``'s last component."""

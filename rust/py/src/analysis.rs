@@ -87,11 +87,16 @@ struct Columns<'py> {
     offsets: PyReadonlyArray1<'py, u64>,
 }
 
-fn column<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
+/// Column `key` of a table dict as a borrowed numpy array; errors name the entry point (`who`).
+pub(crate) fn column<'py, T: numpy::Element>(
+    d: &Bound<'py, PyDict>,
+    key: &str,
+    who: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
     d.get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("image_pass: column {key:?} missing")))?
+        .ok_or_else(|| PyValueError::new_err(format!("{who}: column {key:?} missing")))?
         .extract::<PyReadonlyArray1<'py, T>>()
-        .map_err(|e| PyValueError::new_err(format!("image_pass: column {key:?}: {e}")))
+        .map_err(|e| PyValueError::new_err(format!("{who}: column {key:?}: {e}")))
 }
 
 fn not_contiguous(e: numpy::AsSliceError) -> PyErr {
@@ -101,18 +106,18 @@ fn not_contiguous(e: numpy::AsSliceError) -> PyErr {
 impl<'py> Columns<'py> {
     fn of(d: &Bound<'py, PyDict>) -> PyResult<Self> {
         Ok(Columns {
-            path: column(d, "path")?,
-            kind: column(d, "kind")?,
-            size: column(d, "size")?,
-            mode: column(d, "mode")?,
-            uid: column(d, "uid")?,
-            gid: column(d, "gid")?,
-            mtime: column(d, "mtime")?,
-            sha256: column(d, "sha256")?,
-            link: column(d, "link")?,
-            xattr_hash: column(d, "xattr_hash")?,
-            strings: column(d, "strings")?,
-            offsets: column(d, "offsets")?,
+            path: column(d, "path", "image_pass")?,
+            kind: column(d, "kind", "image_pass")?,
+            size: column(d, "size", "image_pass")?,
+            mode: column(d, "mode", "image_pass")?,
+            uid: column(d, "uid", "image_pass")?,
+            gid: column(d, "gid", "image_pass")?,
+            mtime: column(d, "mtime", "image_pass")?,
+            sha256: column(d, "sha256", "image_pass")?,
+            link: column(d, "link", "image_pass")?,
+            xattr_hash: column(d, "xattr_hash", "image_pass")?,
+            strings: column(d, "strings", "image_pass")?,
+            offsets: column(d, "offsets", "image_pass")?,
         })
     }
 
@@ -183,7 +188,7 @@ pub fn file_list_json(
     stop: usize,
 ) -> PyResult<String> {
     let cols = Columns::of(&table)?;
-    let xattrs: PyReadonlyArray1<'_, u8> = column(&table, "xattrs")?;
+    let xattrs: PyReadonlyArray1<'_, u8> = column(&table, "xattrs", "image_pass")?;
     let t = cols.table_unchecked()?;
     let (xattrs, changes, shadowed_by) = (
         xattrs.as_slice().map_err(not_contiguous)?,

@@ -7,17 +7,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::analysis::column;
 use crate::errors::detached;
 
 fn bad(what: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("merged_tree: {what}"))
-}
-
-fn array<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
-    d.get_item(key)?
-        .ok_or_else(|| bad(format!("column {key:?} missing")))?
-        .extract::<PyReadonlyArray1<'py, T>>()
-        .map_err(|e| bad(format!("column {key:?}: {e}")))
 }
 
 /// One layer's borrowed inputs, kept alive (and read-only) while the tree is built.
@@ -76,11 +70,11 @@ pub fn merged_tree<'py>(
     let mut inputs = Vec::with_capacity(tables.len());
     for ((d, sh), ch) in tables.iter().zip(shadowed).zip(changes) {
         inputs.push(Inputs {
-            path: array(d, "path")?,
-            kind: array(d, "kind")?,
-            size: array(d, "size")?,
-            strings: array(d, "strings")?,
-            offsets: array(d, "offsets")?,
+            path: column(d, "path", "merged_tree")?,
+            kind: column(d, "kind", "merged_tree")?,
+            size: column(d, "size", "merged_tree")?,
+            strings: column(d, "strings", "merged_tree")?,
+            offsets: column(d, "offsets", "merged_tree")?,
             shadowed: sh,
             change: ch,
         });

@@ -19,7 +19,7 @@
 use rayon::slice::ParallelSliceMut;
 use rustc_hash::FxHashMap;
 
-use super::table::{KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_OPAQUE, KIND_SYMLINK, KIND_WHITEOUT};
+use super::table::{string_at, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_OPAQUE, KIND_SYMLINK, KIND_WHITEOUT};
 
 /// Change: the path did not exist below.
 pub const ADDED: u8 = 1;
@@ -83,12 +83,7 @@ impl<'a> TableRef<'a> {
 
     /// String `i` of the table (empty for an index outside it).
     pub fn string(&self, i: usize) -> &'a [u8] {
-        let Some(&start) = self.offsets.get(i) else {
-            return &[];
-        };
-        let end = self.offsets.get(i + 1).map_or(self.strings.len() as u64, |&o| o);
-        let (a, b) = (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(0));
-        self.strings.get(a..b.saturating_sub(1)).unwrap_or_default()
+        string_at(self.strings, self.offsets, i)
     }
 
     fn name(&self, r: usize) -> &'a [u8] {

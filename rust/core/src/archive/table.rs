@@ -154,16 +154,21 @@ fn xattr_columns(xattrs: &[(Vec<u8>, Vec<u8>)]) -> (u8, u64) {
     (bits, u64::from_le_bytes(first))
 }
 
+/// String `i` of a string table as the reader writes it (each string followed by one NUL, `offsets` where
+/// each starts); empty for an index or offsets outside it (bad input never panics).
+pub fn string_at<'a>(strings: &'a [u8], offsets: &[u64], i: usize) -> &'a [u8] {
+    let Some(&start) = offsets.get(i) else {
+        return &[];
+    };
+    let end = offsets.get(i + 1).map_or(strings.len() as u64, |&o| o);
+    let (a, b) = (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(0));
+    strings.get(a..b.saturating_sub(1)).unwrap_or_default()
+}
+
 impl Builder {
     /// String `i` of the table being built.
     fn string(&self, i: u32) -> &[u8] {
-        let t = &self.table;
-        let start = usize::try_from(t.offsets[i as usize]).unwrap_or(0);
-        let end = t
-            .offsets
-            .get(i as usize + 1)
-            .map_or(t.strings.len(), |&e| usize::try_from(e).unwrap_or(0));
-        &t.strings[start..end - 1]
+        string_at(&self.table.strings, &self.table.offsets, i as usize)
     }
 
     /// The slot holding `s`, or the empty slot where it goes.

@@ -16,7 +16,7 @@
 use rustc_hash::FxHashMap;
 
 use super::figures::VISIBLE;
-use super::table::{KIND_DIR, KIND_FILE, KIND_OPAQUE, KIND_WHITEOUT};
+use super::table::{string_at, KIND_DIR, KIND_FILE, KIND_OPAQUE, KIND_WHITEOUT};
 
 /// Mark: a row of a lower layer (nothing this layer did).
 pub const MARK_NONE: u8 = 0;
@@ -44,15 +44,7 @@ pub struct LayerRows<'a> {
 impl<'a> LayerRows<'a> {
     /// Row `r`'s path (empty when the string table does not hold it: bad input never panics).
     fn name(&self, r: usize) -> &'a [u8] {
-        let i = self.path[r] as usize;
-        let at = |k: usize| self.offsets.get(k).and_then(|&o| usize::try_from(o).ok());
-        let start = at(i).unwrap_or(usize::MAX);
-        // A string ends before the NUL that precedes the next one (the last, before the final NUL).
-        let end = at(i + 1)
-            .unwrap_or(self.strings.len())
-            .saturating_sub(1)
-            .min(self.strings.len());
-        self.strings.get(start..end.max(start)).unwrap_or_default()
+        string_at(self.strings, self.offsets, self.path[r] as usize)
     }
 }
 
@@ -215,7 +207,8 @@ mod tests {
             strings: &s1,
             offsets: &o1,
         };
-        let t = merged_tree(&[l0, l1], 1, 0);
+        let layers = [l0, l1];
+        let t = merged_tree(&layers, 1, 0);
         let paths: Vec<&[u8]> = t.strings.split(|&b| b == 0).take(t.kind.len()).collect();
         assert_eq!(paths, vec![&b"a"[..], b"a/f", b"a.b", b"d", b"d/x", b"n", b"n/m"]);
         assert_eq!(t.strings, b"a\0a/f\0a.b\0d\0d/x\0n\0n/m\0");
@@ -225,16 +218,7 @@ mod tests {
         assert_eq!(t.layer, vec![0, 0, 0, 0, 1, -1, 1]);
         assert_eq!(t.mark, vec![0, 0, 0, 0, MODIFIED, 0, ADDED]);
         // As of layer 0, d/x is there and is waste; a filter on waste keeps it and its parent only.
-        let l0b = LayerRows {
-            path: &[0, 1, 2, 3, 4],
-            kind: &[KIND_DIR, KIND_FILE, KIND_FILE, KIND_DIR, KIND_FILE],
-            size: &[0, 10, 5, 0, 3],
-            shadowed: &[VISIBLE, VISIBLE, VISIBLE, VISIBLE, 1],
-            change: &[ADDED; 5],
-            strings: &s0,
-            offsets: &o0,
-        };
-        let t = merged_tree(&[l0b], 0, 1 << MARK_WASTE);
+        let t = merged_tree(&layers[..1], 0, 1 << MARK_WASTE);
         assert_eq!(t.kind.len(), 2);
         assert_eq!((t.layer[0], t.mark[1], t.total[0]), (-1, MARK_WASTE, 3));
     }
